@@ -1,0 +1,3 @@
+from ramp_fleet.cli import main
+
+main()

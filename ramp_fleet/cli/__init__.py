@@ -1,0 +1,86 @@
+"""The ``ramp-fleet`` command line.
+
+Subcommands live in one module per area and are imported only when run, so
+``ramp-fleet --help`` stays instant (no boto3, dask or pandas at start-up).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from ramp_fleet import __version__
+from ramp_fleet.errors import RampFleetError
+
+#: name -> ("module:attribute", one-line help shown by --help without importing)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("ramp_fleet.cli.runtime:validate", "Check an event config and print it resolved."),
+    "submit": ("ramp_fleet.cli.runtime:submit", "Add a submission folder to an event."),
+    "dispatch": ("ramp_fleet.cli.runtime:dispatch", "Train and score every new submission."),
+    "status": ("ramp_fleet.cli.runtime:status", "Show the state of every submission."),
+    "leaderboard": ("ramp_fleet.cli.runtime:leaderboard", "Rank the scored submissions."),
+    "env": ("ramp_fleet.cli.env:env", "Create or update the event's conda environment."),
+    "ami": ("ramp_fleet.cli.aws:ami", "Show which AMI the AWS worker would boot."),
+    "reap": ("ramp_fleet.cli.aws:reap", "Terminate instances this event left behind."),
+    "dask": ("ramp_fleet.cli.dask:dask", "Dask helpers (a local cluster for one big machine)."),
+    "image": ("ramp_fleet.cli.image:image", "Render the AMI build's component document."),
+    "build-ami": ("ramp_fleet.cli.image:build_ami", "Run the event's image pipeline."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if ctx.resilient_parsing or _listing_help(ctx):
+            return click.Command(cmd_name, help=COMMANDS[cmd_name][1])
+        module_name, _, attribute = COMMANDS[cmd_name][0].partition(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+def _listing_help(ctx: click.Context) -> bool:
+    # `ramp-fleet --help` only needs each command's one-line summary.
+    return ctx.invoked_subcommand is None and any(a in ("--help", "-h") for a in sys.argv[1:2])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ramp-fleet")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Worker fleets for RAMP data-challenge events.
+
+    Every command takes the event's config.yml; see the README for its keys.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: a user mistake is one line on stderr, never a traceback."""
+    try:
+        code = cli.main(args=argv, prog_name="ramp-fleet", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except RampFleetError as exc:
+        for line in str(exc).splitlines() or [exc.__class__.__name__]:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def report_warnings(warnings: tuple[str, ...] | list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)

@@ -1,0 +1,111 @@
+"""Checks that span several keys or look at the machine (files, modules).
+
+Each returns messages of the form ``"<key>: <what is wrong>"``; the loader
+prefixes the file name. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import stat
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ramp_fleet.config.event import EventConfig
+from ramp_fleet.config.sections import (
+    BUILTIN_WORKER_TYPES,
+    AWSWorkerSection,
+    DaskWorkerSection,
+)
+
+ENTRY_POINT_GROUP = "ramp_fleet.workers"
+
+
+def registered_worker_names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def custom_worker_problem(worker_type: str) -> str | None:
+    """Why ``worker_type`` names no usable worker class, or None if it does."""
+    if worker_type in registered_worker_names():
+        return None
+    if ":" not in worker_type:
+        valid = ", ".join([*BUILTIN_WORKER_TYPES, *registered_worker_names()])
+        valid = ", ".join(dict.fromkeys(valid.split(", ")))
+        return f"must be one of {valid}, or package.module:ClassName"
+    module_name, _, class_name = worker_type.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's to fix
+        return f"cannot import module '{module_name}' ({exc.__class__.__name__}: {exc})"
+    if not isinstance(getattr(module, class_name, None), type):
+        return f"module '{module_name}' has no class '{class_name}'"
+    return None
+
+
+def check_event(event: EventConfig) -> list[str]:
+    worker = event.worker
+    problems: list[str] = []
+    if isinstance(worker, AWSWorkerSection):
+        problems.extend(_check_aws(worker))
+    if isinstance(worker, DaskWorkerSection):
+        problems.extend(_check_dask(worker))
+    return problems
+
+
+def _check_aws(worker: AWSWorkerSection) -> Iterator[str]:
+    if worker.ami_image_id is None and worker.ami_image_name is None:
+        yield "worker.ami_image_name: is required (or pin an image with worker.ami_image_id)"
+    if (worker.access_key_id is None) != (worker.secret_access_key is None):
+        yield "worker.secret_access_key: access_key_id and secret_access_key go together"
+    if worker.access_key_id is not None and worker.profile_name is not None:
+        yield "worker.profile_name: give a profile or access keys, not both"
+    if worker.key_path is not None:
+        yield from _private_file("worker.key_path", worker.key_path)
+    if worker.ssh_config_file is not None and not worker.ssh_config_file.is_file():
+        yield f"worker.ssh_config_file: no such file, got '{worker.ssh_config_file}'"
+
+
+def _private_file(key: str, path: Path) -> Iterator[str]:
+    if not path.is_file():
+        yield f"{key}: no such file, got '{path}'"
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        yield (f"{key}: must be readable by its owner only (chmod 600), "
+               f"got mode {mode:04o} for '{path}'")
+
+
+def _check_dask(worker: DaskWorkerSection) -> Iterator[str]:
+    address = worker.dask_scheduler
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in {"tcp", "tls"} or not parts.hostname or port == -1:
+        yield (f"worker.dask_scheduler: must be an address such as tls://scheduler:8786 "
+               f"or tcp://127.0.0.1:8786, got {address!r}")
+        return
+    if parts.scheme == "tls" and worker.dask_tls is None:
+        yield "worker.dask_tls: is required for a tls:// scheduler (ca_file, cert, key)"
+    if parts.scheme == "tcp" and not _is_loopback(parts.hostname) and not worker.allow_insecure_dask:
+        yield (f"worker.dask_scheduler: {address!r} is not on this machine and is not "
+               "encrypted; use tls:// with worker.dask_tls, or set allow_insecure_dask: true")
+    if worker.dask_tls is not None:
+        for name in ("ca_file", "cert", "key"):
+            path = getattr(worker.dask_tls, name)
+            if not path.is_file():
+                yield f"worker.dask_tls.{name}: no such file, got '{path}'"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,89 @@
+"""Field types shared by the config sections, with the wording of their errors.
+
+Each validator raises ``ValueError`` with the phrase a person should read
+("must be a positive number of seconds"); the loader adds the file, the key
+and what was found.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+#: Keys whose values are never echoed: not in errors, logs nor `validate`.
+SECRET_KEYS = frozenset(
+    {"access_key_id", "secret_access_key", "aws_session_token", "osf_password", "password"}
+)
+MASK = "****"
+
+
+def _positive_seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a positive number of seconds")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a positive number of seconds") from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return seconds
+
+
+def _whole_number(value: Any) -> int:
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    try:
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a whole number") from None
+
+
+def _positive_int(value: Any) -> int:
+    number = _whole_number(value)
+    if number < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError("must be a path")
+    return Path(value).expanduser()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be a string")
+    text = str(value)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _cidr(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        raise ValueError("must be a CIDR block such as 203.0.113.0/24") from None
+
+
+Seconds = Annotated[float, BeforeValidator(_positive_seconds)]
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+PathField = Annotated[Path, BeforeValidator(_path)]
+Text = Annotated[str, BeforeValidator(_text)]
+Cidr = Annotated[str, BeforeValidator(_cidr)]

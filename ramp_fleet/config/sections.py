@@ -1,0 +1,220 @@
+"""The sections of an event config, as typed models with their defaults.
+
+The layout is RAMP's (``ramp``, ``worker``, ``dispatcher``) plus two optional
+sections of our own (``infra``, ``store``). Defaults live here and nowhere
+else. Paths are still as written; :mod:`ramp_fleet.config.loader` resolves
+them against the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ramp_fleet.config.fields import (
+    Cidr,
+    Flag,
+    PathField,
+    PositiveInt,
+    Seconds,
+    Text,
+    WholeNumber,
+)
+
+BUILTIN_WORKER_TYPES = ("conda", "aws", "dask")
+HUNGER_POLICIES = (None, "sleep", "exit")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RampSection(Section):
+    problem_name: Text
+    event_name: Text
+    event_title: Text | None = None
+    event_is_public: Flag = False
+    #: Root of the ramp-board deployment layout; the config's folder if unset.
+    deployment_dir: PathField | None = None
+    ramp_kit_dir: PathField | None = None
+    ramp_data_dir: PathField | None = None
+    ramp_submissions_dir: PathField | None = None
+    ramp_predictions_dir: PathField | None = None
+    ramp_logs_dir: PathField | None = None
+    ramp_sandbox_name: Text = "starting_kit"
+    #: Train the sandbox submission (``starting_kit``) like any other.
+    sandbox_as_submission: Flag = False
+
+
+class DispatcherSection(Section):
+    hunger_policy: Literal["sleep", "exit"] | None = None
+    #: Worker slots; a negative number means ``cpu_count + 1 + n`` as in RAMP.
+    n_workers: WholeNumber = 1
+    #: Threads given to each run through OMP/MKL/OPENBLAS/NUMEXPR variables.
+    n_threads: PositiveInt | None = None
+    #: How often remote runs are polled; local runs are collected at once.
+    time_between_collection: Seconds = 1.0
+    #: How often ``hunger_policy: sleep`` looks for new submissions.
+    sleep_interval: Seconds = 5.0
+    max_attempts: PositiveInt = 3
+    retry_backoff: Seconds = 5.0
+    retry_backoff_max: Seconds = 300.0
+
+
+class WorkerSection(Section):
+    """Keys every worker has; the directories default to the deployment layout."""
+
+    worker_type: Text
+    kit_dir: PathField | None = None
+    data_dir: PathField | None = None
+    submissions_dir: PathField | None = None
+    logs_dir: PathField | None = None
+    predictions_dir: PathField | None = None
+    timeout: Seconds = 7200.0
+
+
+class CondaWorkerSection(WorkerSection):
+    worker_type: Literal["conda"] = "conda"
+    conda_env: Text | None = None
+
+
+class AWSWorkerSection(WorkerSection):
+    worker_type: Literal["aws"] = "aws"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    profile_name: Text | None = None
+    region_name: Text | None = None
+    ami_image_name: Text | None = None
+    ami_image_id: Text | None = None
+    ami_owners: list[Text] = Field(default_factory=lambda: ["self"])
+    ami_user_name: Text = "ubuntu"
+    instance_type: Text = "t3.medium"
+    use_spot_instance: Flag = False
+    key_name: Text | None = None
+    security_group: Text | None = None
+    subnet_id: Text | None = None
+    key_path: PathField | None = None
+    ssh_config_file: PathField | None = None
+    remote_ramp_kit_folder: Text = "~/ramp-kit"
+    remote_activate: Text = ". ~/.profile"
+    memory_profiling: Flag = False
+    reuse_instances: Flag = False
+    instance_idle_timeout: Seconds = 300.0
+    ami_refresh_interval: Seconds = 300.0
+    ssh_connect_timeout: Seconds = 300.0
+
+
+class DaskTLS(Section):
+    ca_file: PathField
+    cert: PathField
+    key: PathField
+
+
+class DaskWorkerSection(WorkerSection):
+    worker_type: Literal["dask"] = "dask"
+    conda_env: Text | None = None
+    dask_scheduler: Text
+    dask_tls: DaskTLS | None = None
+    allow_insecure_dask: Flag = False
+
+
+class CustomWorkerSection(WorkerSection):
+    """``package.module:Class`` or an entry-point name: extra keys pass through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class DataSource(Section):
+    kind: Literal["osf", "s3", "none"] = "none"
+    #: OSF project id, or the s3:// URL to sync from.
+    location: Text | None = None
+
+
+class DaskClusterSection(Section):
+    n_workers: PositiveInt = 2
+    instance_type: Text = "t3.large"
+    scheduler_instance_type: Text = "t3.medium"
+    threads_per_worker: PositiveInt = 1
+    scheduler_port: PositiveInt = 8786
+    dashboard_port: PositiveInt = 8787
+
+
+class InfraSection(Section):
+    region: Text | None = None
+    #: Who may reach SSH and the Dask scheduler. Empty: nobody from outside.
+    allowed_cidrs: list[Cidr] = Field(default_factory=list)
+    parent_image: Text | None = None
+    build_instance_types: list[Text] = Field(default_factory=lambda: ["t3.large"])
+    volume_size: PositiveInt = 30
+    kit_repository: Text | None = None
+    data_source: DataSource = Field(default_factory=DataSource)
+    gpu: Flag = False
+    public_key_path: PathField | None = None
+    subnet_id: Text | None = None
+    vpc_id: Text | None = None
+    log_bucket: Text | None = None
+    dask_cluster: DaskClusterSection | None = None
+    tags: dict[str, Text] = Field(default_factory=dict)
+
+
+class StoreSection(Section):
+    path: PathField | None = None
+
+
+WORKER_SECTIONS: dict[str, type[WorkerSection]] = {
+    "conda": CondaWorkerSection,
+    "aws": AWSWorkerSection,
+    "dask": DaskWorkerSection,
+}
+
+#: The top-level sections, and the RAMP sections a ramp-board config may carry.
+SECTIONS: dict[str, type[Section] | None] = {
+    "ramp": RampSection,
+    "worker": None,  # chosen by worker_type
+    "dispatcher": DispatcherSection,
+    "infra": InfraSection,
+    "store": StoreSection,
+}
+IGNORED_SECTIONS = frozenset({"sqlalchemy"})
+
+
+def known_keys(section: str, worker_type: str | None = None) -> list[str]:
+    """The keys a section accepts, for "did you mean" and flat configs."""
+    if section == "worker":
+        model: type[Section] = WORKER_SECTIONS.get(worker_type or "", WorkerSection)
+        return list(model.model_fields)
+    model_or_none = SECTIONS[section]
+    return list(model_or_none.model_fields) if model_or_none else []
+
+
+def flat_key_sections() -> dict[str, str]:
+    """Which section owns each key, for regrouping a config written flat."""
+    owner: dict[str, str] = {}
+    for section in ("ramp", "dispatcher"):
+        owner.update(dict.fromkeys(known_keys(section), section))
+    for worker_type in BUILTIN_WORKER_TYPES:
+        owner.update(dict.fromkeys(known_keys("worker", worker_type), "worker"))
+    return owner
+
+
+def worker_path_keys() -> tuple[str, ...]:
+    return ("kit_dir", "data_dir", "submissions_dir", "logs_dir", "predictions_dir")
+
+
+__all__ = [
+    "BUILTIN_WORKER_TYPES",
+    "HUNGER_POLICIES",
+    "WORKER_SECTIONS",
+    "AWSWorkerSection",
+    "CondaWorkerSection",
+    "CustomWorkerSection",
+    "DaskWorkerSection",
+    "DispatcherSection",
+    "InfraSection",
+    "Path",
+    "RampSection",
+    "StoreSection",
+    "WorkerSection",
+]

@@ -33,10 +33,28 @@ class BaseWorker:
     def __init__(self, config: Mapping[str, Any], submission: str):
         self.config = dict(config)
         self.submission = submission
+        #: What ``open_shared`` returned, set by the dispatcher before ``setup``.
+        self.shared: Any = None
         self._status = WorkerStatus.INITIALIZED
         #: Set by workers that measure it; stored with the submission.
         self.peak_memory_mb: float | None = None
         self._launched_at: float | None = None
+
+    # -- resources shared by every slot of one dispatcher ----------------------
+
+    @classmethod
+    def open_shared(cls, config: Mapping[str, Any], event: Any) -> Any:
+        """Open what all runs of one dispatcher share (a Dask client, an instance pool).
+
+        Called once when the dispatcher starts, before any worker exists; the
+        place to reconcile what a previous, dead dispatcher left behind.
+        ``event`` is the :class:`~ramp_fleet.config.EventConfig`.
+        """
+        return None
+
+    @classmethod
+    def close_shared(cls, shared: Any) -> None:
+        """Release what ``open_shared`` opened; runs in a ``finally``."""
 
     # -- status ---------------------------------------------------------------
 

@@ -60,7 +60,7 @@ def cli(verbose: int) -> None:
     Every command takes the event's config.yml; see the README for its keys.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ from ramp_fleet.config.event import EventConfig
 from ramp_fleet.config.fields import MASK, SECRET_KEYS
 from ramp_fleet.config.sections import (
     BUILTIN_WORKER_TYPES,
+    HUNGER_POLICIES,
     IGNORED_SECTIONS,
     SECTIONS,
     WORKER_SECTIONS,
@@ -267,6 +268,8 @@ class _Builder:
             self.problem(key, "is required", show_value=False)
         elif kind == "literal_error":
             expected = error.get("ctx", {}).get("expected", "")
+            if key == "dispatcher.hunger_policy":
+                expected = ", ".join("null" if p is None else p for p in HUNGER_POLICIES)
             self.problem(key, f"must be one of {expected}", value)
         elif kind == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")

@@ -1,0 +1,161 @@
+"""``validate``, ``submit``, ``dispatch``, ``status``, ``leaderboard``."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from ramp_fleet.cli import report_warnings
+from ramp_fleet.config import EventConfig, load_event_config
+from ramp_fleet.errors import UsageError
+
+config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def load(config: Path) -> EventConfig:
+    event = load_event_config(config)
+    report_warnings(event.warnings)
+    return event
+
+
+@click.command()
+@config_argument
+def validate(config: Path) -> None:
+    """Check CONFIG and print it resolved (secrets masked). Contacts nothing."""
+    event = load(config)
+    click.echo(yaml.safe_dump(event.describe(), sort_keys=False).rstrip())
+
+
+@click.command()
+@config_argument
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Submission name (default: the folder's name).")
+def submit(config: Path, path: Path, name: str | None) -> None:
+    """Copy the submission folder PATH into the event as a new submission."""
+    from ramp_fleet.store import Store
+    from ramp_fleet.store.submissions import submit as add_submission
+
+    event = load(config)
+    if not path.exists():
+        raise UsageError(f"{path}: no such folder")
+    store = Store(event.store_path)
+    try:
+        added = add_submission(event, store, path, name)
+    finally:
+        store.close()
+    click.echo(f"submitted {added!r} to event {event.event_name!r}")
+
+
+@contextmanager
+def _stop_on_signals(request_stop: Any) -> Iterator[None]:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: request_stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@click.command()
+@config_argument
+def dispatch(config: Path) -> None:
+    """Train and score every new submission of the event.
+
+    Ctrl-C once: launch nothing new and finish the running submissions;
+    twice: stop them now (they will run again next time).
+    """
+    from ramp_fleet.dispatcher import Dispatcher
+    from ramp_fleet.progress import make_reporter
+
+    event = load(config)
+    reporter = make_reporter()
+    try:
+        dispatcher = Dispatcher(event, reporter)
+        with _stop_on_signals(dispatcher.request_stop):
+            summary = dispatcher.run()
+    finally:
+        reporter.close()
+    click.echo(
+        f"{summary.scored} scored, {summary.training_error} training errors, "
+        f"{summary.checking_error} checking errors, {summary.waiting} waiting"
+    )
+
+
+@click.command()
+@config_argument
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def status(config: Path, as_json: bool) -> None:
+    """Show the state of every submission of the event."""
+    from ramp_fleet.store import Store
+
+    event = load(config)
+    store = Store(event.store_path)
+    try:
+        rows = [s.as_json() for s in store.all()]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = ["name", "state", "attempts", "worker", "finished", "returncode", "score", "error"]
+    _table(columns, [[_cell(row[c], c) for c in columns] for row in rows])
+
+
+@click.command()
+@config_argument
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def leaderboard(config: Path, as_json: bool) -> None:
+    """Rank the scored submissions by the problem's official score (bagged, test)."""
+    from ramp_fleet.leaderboard import build_leaderboard
+
+    event = load(config)
+    board = build_leaderboard(event)
+    if as_json:
+        click.echo(json.dumps(board.as_json(), indent=2))
+        return
+    columns = ["rank", "name", *board.score_names]
+    rows = [[str(entry.rank), entry.name, *(_number(entry.scores.get(s)) for s in board.score_names)]
+            for entry in board.entries]
+    direction = "lower is better" if board.lower_is_better else "higher is better"
+    click.echo(f"{event.event_name}: ranked by {board.official} on the test set ({direction})")
+    _table(columns, rows)
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return ""
+    if column == "error":
+        lines = str(value).strip().splitlines()
+        return (lines[-1] if lines else "")[:70]
+    if column in ("submitted", "started", "finished"):
+        return str(value).replace("T", " ").removesuffix("+00:00")
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    # Off a terminal (a pipe, a log), never fold a row across lines.
+    (console if console.is_terminal else Console(width=1000)).print(table)

@@ -1,0 +1,304 @@
+"""Train and score every new submission of an event on ``n_workers`` slots.
+
+Each slot is a thread that claims the oldest ready submission, drives one
+worker through its lifecycle and records every state change in the store.
+Slots never wait for each other: a slow setup (an EC2 boot) holds only its
+own slot. The main thread finds new submissions, applies the hunger policy
+and handles signals — first SIGINT/SIGTERM: launch nothing more and finish
+what runs; second: stop the runs now (they go back to ``new``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ramp_fleet import process
+from ramp_fleet.config import EventConfig
+from ramp_fleet.errors import RampFleetError
+from ramp_fleet.progress import LogReporter, Reporter
+from ramp_fleet.store import DispatcherLock, State, Store, Submission
+from ramp_fleet.store.submissions import discover
+from ramp_fleet.waiting import backoff_delay
+from ramp_fleet.workers import BaseWorker, worker_class
+from ramp_fleet.workers.status import WorkerStatus
+
+logger = logging.getLogger("ramp_fleet.dispatcher")
+
+#: The longest an idle slot sleeps before looking at the store again.
+IDLE_RECHECK = 1.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    scored: int
+    training_error: int
+    checking_error: int
+    waiting: int
+
+
+class _Interrupted(Exception):
+    """The run was stopped by the dispatcher (second signal), not by its own fault."""
+
+
+class Dispatcher:
+    def __init__(self, event: EventConfig, reporter: Reporter | None = None):
+        self.event = event
+        self.reporter = reporter or LogReporter()
+        self.config = event.worker_mapping()
+        self.worker_cls: type[BaseWorker] = worker_class(event.worker_type)
+        self.shared: Any = None
+        self._stop_launching = threading.Event()
+        self._kill_now = threading.Event()
+        self._done = threading.Event()
+        self._wake = threading.Condition()
+        self._active: dict[str, BaseWorker] = {}
+        self._active_lock = threading.Lock()
+
+    # -- control --------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: finish what runs. Second call: stop the runs now."""
+        if not self._stop_launching.is_set():
+            self._stop_launching.set()
+            self.reporter.message("stopping: no new runs; interrupt again to stop the runs now")
+        else:
+            self._kill_now.set()
+            self.reporter.message("stopping the runs now")
+            with self._active_lock:
+                workers = list(self._active.values())
+            for worker in workers:
+                try:
+                    worker.kill_submission()
+                except Exception:
+                    logger.exception("could not stop %s", worker.submission)
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # -- the main loop ------------------------------------------------------------
+
+    def run(self) -> Summary:
+        with DispatcherLock(self.event.store_path, self.event.event_name):
+            store = Store(self.event.store_path)
+            try:
+                self._recover(store)
+                self.shared = self.worker_cls.open_shared(self.config, self.event)
+                try:
+                    self._serve(store)
+                finally:
+                    self.worker_cls.close_shared(self.shared)
+                return self._summary(store)
+            finally:
+                store.close()
+
+    def _serve(self, store: Store) -> None:
+        slots = [
+            threading.Thread(target=self._slot, args=(store, f"{self.event.worker_type}-{i + 1}"),
+                             name=f"slot-{i + 1}", daemon=True)
+            for i in range(self.event.n_slots)
+        ]
+        for slot in slots:
+            slot.start()
+        try:
+            self._watch(store)
+        finally:
+            self._done.set()
+            self._stop_launching.set()
+            self._notify()
+            for slot in slots:
+                slot.join()
+
+    def _watch(self, store: Store) -> None:
+        """Find new submissions and decide when the dispatcher is done."""
+        policy = self.event.dispatcher.hunger_policy
+        interval = (self.event.dispatcher.sleep_interval if policy == "sleep"
+                    else self.event.dispatcher.time_between_collection)
+        pending = (State.NEW, State.SENT_TO_TRAINING, State.TRAINING, State.TESTED)
+        self.reporter.total(store.count(*State))
+        while True:
+            added = discover(self.event, store)
+            if added:
+                self.reporter.total(store.count(*State))
+                self._notify()
+            busy = store.count(*pending[1:])
+            if self._stop_launching.is_set() and busy == 0:
+                return
+            if policy == "exit" and busy == 0 and store.count(State.NEW) == 0:
+                return
+            with self._wake:
+                self._wake.wait(timeout=interval)
+
+    def _slot(self, store: Store, label: str) -> None:
+        while not self._stop_launching.is_set():
+            submission = store.claim_next(label)
+            if submission is None:
+                self._idle(store)
+                continue
+            try:
+                self._run(store, submission, label)
+            except Exception:  # a bug must not take the slot down silently
+                logger.exception("slot %s failed on %s", label, submission.name)
+            self._notify()
+
+    def _idle(self, store: Store) -> None:
+        ready_at = store.next_ready_at()
+        timeout = IDLE_RECHECK
+        if ready_at is not None and ready_at > time.time():
+            timeout = min(timeout, ready_at - time.time())
+        with self._wake:
+            self._wake.wait(timeout=max(timeout, 0.01))
+
+    # -- one submission ---------------------------------------------------------------
+
+    def _run(self, store: Store, submission: Submission, label: str) -> None:
+        name = submission.name
+        worker = self.worker_cls(self.config, name)
+        worker.shared = self.shared
+        with self._active_lock:
+            self._active[label] = worker
+        self.reporter.started(name, label, submission.attempts)
+        stage = "setup"
+        try:
+            worker.setup()
+            self._check_retry(worker)
+            stage = "launch"
+            worker.launch_submission()
+            self._check_retry(worker)
+            store.mark_training(name, getattr(worker, "process_group", None))
+            stage = "run"
+            status = worker.wait(self.event.dispatcher.time_between_collection, self._kill_now)
+            self._check_retry(worker)
+            if self._kill_now.is_set() and status in (WorkerStatus.RUNNING, WorkerStatus.KILLED):
+                raise _Interrupted
+            timed_out = status == WorkerStatus.TIMEOUT
+            stage = "collect"
+            result = worker.collect_results()
+            self._check_retry(worker)
+            returncode, error = result if result is not None else (0, "")
+            if timed_out and returncode == 0:
+                returncode, error = process.TIMEOUT_RETURNCODE, f"timed out after {worker.timeout:g} s"
+            self._record(store, name, returncode, error, worker.peak_memory_mb)
+        except _Retry as retry:
+            self._retry(store, submission, retry.reason)
+        except _Interrupted:
+            store.requeue(name, 0, "stopped by the dispatcher", count_attempt=False)
+            self.reporter.finished(name, State.NEW, "stopped; will run again next time")
+        except Exception as exc:
+            if worker.status == WorkerStatus.RETRY:
+                self._retry(store, submission, _one_line(exc))
+            else:
+                message = f"{stage} failed: {_one_line(exc)}"
+                logger.debug("%s: %s", name, message, exc_info=True)
+                store.mark_failed(name, State.CHECKING_ERROR, message)
+                self.reporter.finished(name, State.CHECKING_ERROR, message)
+        finally:
+            try:
+                worker.teardown()
+            except Exception:
+                logger.exception("teardown of %s failed", name)
+            with self._active_lock:
+                self._active.pop(label, None)
+
+    @staticmethod
+    def _check_retry(worker: BaseWorker) -> None:
+        if worker.status == WorkerStatus.RETRY:
+            raise _Retry(getattr(worker, "retry_reason", None) or "the worker asked to retry")
+        if worker.status == WorkerStatus.ERROR:
+            raise RampFleetError(getattr(worker, "error_reason", None) or "the worker reported an error")
+
+    def _retry(self, store: Store, submission: Submission, reason: str) -> None:
+        attempts = submission.attempts
+        limit = self.event.dispatcher.max_attempts
+        if attempts >= limit:
+            message = f"gave up after {attempts} attempts: {reason}"
+            store.mark_failed(submission.name, State.CHECKING_ERROR, message)
+            self.reporter.finished(submission.name, State.CHECKING_ERROR, message)
+            return
+        delay = backoff_delay(attempts, self.event.dispatcher.retry_backoff,
+                              self.event.dispatcher.retry_backoff_max)
+        store.requeue(submission.name, time.time() + delay, reason)
+        self.reporter.finished(submission.name, State.NEW, f"retry in {delay:g} s: {reason}")
+
+    def _record(
+        self, store: Store, name: str, returncode: int, error: str, peak_memory_mb: float | None
+    ) -> None:
+        if returncode != 0:
+            store.mark_failed(name, State.TRAINING_ERROR, error or f"exited with {returncode}",
+                              returncode, peak_memory_mb)
+            self.reporter.finished(name, State.TRAINING_ERROR, error)
+            return
+        store.mark_tested(name, returncode, peak_memory_mb)
+        from ramp_fleet.scoring import ScoreError, read_scores
+
+        try:
+            scores = read_scores(Path(self.config["predictions_dir"]) / name)
+        except ScoreError as exc:
+            store.mark_failed(name, State.CHECKING_ERROR, str(exc), returncode, peak_memory_mb)
+            self.reporter.finished(name, State.CHECKING_ERROR, str(exc))
+            return
+        test_scores = scores.bagged.get("test", {})
+        official = next(iter(test_scores.items()), None)
+        store.mark_scored(name, official[1] if official else None,
+                          {"folds": scores.folds, "bagged": scores.bagged})
+        detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
+        self.reporter.finished(name, State.SCORED, detail)
+
+    # -- start and end -------------------------------------------------------------------
+
+    def _recover(self, store: Store) -> None:
+        """Stop the runs a dead dispatcher left and put their submissions back to ``new``."""
+        for stale in (s for s in store.all() if s.state in _ACTIVE_STATES):
+            if stale.pgid is not None and _group_runs(stale.pgid, stale.name):
+                process.kill_group(stale.pgid)
+                logger.info("stopped the orphaned run of %s (process group %d)", stale.name, stale.pgid)
+        recovered = store.recover()
+        if recovered:
+            names = ", ".join(s.name for s in recovered)
+            self.reporter.message(f"recovered {len(recovered)} interrupted run(s): {names}")
+
+    @staticmethod
+    def _summary(store: Store) -> Summary:
+        return Summary(
+            scored=store.count(State.SCORED),
+            training_error=store.count(State.TRAINING_ERROR),
+            checking_error=store.count(State.CHECKING_ERROR),
+            waiting=store.count(State.NEW),
+        )
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+_ACTIVE_STATES = (State.SENT_TO_TRAINING, State.TRAINING, State.TESTED)
+
+
+def _group_runs(pgid: int, submission: str) -> bool:
+    """True when process group ``pgid`` is alive and still runs ``submission``.
+
+    A recorded group id may have been reused by an unrelated program after a
+    reboot; only a group whose leader's command line names the submission is
+    ours to stop.
+    """
+    if not process.group_alive(pgid):
+        return False
+    import psutil
+
+    try:
+        return submission in psutil.Process(pgid).cmdline()
+    except psutil.Error:
+        return False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__

@@ -1,0 +1,81 @@
+"""Finding submissions on disk and adding new ones to an event."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from ramp_fleet.config import EventConfig
+from ramp_fleet.errors import UsageError
+from ramp_fleet.store.names import check_submission_name, name_problem
+from ramp_fleet.store.db import Store
+
+logger = logging.getLogger("ramp_fleet.store")
+
+
+def discover(event: EventConfig, store: Store) -> list[str]:
+    """Add every submission folder not yet in the store; returns the new names.
+
+    A folder with an unusable name is skipped with a warning (once per scan).
+    The sandbox (``starting_kit``) is trained only when the config asks.
+    """
+    submissions_dir = Path(event.worker_mapping()["submissions_dir"])
+    sandbox = event.ramp.ramp_sandbox_name
+    if event.ramp.sandbox_as_submission:
+        _provide_sandbox(event, submissions_dir)
+    known = store.names()
+    added: list[str] = []
+    try:
+        entries = sorted(submissions_dir.iterdir())
+    except FileNotFoundError:
+        return added
+    for entry in entries:
+        name = entry.name
+        if name in known or not entry.is_dir() or entry.is_symlink():
+            continue
+        if name == sandbox and not event.ramp.sandbox_as_submission:
+            continue
+        problem = name_problem(name)
+        if problem:
+            logger.warning("skipping submission folder %r in %s: name %s", name, submissions_dir, problem)
+            continue
+        if store.add(name):
+            added.append(name)
+    return added
+
+
+def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:
+    name = event.ramp.ramp_sandbox_name
+    source = Path(event.worker_mapping()["kit_dir"]) / "submissions" / name
+    if not (submissions_dir / name).exists() and source.is_dir():
+        _copy_in(source, submissions_dir / name)
+
+
+def submit(event: EventConfig, store: Store, source: Path, name: str | None = None) -> str:
+    """Copy a submission folder into the event and record it as ``new``.
+
+    Nothing is written when the name is bad, taken, or the folder is missing.
+    """
+    name = check_submission_name(name if name is not None else source.resolve().name)
+    if not source.is_dir():
+        raise UsageError(f"{source}: not a folder (a submission is a folder of files)")
+    target = Path(event.worker_mapping()["submissions_dir"]) / name
+    if target.exists() or store.get(name) is not None:
+        raise UsageError(f"submission {name!r} exists already in event {event.event_name!r}")
+    _copy_in(source, target)
+    store.add(name)
+    return name
+
+
+def _copy_in(source: Path, target: Path) -> None:
+    """Copy next to the target first, then rename: no half-copied submission is ever seen."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shutil.copytree(source, staging / "copy", symlinks=False,
+                        ignore=shutil.ignore_patterns("training_output", "__pycache__"))
+        (staging / "copy").rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,288 @@
+"""The dispatcher with the conda worker: real ramp-test runs on the iris kit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ramp_fleet.config import load_event_config
+from ramp_fleet.dispatcher import Dispatcher
+from ramp_fleet.errors import UsageError
+from ramp_fleet.progress import Reporter
+from ramp_fleet.store import State, Store
+from ramp_fleet.store.submissions import submit
+from tests.conftest import EventFactory, hanging_estimator, write_submission
+
+
+class Quiet(Reporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def dispatch(config: Path) -> Store:
+    Dispatcher(load_event_config(config), Quiet()).run()
+    return Store(load_event_config(config).store_path)
+
+
+def states(store: Store) -> dict[str, State]:
+    return {s.name: s.state for s in store.all()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_an_event_is_trained_scored_and_cleaned_up(make_event: EventFactory) -> None:
+    config = make_event(("logreg", "knn", "broken"))
+    store = dispatch(config)
+    assert states(store) == {"logreg": State.SCORED, "knn": State.SCORED,
+                             "broken": State.TRAINING_ERROR}
+    root = config.parent
+    broken = store.get("broken")
+    assert broken is not None and broken.returncode == 1
+    assert "Traceback" in (broken.error or "") and "broken on purpose" in (broken.error or "")
+    logreg = store.get("logreg")
+    assert logreg is not None and logreg.score is not None and 0.5 < logreg.score <= 1
+    assert set(logreg.scores["bagged"]) == {"valid", "test"}  # type: ignore[index]
+    predictions = root / "events" / "iris_test" / "predictions"
+    assert (predictions / "logreg" / "bagged_scores.csv").is_file()
+    assert not (predictions / "broken").exists()
+    assert (root / "events" / "iris_test" / "logs" / "broken" / "log").is_file()
+    # the participant's folder is left as it was, and no scratch copy survives
+    assert not (root / "submissions" / "logreg" / "training_output").exists()
+    assert list((root / "events" / "iris_test" / ".scratch").iterdir()) == []
+
+
+def test_a_timeout_kills_the_whole_tree_even_a_child_ignoring_sigterm(
+    make_event: EventFactory, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    config = make_event(worker={"timeout": 4})
+    write_submission(config.parent / "submissions", "hang", hanging_estimator(True, str(pids)))
+    store = dispatch(config)
+    hang = store.get("hang")
+    assert hang is not None and hang.state == State.TRAINING_ERROR
+    assert hang.returncode == 124
+    assert hang.error == "timed out after 4 s"
+    recorded = [int(p) for p in pids.read_text().split()]
+    assert len(recorded) == 2
+    assert not any(alive(pid) for pid in recorded)
+    log = (config.parent / "events" / "iris_test" / "logs" / "hang" / "log").read_text()
+    assert "timed out after 4 s" in log
+
+
+def test_an_unknown_conda_env_is_a_checking_error_not_a_crash(make_event: EventFactory) -> None:
+    config = make_event(("logreg",), worker={"conda_env": str(Path("/nonexistent/env"))})
+    store = dispatch(config)
+    logreg = store.get("logreg")
+    assert logreg is not None and logreg.state == State.CHECKING_ERROR
+    assert "no environment at /nonexistent/env" in (logreg.error or "")
+
+
+def test_threads_and_priority_apply_to_the_child_only(make_event: EventFactory, tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    config = make_event(dispatcher={"n_threads": 3})
+    write_submission(config.parent / "submissions", "probe", f'''
+        import os, pathlib
+        from sklearn.linear_model import LogisticRegression
+        pathlib.Path({str(seen)!r}).write_text(
+            os.environ.get("OMP_NUM_THREADS", "-") + " " + os.environ.get("MKL_NUM_THREADS", "-")
+            + " " + str(os.nice(0)))
+        def get_estimator():
+            return LogisticRegression(max_iter=500)
+    ''')
+    before = os.environ.get("OMP_NUM_THREADS")
+    assert states(dispatch(config)) == {"probe": State.SCORED}
+    omp, mkl, niceness = seen.read_text().split()
+    assert (omp, mkl) == ("3", "3")
+    assert int(niceness) >= 5
+    assert os.environ.get("OMP_NUM_THREADS") == before
+
+
+def test_a_worker_written_as_the_guide_shows_runs_under_the_dispatcher(
+    make_event: EventFactory,
+) -> None:
+    config = make_event(("logreg", "broken"), worker={"worker_type": "tests.guide_worker:GuideWorker"})
+    store = dispatch(config)
+    assert states(store) == {"logreg": State.SCORED, "broken": State.TRAINING_ERROR}
+
+
+FLAKY_WORKER = '''
+from pathlib import Path
+from ramp_fleet.workers import BaseWorker
+
+class FlakyWorker(BaseWorker):
+    """Asks for a retry on its first {fail} attempts (a lost spot instance), then succeeds."""
+    def launch_submission(self):
+        counter = Path(self.config["logs_dir"]) / (self.submission + ".attempts")
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        attempt = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(attempt))
+        super().launch_submission()
+        if attempt <= {fail}:
+            self.status = "retry"
+    def _is_submission_finished(self):
+        return True
+    def collect_results(self):
+        super().collect_results()
+        return (0, "")
+'''
+
+
+@pytest.mark.parametrize(("fail", "max_attempts", "expected"), [
+    (2, 3, State.CHECKING_ERROR),  # succeeds on attempt 3, but scores are missing: RAMP's side
+    (5, 3, State.CHECKING_ERROR),
+])
+def test_retries_are_limited_and_backed_off(
+    make_event: EventFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fail: int, max_attempts: int, expected: State,
+) -> None:
+    module = tmp_path / "flaky_worker.py"
+    module.write_text(FLAKY_WORKER.format(fail=fail))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = make_event(("logreg",), worker={"worker_type": "flaky_worker:FlakyWorker"},
+                        dispatcher={"max_attempts": max_attempts, "retry_backoff": 0.2})
+    store = dispatch(config)
+    logreg = store.get("logreg")
+    assert logreg is not None and logreg.state == expected
+    history = [state for state, _ in store.history("logreg")]
+    attempts = min(fail + 1, max_attempts)
+    assert history.count("sent_to_training") == attempts
+    assert logreg.attempts == attempts
+    if fail >= max_attempts:
+        assert logreg.error == f"gave up after {max_attempts} attempts: the worker asked to retry"
+    else:
+        assert "has no scores" in (logreg.error or "")
+
+
+def run_in_thread(dispatcher: Dispatcher) -> threading.Thread:
+    thread = threading.Thread(target=dispatcher.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("policy", [None, "sleep"])
+def test_waiting_policies_pick_up_late_submissions(
+    make_event: EventFactory, tmp_path: Path, policy: str | None
+) -> None:
+    config = make_event(dispatcher={"hunger_policy": policy, "sleep_interval": 0.5})
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, Quiet())
+    thread = run_in_thread(dispatcher)
+    time.sleep(1.0)
+    assert thread.is_alive()  # nothing to do, and it keeps waiting
+    late = Store(event.store_path)
+    submit(event, late, write_submission(tmp_path / "incoming", "late"))
+    wait_for(lambda: states(late).get("late") == State.SCORED)
+    dispatcher.request_stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_two_dispatchers_cannot_serve_one_event(make_event: EventFactory) -> None:
+    config = make_event(dispatcher={"hunger_policy": None})
+    event = load_event_config(config)
+    first = Dispatcher(event, Quiet())
+    thread = run_in_thread(first)
+    wait_for(lambda: event.store_path.exists())
+    time.sleep(0.3)
+    with pytest.raises(UsageError, match="already served by a dispatcher"):
+        Dispatcher(event, Quiet()).run()
+    first.request_stop()
+    thread.join(timeout=30)
+
+
+def start_cli_dispatcher(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ramp_fleet", "dispatch", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+SLOW_ESTIMATOR = '''
+    import time
+    from sklearn.linear_model import LogisticRegression
+
+    class Slow(LogisticRegression):
+        def fit(self, X, y):
+            time.sleep(1.5)
+            return super().fit(X, y)
+
+    def get_estimator():
+        return Slow(max_iter=500)
+'''
+
+
+def ramp_tests_running(root: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(root) in part for part in cmdline) and any("ramp-test" in p for p in cmdline):
+            found.append(proc)
+    return found
+
+
+def test_a_killed_dispatcher_restarts_into_a_consistent_state(make_event: EventFactory) -> None:
+    config = make_event(dispatcher={"n_workers": 2})
+    for name in ("s1", "s2", "s3", "s4"):
+        write_submission(config.parent / "submissions", name, SLOW_ESTIMATOR)
+    event = load_event_config(config)
+    first = start_cli_dispatcher(config)
+    wait_for(lambda: event.store_path.exists() and Store(event.store_path).count(State.TRAINING) == 2)
+    orphans = ramp_tests_running(config.parent)
+    assert orphans, "the runs should be going"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    store = dispatch(config)
+    assert states(store) == dict.fromkeys(("s1", "s2", "s3", "s4"), State.SCORED)
+    for name in ("s1", "s2", "s3", "s4"):
+        assert [s for s, _ in store.history(name)].count("scored") == 1
+    assert not any(alive(p.pid) for p in orphans)
+    assert ramp_tests_running(config.parent) == []
+
+
+def test_first_interrupt_finishes_the_runs_second_stops_them(make_event: EventFactory) -> None:
+    config = make_event(dispatcher={"n_workers": 1})
+    for name in ("a1", "a2", "a3"):
+        write_submission(config.parent / "submissions", name, SLOW_ESTIMATOR)
+    event = load_event_config(config)
+
+    graceful = start_cli_dispatcher(config)
+    wait_for(lambda: event.store_path.exists() and Store(event.store_path).count(State.TRAINING) == 1)
+    graceful.send_signal(signal.SIGINT)
+    out, _ = graceful.communicate(timeout=60)
+    assert graceful.returncode == 0, out
+    counts = states(Store(event.store_path))
+    assert sorted(counts.values()) == [State.NEW, State.NEW, State.SCORED]
+
+    hard = start_cli_dispatcher(config)
+    wait_for(lambda: Store(event.store_path).count(State.TRAINING) == 1)
+    hard.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    hard.send_signal(signal.SIGINT)
+    out, _ = hard.communicate(timeout=30)
+    assert hard.returncode == 0, out
+    counts = states(Store(event.store_path))
+    assert sorted(counts.values()) == [State.NEW, State.NEW, State.SCORED]
+    assert all(s.attempts == 0 for s in Store(event.store_path).all() if s.state == State.NEW)
+    assert ramp_tests_running(config.parent) == []

@@ -1,0 +1,87 @@
+"""The worker API: RAMP's statuses, one transition table, guide compatibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ramp_fleet.errors import UsageError
+from ramp_fleet.workers import BaseWorker, IllegalTransition, WorkerStatus, worker_class
+from ramp_fleet.workers.status import TRANSITIONS, check_transition
+
+
+class Minimal(BaseWorker):
+    def _is_submission_finished(self) -> bool:
+        return True
+
+
+def test_status_names_and_order_are_ramps() -> None:
+    assert [s.value for s in WorkerStatus][:5] == [
+        "initialized", "setup", "running", "finished", "collected"]
+
+
+def test_the_lifecycle_walks_the_table() -> None:
+    worker = Minimal({"timeout": 10}, "s")
+    assert worker.status == "initialized"
+    worker.setup()
+    worker.launch_submission()
+    assert worker.status == "running"  # reading never polls
+    assert worker.poll() == "finished"
+    worker.collect_results()
+    assert worker.status == "collected"
+    worker.status = "collected"  # the guide sets it again after super()
+    worker.teardown()
+    assert worker.status == "killed"
+
+
+@pytest.mark.parametrize("current", list(WorkerStatus))
+def test_moves_outside_the_table_raise(current: WorkerStatus) -> None:
+    for target in WorkerStatus:
+        if target == current or target in TRANSITIONS[current]:
+            check_transition(current, target)
+        else:
+            with pytest.raises(IllegalTransition):
+                check_transition(current, target)
+
+
+def test_an_illegal_assignment_fails_loudly() -> None:
+    worker = Minimal({}, "s")
+    with pytest.raises(IllegalTransition, match="initialized to collected"):
+        worker.status = "collected"
+    with pytest.raises(ValueError):
+        worker.status = "bogus"
+
+
+def test_teardown_of_a_worker_in_error_does_not_raise() -> None:
+    worker = Minimal({}, "s")
+    worker.status = "error"
+    worker.teardown()
+    assert worker.status == "killed"
+
+
+def test_the_default_wait_times_out_through_kill_submission() -> None:
+    import threading
+
+    class Never(BaseWorker):
+        def _is_submission_finished(self) -> bool:
+            return False
+
+    worker = Never({"timeout": 0.2}, "s")
+    worker.setup()
+    worker.launch_submission()
+    assert worker.wait(0.05, threading.Event()) == "timeout"
+
+
+@pytest.mark.parametrize(("worker_type", "name"), [
+    ("conda", "CondaEnvWorker"),
+    ("tests.guide_worker:GuideWorker", "GuideWorker"),
+])
+def test_worker_types_resolve_to_classes(worker_type: str, name: str) -> None:
+    cls: Any = worker_class(worker_type)
+    assert cls.__name__ == name and issubclass(cls, BaseWorker)
+
+
+def test_an_unknown_worker_type_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="must be one of conda, aws, dask"):
+        worker_class("kubernetes")

@@ -175,7 +175,9 @@ class Dispatcher:
             stage = "run"
             status = worker.wait(self.event.dispatcher.time_between_collection, self._kill_now)
             self._check_retry(worker)
-            if self._kill_now.is_set() and status in (WorkerStatus.RUNNING, WorkerStatus.KILLED):
+            if self._kill_now.is_set():
+                # Stopped by the operator: whatever the run's last status, it
+                # was cut short and must run again, not count as a failure.
                 raise _Interrupted
             timed_out = status == WorkerStatus.TIMEOUT
             stage = "collect"

@@ -152,10 +152,10 @@ def test_retries_are_limited_and_backed_off(
     make_event: EventFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     fail: int, max_attempts: int, expected: State,
 ) -> None:
-    module = tmp_path / "flaky_worker.py"
-    module.write_text(FLAKY_WORKER.format(fail=fail))
+    module = f"flaky_worker_{fail}_{max_attempts}"
+    (tmp_path / f"{module}.py").write_text(FLAKY_WORKER.format(fail=fail))
     monkeypatch.syspath_prepend(str(tmp_path))
-    config = make_event(("logreg",), worker={"worker_type": "flaky_worker:FlakyWorker"},
+    config = make_event(("logreg",), worker={"worker_type": f"{module}:FlakyWorker"},
                         dispatcher={"max_attempts": max_attempts, "retry_backoff": 0.2})
     store = dispatch(config)
     logreg = store.get("logreg")

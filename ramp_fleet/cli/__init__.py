@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import Any
 
 import click
 
@@ -33,22 +32,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand runs."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
-        if ctx.resilient_parsing or _listing_help(ctx):
-            return click.Command(cmd_name, help=COMMANDS[cmd_name][1])
         module_name, _, attribute = COMMANDS[cmd_name][0].partition(":")
         command: click.Command = getattr(importlib.import_module(module_name), attribute)
         return command
 
-
-def _listing_help(ctx: click.Context) -> bool:
-    # `ramp-fleet --help` only needs each command's one-line summary.
-    return ctx.invoked_subcommand is None and any(a in ("--help", "-h") for a in sys.argv[1:2])
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing uses the summaries above: no subcommand module is imported.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,6 +8,7 @@ their own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -138,14 +139,10 @@ def _pgid(proc: psutil.Process) -> int | None:
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _signal(proc: psutil.Process, signum: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(psutil.Error):
         proc.send_signal(signum)
-    except psutil.Error:
-        pass

@@ -58,5 +58,5 @@ def excerpt(text: str, lines: int = EXCERPT_LINES) -> str:
     start = max((i for i, line in enumerate(all_lines) if line.startswith("Traceback")), default=None)
     chosen = all_lines[start:] if start is not None else all_lines
     if len(chosen) > lines:
-        chosen = ["..."] + chosen[-lines:]
+        chosen = ["...", *chosen[-lines:]]
     return "\n".join(chosen) or "the run failed without output"

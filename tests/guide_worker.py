@@ -30,7 +30,7 @@ class GuideWorker(BaseWorker):
         ramp_test = os.path.join(os.path.dirname(sys.executable), "ramp-test")
         log_dir = os.path.join(self.config["logs_dir"], self.submission)
         os.makedirs(log_dir, exist_ok=True)
-        self._log = open(os.path.join(log_dir, "log"), "wb")
+        self._log = open(os.path.join(log_dir, "log"), "wb")  # noqa: SIM115 - as RAMP workers do
         self._proc = subprocess.Popen(
             [ramp_test, "--submission", self.submission,
              "--ramp-kit-dir", self.config["kit_dir"],

@@ -9,8 +9,8 @@ import pytest
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.errors import UsageError
-from ramp_fleet.store.names import name_problem
 from ramp_fleet.store import IllegalStateChange, State, Store
+from ramp_fleet.store.names import name_problem
 from ramp_fleet.store.states import TRANSITIONS
 from ramp_fleet.store.submissions import discover, submit
 from tests.conftest import EventFactory, write_submission
@@ -103,7 +103,7 @@ def test_submit_with_a_bad_name_writes_nothing(make_event: EventFactory, tmp_pat
     event = load_event_config(make_event())
     source = write_submission(tmp_path / "incoming", "mine")
     store = Store(event.store_path)
-    with pytest.raises(UsageError, match="submission name '../evil'"):
+    with pytest.raises(UsageError, match=r"submission name '\.\./evil'"):
         submit(event, store, source, name="../evil")
     assert store.all() == []
     assert list((event.path.parent / "submissions").iterdir()) == []

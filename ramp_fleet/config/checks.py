@@ -19,6 +19,8 @@ from ramp_fleet.config.sections import (
     BUILTIN_WORKER_TYPES,
     AWSWorkerSection,
     DaskWorkerSection,
+    InfraSection,
+    WorkerSection,
 )
 
 ENTRY_POINT_GROUP = "ramp_fleet.workers"
@@ -53,6 +55,7 @@ def check_event(event: EventConfig) -> list[str]:
         problems.extend(_check_aws(worker))
     if isinstance(worker, DaskWorkerSection):
         problems.extend(_check_dask(worker))
+    problems.extend(_check_infra(event.infra, worker))
     return problems
 
 
@@ -67,6 +70,32 @@ def _check_aws(worker: AWSWorkerSection) -> Iterator[str]:
         yield from _private_file("worker.key_path", worker.key_path)
     if worker.ssh_config_file is not None and not worker.ssh_config_file.is_file():
         yield f"worker.ssh_config_file: no such file, got '{worker.ssh_config_file}'"
+
+
+#: Instance families with an NVIDIA GPU.
+GPU_FAMILIES = ("p", "g")
+
+
+def _check_infra(infra: InfraSection, worker: WorkerSection) -> Iterator[str]:
+    region = worker.region_name if isinstance(worker, AWSWorkerSection) else None
+    if infra.region and region and infra.region != region:
+        yield (f"infra.region: the AMI is built in {infra.region!r} but the AWS worker "
+               f"looks for it in worker.region_name {region!r}")
+    if infra.public_key_path is not None and not infra.public_key_path.is_file():
+        yield f"infra.public_key_path: no such file, got '{infra.public_key_path}'"
+    if infra.subnet_id is not None and infra.vpc_id is None:
+        yield "infra.vpc_id: is required with infra.subnet_id (the security groups go in that VPC)"
+    source = infra.data_source
+    if source.kind != "none" and not source.location:
+        where = "the OSF project id" if source.kind == "osf" else "an s3://bucket/prefix URL"
+        yield f"infra.data_source.location: is required for kind {source.kind} ({where})"
+    if source.kind == "s3" and source.location and not source.location.startswith("s3://"):
+        yield f"infra.data_source.location: must be an s3://bucket/prefix URL, got {source.location!r}"
+    if infra.gpu:
+        cpu_only = [t for t in infra.build_instance_types if not t.startswith(GPU_FAMILIES)]
+        if cpu_only:
+            yield ("infra.build_instance_types: a gpu image is built and tested on GPU "
+                   f"instances (g4dn.xlarge...), got {', '.join(cpu_only)}")
 
 
 def _private_file(key: str, path: Path) -> Iterator[str]:
@@ -92,14 +121,19 @@ def _check_dask(worker: DaskWorkerSection) -> Iterator[str]:
         return
     if parts.scheme == "tls" and worker.dask_tls is None:
         yield "worker.dask_tls: is required for a tls:// scheduler (ca_file, cert, key)"
-    if parts.scheme == "tcp" and not _is_loopback(parts.hostname) and not worker.allow_insecure_dask:
+    if parts.scheme == "tcp" and worker.dask_tls is not None:
+        yield (f"worker.dask_scheduler: dask_tls is set, so the address must start with "
+               f"tls://, got {address!r}")
+    elif parts.scheme == "tcp" and not _is_loopback(parts.hostname) \
+            and not worker.allow_insecure_dask:
         yield (f"worker.dask_scheduler: {address!r} is not on this machine and is not "
                "encrypted; use tls:// with worker.dask_tls, or set allow_insecure_dask: true")
     if worker.dask_tls is not None:
-        for name in ("ca_file", "cert", "key"):
+        for name in ("ca_file", "cert"):
             path = getattr(worker.dask_tls, name)
             if not path.is_file():
                 yield f"worker.dask_tls.{name}: no such file, got '{path}'"
+        yield from _private_file("worker.dask_tls.key", worker.dask_tls.key)
 
 
 def _is_loopback(host: str) -> bool:

@@ -33,7 +33,7 @@ def _positive_seconds(value: Any) -> float:
 
 
 def _whole_number(value: Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("must be a whole number")
     try:
         return int(str(value).strip()) if isinstance(value, str) else int(value)

@@ -114,10 +114,15 @@ class DaskTLS(Section):
 
 class DaskWorkerSection(WorkerSection):
     worker_type: Literal["dask"] = "dask"
+    #: Name or prefix of the environment on the Dask worker hosts; unset: the
+    #: Dask worker's own environment.
     conda_env: Text | None = None
+    #: ``tls://host:port`` (or ``tcp://`` on loopback, or with allow_insecure_dask).
     dask_scheduler: Text
     dask_tls: DaskTLS | None = None
     allow_insecure_dask: Flag = False
+    #: How long to keep trying to reach the scheduler (at start and after it restarts).
+    dask_connect_timeout: Seconds = 30.0
 
 
 class CustomWorkerSection(WorkerSection):
@@ -139,21 +144,28 @@ class DaskClusterSection(Section):
     threads_per_worker: PositiveInt = 1
     scheduler_port: PositiveInt = 8786
     dashboard_port: PositiveInt = 8787
+    #: Each worker host listens here (its nanny on the next port).
+    worker_port: PositiveInt = 9000
 
 
 class InfraSection(Section):
+    """What the Pulumi program (infra/) needs beyond the worker keys."""
+
     region: Text | None = None
     #: Who may reach SSH and the Dask scheduler. Empty: nobody from outside.
     allowed_cidrs: list[Cidr] = Field(default_factory=list)
+    #: AMI id or Image Builder image ARN; Ubuntu 22.04 LTS if unset.
     parent_image: Text | None = None
     build_instance_types: list[Text] = Field(default_factory=lambda: ["t3.large"])
     volume_size: PositiveInt = 30
+    #: git URL of the kit; https://github.com/ramp-kits/<problem_name>.git if unset.
     kit_repository: Text | None = None
     data_source: DataSource = Field(default_factory=DataSource)
     gpu: Flag = False
     public_key_path: PathField | None = None
     subnet_id: Text | None = None
     vpc_id: Text | None = None
+    #: A bucket created for the AMI build logs (CloudWatch only if unset).
     log_bucket: Text | None = None
     dask_cluster: DaskClusterSection | None = None
     tags: dict[str, Text] = Field(default_factory=dict)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
-from ramp_fleet.store.names import check_submission_name, name_problem
 from ramp_fleet.store.db import Store
+from ramp_fleet.store.names import check_submission_name, name_problem
 
 logger = logging.getLogger("ramp_fleet.store")
 

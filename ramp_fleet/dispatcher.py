@@ -257,7 +257,7 @@ class Dispatcher:
     def _recover(self, store: Store) -> None:
         """Stop the runs a dead dispatcher left and put their submissions back to ``new``."""
         for stale in (s for s in store.all() if s.state in _ACTIVE_STATES):
-            if stale.pgid is not None and _group_runs(stale.pgid, stale.name):
+            if stale.pgid is not None and _group_runs(stale.pgid, self.event.scratch_dir):
                 process.kill_group(stale.pgid)
                 logger.info("stopped the orphaned run of %s (process group %d)", stale.name, stale.pgid)
         recovered = store.recover()
@@ -284,21 +284,22 @@ class _Retry(Exception):
 _ACTIVE_STATES = (State.SENT_TO_TRAINING, State.TRAINING, State.TESTED)
 
 
-def _group_runs(pgid: int, submission: str) -> bool:
-    """True when process group ``pgid`` is alive and still runs ``submission``.
+def _group_runs(pgid: int, scratch_root: Path) -> bool:
+    """True when process group ``pgid`` is still one of this event's runs.
 
     A recorded group id may have been reused by an unrelated program after a
-    reboot; only a group whose leader's command line names the submission is
-    ours to stop.
+    reboot; only a group with a process working in the event's scratch
+    folder is ours to stop (its leader may be gone, its children not).
     """
-    if not process.group_alive(pgid):
-        return False
     import psutil
 
-    try:
-        return submission in psutil.Process(pgid).cmdline()
-    except psutil.Error:
-        return False
+    for member in process.group_members(pgid):
+        try:
+            if Path(member.cwd()).is_relative_to(scratch_root):
+                return True
+        except (psutil.Error, OSError):
+            continue
+    return False
 
 
 def _one_line(exc: BaseException) -> str:

@@ -110,9 +110,14 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of group ``pgid``."""
+    return [p for p in psutil.process_iter(["pid"]) if _pgid(p) == pgid]
+
+
 def kill_group(pgid: int, grace: float = 2.0) -> None:
     """Stop a process group left behind by a dead dispatcher (no parent known)."""
-    members = [p for p in psutil.process_iter(["pid"]) if _pgid(p) == pgid]
+    members = group_members(pgid)
     victims = members + [d for p in members for d in descendants(p.pid)]
     _signal_group(pgid, signal.SIGTERM)
     _, alive = psutil.wait_procs(victims, timeout=grace)

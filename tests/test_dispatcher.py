@@ -65,7 +65,7 @@ def test_an_event_is_trained_scored_and_cleaned_up(make_event: EventFactory) -> 
     assert (root / "events" / "iris_test" / "logs" / "broken" / "log").is_file()
     # the participant's folder is left as it was, and no scratch copy survives
     assert not (root / "submissions" / "logreg" / "training_output").exists()
-    assert list((root / "events" / "iris_test" / ".scratch").iterdir()) == []
+    assert list(load_event_config(config).scratch_dir.iterdir()) == []
 
 
 def test_a_timeout_kills_the_whole_tree_even_a_child_ignoring_sigterm(

@@ -85,3 +85,19 @@ def test_worker_types_resolve_to_classes(worker_type: str, name: str) -> None:
 def test_an_unknown_worker_type_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="must be one of conda, aws, dask"):
         worker_class("kubernetes")
+
+
+def test_a_worker_registered_as_an_entry_point_is_found_by_name(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist = tmp_path / "ramp_fleet_openstack-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ramp-fleet-openstack\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[ramp_fleet.workers]\nopenstack = tests.guide_worker:GuideWorker\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cls: Any = worker_class("openstack")
+    assert cls.__name__ == "GuideWorker"
+    from ramp_fleet.config.checks import custom_worker_problem
+
+    assert custom_worker_problem("openstack") is None

@@ -41,6 +41,11 @@ class EventConfig:
         return self.worker.worker_type
 
     @property
+    def scratch_dir(self) -> Path:
+        """Where local runs work on private copies of submissions."""
+        return self.event_dir / ".scratch"
+
+    @property
     def n_slots(self) -> int:
         """Worker slots: RAMP's rule, a negative ``n_workers`` counts from the CPUs."""
         n_workers = self.dispatcher.n_workers
@@ -60,6 +65,7 @@ class EventConfig:
         mapping.update((key, _plain(value)) for key, value in (self.worker.model_extra or {}).items())
         mapping["n_threads"] = self.dispatcher.n_threads
         mapping["time_between_collection"] = self.dispatcher.time_between_collection
+        mapping["scratch_dir"] = str(self.scratch_dir)
         mapping["event_name"] = self.ramp.event_name
         mapping["problem_name"] = self.ramp.problem_name
         return mapping

@@ -76,7 +76,8 @@ class CondaEnvWorker(BaseWorker):
         source = Path(self.config["submissions_dir"]) / self.submission
         if not source.is_dir():
             raise FileNotFoundError(f"submission folder {source} does not exist")
-        work_root = Path(self.config["logs_dir"]).parent / ".scratch"
+        default_root = Path(self.config["logs_dir"]).parent / ".scratch"
+        work_root = Path(self.config.get("scratch_dir") or default_root)
         work_root.mkdir(parents=True, exist_ok=True)
         self._scratch = Path(tempfile.mkdtemp(prefix=f"{self.submission}.", dir=work_root))
         shutil.copytree(source, self._scratch / self.submission, symlinks=False,

@@ -67,34 +67,38 @@ class LogReporter(Reporter):
 
 
 class LiveReporter(Reporter):
-    """A rich live panel (running submissions, done/total, errors) above the log lines."""
+    """A live panel (done/total, errors, what runs where) under the scrolling log lines."""
 
     def __init__(self) -> None:
         super().__init__()
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console()
-        self._live = Live(self._render(), console=self.console, refresh_per_second=2,
-                          transient=True, get_renderable=self._render)
+        self.console = Console(highlight=False)
+        self._live = Live(console=self.console, refresh_per_second=2, transient=True,
+                          get_renderable=self._render)
         self._live.start()
 
     def _render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(box=None, show_header=True, header_style="bold")
-        table.add_column("running")
-        table.add_column("slot")
-        table.add_column("for", justify="right")
         now = time.monotonic()
-        for name, (slot, began) in sorted(self.running.items()):
+        with self._lock:
+            running = sorted(self.running.items())
+            summary = (f"{self.done}/{self.total_count} done, {self.errors} failed, "
+                       f"{len(running)} running")
+        table = Table(box=None, show_header=bool(running), header_style="bold", pad_edge=False)
+        for column in ("running", "slot", "for"):
+            table.add_column(column, no_wrap=True, justify="right" if column == "for" else "left")
+        for name, (slot, began) in running:
             table.add_row(name, slot, f"{now - began:.0f} s")
-        table.caption = (f"{self.done}/{self.total_count} done, {self.errors} failed, "
-                         f"{len(self.running)} running")
-        return table
+        return Group(Text(summary, style="bold"), table)
 
     def line(self, text: str) -> None:
-        self.console.log(text)
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", markup=True,
+                           highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         self._live.stop()

@@ -48,25 +48,30 @@ def custom_worker_problem(worker_type: str) -> str | None:
     return None
 
 
-def check_event(event: EventConfig) -> list[str]:
+def check_event(event: EventConfig, runtime_files: bool = True) -> list[str]:
+    """Cross-key checks; ``runtime_files`` also checks the files a run reads.
+
+    The Pulumi program passes ``runtime_files=False``: the SSH key and the
+    Dask TLS files are what its first ``pulumi up`` produces.
+    """
     worker = event.worker
     problems: list[str] = []
     if isinstance(worker, AWSWorkerSection):
-        problems.extend(_check_aws(worker))
+        problems.extend(_check_aws(worker, runtime_files))
     if isinstance(worker, DaskWorkerSection):
-        problems.extend(_check_dask(worker))
+        problems.extend(_check_dask(worker, runtime_files))
     problems.extend(_check_infra(event.infra, worker))
     return problems
 
 
-def _check_aws(worker: AWSWorkerSection) -> Iterator[str]:
+def _check_aws(worker: AWSWorkerSection, runtime_files: bool) -> Iterator[str]:
     if worker.ami_image_id is None and worker.ami_image_name is None:
         yield "worker.ami_image_name: is required (or pin an image with worker.ami_image_id)"
     if (worker.access_key_id is None) != (worker.secret_access_key is None):
         yield "worker.secret_access_key: access_key_id and secret_access_key go together"
     if worker.access_key_id is not None and worker.profile_name is not None:
         yield "worker.profile_name: give a profile or access keys, not both"
-    if worker.key_path is not None:
+    if worker.key_path is not None and runtime_files:
         yield from _private_file("worker.key_path", worker.key_path)
     if worker.ssh_config_file is not None and not worker.ssh_config_file.is_file():
         yield f"worker.ssh_config_file: no such file, got '{worker.ssh_config_file}'"
@@ -108,7 +113,7 @@ def _private_file(key: str, path: Path) -> Iterator[str]:
                f"got mode {mode:04o} for '{path}'")
 
 
-def _check_dask(worker: DaskWorkerSection) -> Iterator[str]:
+def _check_dask(worker: DaskWorkerSection, runtime_files: bool) -> Iterator[str]:
     address = worker.dask_scheduler
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
@@ -128,7 +133,7 @@ def _check_dask(worker: DaskWorkerSection) -> Iterator[str]:
             and not worker.allow_insecure_dask:
         yield (f"worker.dask_scheduler: {address!r} is not on this machine and is not "
                "encrypted; use tls:// with worker.dask_tls, or set allow_insecure_dask: true")
-    if worker.dask_tls is not None:
+    if worker.dask_tls is not None and runtime_files:
         for name in ("ca_file", "cert"):
             path = getattr(worker.dask_tls, name)
             if not path.is_file():

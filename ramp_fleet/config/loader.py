@@ -52,9 +52,11 @@ _PYDANTIC_WORDING = {
 }
 
 
-def load_event_config(path: str | os.PathLike[str]) -> EventConfig:
+def load_event_config(path: str | os.PathLike[str], *, runtime_files: bool = True) -> EventConfig:
     """Load, validate and resolve the event config at ``path``.
 
+    ``runtime_files=False`` skips the checks of files only a run needs (the
+    SSH key, the Dask TLS files), for the Pulumi program that creates them.
     Raises :class:`ConfigError` carrying every problem found.
     """
     file = Path(path)
@@ -64,7 +66,7 @@ def load_event_config(path: str | os.PathLike[str]) -> EventConfig:
     if _is_flat(data):
         data = _regroup_flat(data)
         warnings.append(_flat_warning(display, data))
-    return _Builder(file, display, data, warnings).build()
+    return _Builder(file, display, data, warnings, runtime_files).build()
 
 
 def _read_yaml(file: Path, display: str) -> dict[str, Any]:
@@ -152,7 +154,10 @@ def _did_you_mean(key: str, candidates: Iterable[str]) -> str:
 class _Builder:
     """Validates the sections of one config, collecting every problem."""
 
-    def __init__(self, file: Path, display: str, data: dict[str, Any], warnings: list[str]):
+    def __init__(
+        self, file: Path, display: str, data: dict[str, Any], warnings: list[str], runtime_files: bool
+    ):
+        self.runtime_files = runtime_files
         self.file = file
         self.display = display
         self.data = data
@@ -177,7 +182,7 @@ class _Builder:
         if self.problems or ramp is None or worker is None:
             raise ConfigError(self.problems or [f"{self.display}: invalid config"])
         event = self._resolve(ramp, worker, dispatcher, infra, store)
-        for message in checks.check_event(event):
+        for message in checks.check_event(event, self.runtime_files):
             self.problems.append(f"{self.display}: {message}")
         if self.problems:
             raise ConfigError(self.problems)

@@ -1,0 +1,157 @@
+"""Dask worker overhead: 12 quick submissions over 2 single-thread Dask workers.
+
+    .venv/bin/python benchmarks/dask_local.py [--submissions 12] [--workers 2]
+
+Prints figures, asserts nothing:
+
+* per-submission overhead: the median time a slot spends on one submission
+  through DaskWorker (pack, submit, run, return, write outputs) minus the
+  median time of the same ramp-test run directly, at the same concurrency
+  (target: at most 0.5 s);
+* makespan efficiency: the makespan of plain ramp-test runs on the same
+  number of parallel slots divided by the Dask makespan (target: 0.85 or more).
+
+Everything runs on 127.0.0.1 with a real ``dask scheduler`` and real
+``dask worker`` processes (ramp_fleet.dask.local).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ramp_fleet.dask.local import LocalDaskCluster
+from ramp_fleet.ramp_test import ramp_test_argv, run_environment
+from ramp_fleet.workers.dask import DaskWorker
+
+IRIS = Path(__file__).resolve().parents[1] / "examples" / "iris"
+QUICK = ("logreg", "dummy", "knn")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submissions", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="ramp-fleet-bench-"))
+    try:
+        names = _prepare(root, args.submissions)
+        _warm_up(root, names[0])
+        plain, plain_makespan = _run_plain(root, names, args.workers)
+        with LocalDaskCluster(args.workers, workdir=root / "cluster") as cluster:
+            config = _config(cluster, root)
+            dask_times, in_task, dask_makespan = _run_dask(config, names, args.workers)
+        _report(args, plain, plain_makespan, dask_times, in_task, dask_makespan)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _prepare(root: Path, n: int) -> list[str]:
+    shutil.copytree(IRIS / "ramp-kits", root / "ramp-kits")
+    shutil.copytree(IRIS / "ramp-data", root / "ramp-data")
+    names = []
+    for index in range(n):
+        name = f"q{index:02d}_{QUICK[index % len(QUICK)]}"
+        shutil.copytree(IRIS / "submissions" / QUICK[index % len(QUICK)],
+                        root / "submissions" / name,
+                        ignore=shutil.ignore_patterns("training_output", "__pycache__"))
+        names.append(name)
+    return names
+
+
+def _ramp_test(root: Path, name: str) -> float:
+    argv = ramp_test_argv(Path(sys.executable).parent / "ramp-test", name,
+                          root / "ramp-kits" / "iris", root / "ramp-data" / "iris",
+                          root / "submissions")
+    started = time.monotonic()
+    subprocess.run(argv, env=run_environment(1), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    elapsed = time.monotonic() - started
+    shutil.rmtree(root / "submissions" / name / "training_output", ignore_errors=True)
+    return elapsed
+
+
+def _warm_up(root: Path, name: str) -> None:
+    print("warming up (one ramp-test run)...", flush=True)
+    _ramp_test(root, name)
+
+
+def _run_plain(root: Path, names: list[str], slots: int) -> tuple[list[float], float]:
+    print(f"plain ramp-test: {len(names)} runs on {slots} parallel slots...", flush=True)
+    started = time.monotonic()
+    with ThreadPoolExecutor(slots) as pool:
+        times = list(pool.map(lambda name: _ramp_test(root, name), names))
+    return times, time.monotonic() - started
+
+
+def _config(cluster: LocalDaskCluster, root: Path) -> dict[str, object]:
+    return {
+        "worker_type": "dask", **cluster.worker_config(),
+        "kit_dir": str(root / "ramp-kits" / "iris"), "data_dir": str(root / "ramp-data" / "iris"),
+        "submissions_dir": str(root / "submissions"), "logs_dir": str(root / "logs"),
+        "predictions_dir": str(root / "predictions"), "timeout": 300.0, "conda_env": None,
+        "n_threads": 1, "time_between_collection": 1.0, "event_name": "bench",
+    }
+
+
+def _run_dask(config: dict[str, object], names: list[str], slots: int
+              ) -> tuple[list[float], list[float], float]:
+    print(f"DaskWorker: {len(names)} submissions on {slots} single-thread Dask workers...",
+          flush=True)
+    shared = DaskWorker.open_shared(config, None)
+    in_task: list[float] = []
+
+    def one(name: str) -> float:
+        started = time.monotonic()
+        worker = DaskWorker(config, name)
+        worker.shared = shared
+        try:
+            worker.setup()
+            worker.launch_submission()
+            worker.wait(1.0, threading.Event())
+            returncode, _ = worker.collect_results()
+            assert returncode == 0, name
+            result = worker.run_result
+            if result is not None:
+                in_task.append(result.duration)
+        finally:
+            worker.teardown()
+        return time.monotonic() - started
+
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(slots) as pool:
+            times = list(pool.map(one, names))
+        return times, in_task, time.monotonic() - started
+    finally:
+        DaskWorker.close_shared(shared)
+
+
+def _report(args: argparse.Namespace, plain: list[float], plain_makespan: float,
+            dask_times: list[float], in_task: list[float], dask_makespan: float) -> None:
+    plain_median = statistics.median(plain)
+    dask_median = statistics.median(dask_times)
+    print()
+    print(f"submissions / slots               {args.submissions} / {args.workers}")
+    print(f"plain ramp-test, median per run   {plain_median:6.2f} s")
+    print(f"DaskWorker slot, median per run   {dask_median:6.2f} s "
+          f"(ramp-test inside the task: {statistics.median(in_task):.2f} s)")
+    print(f"per-submission overhead           {dask_median - plain_median:+6.2f} s  "
+          "(target <= 0.5 s)")
+    print(f"makespan plain / Dask             {plain_makespan:6.2f} s / {dask_makespan:6.2f} s")
+    print(f"makespan efficiency               {plain_makespan / dask_makespan:6.2f}    "
+          "(target >= 0.85)")
+    ideal = sum(plain) / args.workers
+    print(f"  (vs. ideal sum(plain)/slots = {ideal:.2f} s: {ideal / dask_makespan:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The dispatcher's connection to a Dask scheduler: one client, shared, re-opened.
+
+One :class:`DaskConnection` per dispatcher (``DaskWorker.open_shared``) is
+shared by every worker slot. ``distributed.Client`` reconnects by itself
+after a short scheduler outage; when it gives up and closes, the next
+:meth:`DaskConnection.client` call opens a fresh client (with back-off), so a
+restarted scheduler only costs the runs that were in flight — those come
+back as ``retry``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ramp_fleet.errors import RampFleetError
+from ramp_fleet.waiting import Backoff, WaitTimeout
+
+logger = logging.getLogger("ramp_fleet.dask")
+
+#: A Dask worker advertising this resource takes one submission per unit.
+SLOT_RESOURCE = "ramp-slot"
+
+
+class DaskUnavailable(RampFleetError):
+    """The Dask scheduler cannot be reached (down, wrong address, TLS refused)."""
+
+
+def security_from_tls(tls: Mapping[str, Any] | None) -> Any:
+    """``distributed.security.Security`` for ``dask_tls`` (``ca_file``, ``cert``, ``key``).
+
+    Encryption is then required for every connection; None without TLS.
+    """
+    if not tls:
+        return None
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=str(tls["ca_file"]),
+        tls_client_cert=str(tls["cert"]),
+        tls_client_key=str(tls["key"]),
+        require_encryption=True,
+    )
+
+
+class DaskConnection:
+    """A lazily opened, thread-safe ``distributed.Client`` for one scheduler."""
+
+    def __init__(self, address: str, security: Any = None, connect_timeout: float = 30.0):
+        self.address = address
+        self.security = security
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DaskConnection:
+        """From the worker mapping (``dask_scheduler``, ``dask_tls``...)."""
+        return cls(
+            address=str(config["dask_scheduler"]),
+            security=security_from_tls(config.get("dask_tls")),
+            connect_timeout=float(config.get("dask_connect_timeout") or 30.0),
+        )
+
+    def client(self) -> Any:
+        """The open client, connecting (again) if there is none or it closed."""
+        with self._lock:
+            if self._client is None or self._client.status in ("closing", "closed"):
+                if self._client is not None:
+                    logger.warning("Dask client closed; reconnecting to %s", self.address)
+                self._client = self._connect()
+            return self._client
+
+    def current(self) -> Any:
+        """The client if it is open, else None (never connects)."""
+        client = self._client
+        return client if client is not None and client.status == "running" else None
+
+    def uses_slot_resource(self) -> bool:
+        """True when some Dask worker advertises the ``ramp-slot`` resource."""
+        workers = self.client().scheduler_info(n_workers=-1).get("workers", {})
+        return any(SLOT_RESOURCE in (w.get("resources") or {}) for w in workers.values())
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close(timeout=10)
+            except Exception as exc:  # closing must never mask the real outcome
+                logger.warning("closing the Dask client: %s", exc)
+
+    def _connect(self) -> Any:
+        from distributed import Client
+
+        backoff = Backoff(deadline=self.connect_timeout, first=0.5, cap=5.0,
+                          what=f"connecting to the Dask scheduler at {self.address}")
+        try:
+            for attempt in backoff:
+                try:
+                    return Client(self.address, security=self.security,
+                                  timeout=max(1.0, backoff.remaining()), set_as_default=False)
+                except Exception as exc:  # OSError, TimeoutError, TLS errors...
+                    attempt.failed(exc)
+        except WaitTimeout as exc:
+            raise DaskUnavailable(str(exc)) from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover

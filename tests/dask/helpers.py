@@ -1,0 +1,82 @@
+"""Helpers of the Dask tests: a hanging submission, process checks, the worker mapping."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ramp_fleet.dask.local import LocalDaskCluster
+
+#: A submission whose fit starts a child (in a session of its own) and hangs.
+#: (ramp-workflow refuses submissions that mention ``subprocess``: fork + exec.)
+HANGING_ESTIMATOR = textwrap.dedent('''
+    import os
+    import sys
+    import time
+
+    from sklearn.dummy import DummyClassifier
+
+
+    class Hanging(DummyClassifier):
+        def fit(self, X, y):
+            if os.fork() == 0:
+                os.setsid()
+                os.execv(sys.executable,
+                         [sys.executable, "-c", "import time; time.sleep(600)", "{marker}"])
+            time.sleep(600)
+
+
+    def get_estimator():
+        return Hanging()
+''')
+
+
+
+
+def add_hanging_submission(iris: Path, name: str) -> str:
+    """Write a hanging submission; returns the marker its child process carries."""
+    marker = f"ramp-fleet-test-marker-{name}-{time.monotonic_ns()}"
+    folder = iris / "submissions" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "estimator.py").write_text(HANGING_ESTIMATOR.replace("{marker}", marker))
+    return marker
+
+
+def processes_with(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(marker in part for part in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def wait_until_gone(marker: str, timeout: float = 15.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def worker_config(cluster: LocalDaskCluster, iris: Path, out: Path, **extra: Any) -> dict[str, Any]:
+    """The worker mapping a dispatcher would hand to DaskWorker."""
+    return {
+        "worker_type": "dask",
+        **cluster.worker_config(),
+        "kit_dir": str(iris / "ramp-kits" / "iris"),
+        "data_dir": str(iris / "ramp-data" / "iris"),
+        "submissions_dir": str(iris / "submissions"),
+        "logs_dir": str(out / "logs"),
+        "predictions_dir": str(out / "predictions"),
+        "timeout": 120.0,
+        "conda_env": None,
+        "n_threads": 1,
+        "time_between_collection": 0.5,
+        "event_name": "iris_dask",
+        "problem_name": "iris",
+        "dask_connect_timeout": 10.0,
+        **extra,
+    }

@@ -1,0 +1,77 @@
+"""``ramp-fleet ami`` and ``ramp-fleet reap``: the AWS worker's image and leftovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ramp_fleet.cli.runtime import config_argument, load
+from ramp_fleet.config import EventConfig
+from ramp_fleet.errors import UsageError
+
+if TYPE_CHECKING:
+    from ramp_fleet.aws.fleet import Fleet
+
+RUNNERS_UP = 5
+
+
+def _aws_event(config: Path) -> EventConfig:
+    event = load(config)
+    if event.worker_type != "aws":
+        raise UsageError(f"{event.display}: worker.worker_type: is {event.worker_type!r}; "
+                         "this command is for worker_type: aws")
+    return event
+
+
+def _fleet(event: EventConfig) -> Fleet:
+    from ramp_fleet.aws.fleet import Fleet  # boto3 and fabric only when the command runs
+
+    return Fleet.from_config(event.worker_mapping(), event_dir=event.event_dir)
+
+
+@click.command()
+@config_argument
+def ami(config: Path) -> None:
+    """Show which AMI the AWS worker would boot, and the runners-up."""
+    fleet = _fleet(_aws_event(config))
+    choice = fleet.image(refresh=True)
+    click.echo(f"look-up: {choice.description}")
+    rows = [("chosen", choice.chosen)] + [("", image) for image in
+                                         choice.runners_up[:RUNNERS_UP]]
+    click.echo(f"{'':8}{'image id':24}{'version':14}{'created':26}name")
+    for label, image in rows:
+        click.echo(f"{label:8}{image.image_id:24}{image.version_text:14}{image.created:26}"
+                   f"{image.name}")
+    hidden = len(choice.runners_up) - RUNNERS_UP
+    if hidden > 0:
+        click.echo(f"... and {hidden} older image(s)")
+
+
+@click.command()
+@config_argument
+@click.option("--dry-run", is_flag=True, help="List what would be terminated; change nothing.")
+def reap(config: Path, dry_run: bool) -> None:
+    """Terminate instances this event left behind (tagged for it, owned by no run).
+
+    While a dispatcher serves the event its instances are its own: reap then
+    only lists them (the dispatcher reaps by itself when it starts and stops).
+    """
+    from ramp_fleet.store import DispatcherLock
+
+    event = _aws_event(config)
+    fleet = _fleet(event)
+    try:
+        with DispatcherLock(event.store_path, event.event_name):
+            found = fleet.reap(dry_run=dry_run)
+    except UsageError as busy:
+        click.echo(f"note: {busy}; listing only", err=True)
+        found, dry_run = fleet.reap(dry_run=True), True
+    if not found:
+        click.echo(f"no instance of event {event.event_name!r} is left")
+        return
+    verb = "would terminate" if dry_run else "terminated"
+    for item in found:
+        click.echo(f"{verb} {item.instance_id} ({item.state}, submission "
+                   f"{item.submission or '?'}, slot {item.slot or '?'}, launched {item.launched})")

@@ -1,0 +1,63 @@
+"""The dispatcher with ``worker_type: aws``: moto EC2, real sshd, real ramp-test."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from ramp_fleet.dispatcher import Dispatcher
+from ramp_fleet.progress import Reporter
+from ramp_fleet.store import State, Store
+from tests.aws.conftest import AWSEventFactory
+from tests.fixtures.moto_ec2 import live_instances
+
+
+class Quiet(Reporter):
+    def line(self, text: str) -> None:
+        pass
+
+
+def states(store: Store) -> dict[str, State]:
+    return {s.name: s.state for s in store.all()}
+
+
+def test_an_aws_event_is_trained_scored_and_leaves_no_instance(
+    aws_event: AWSEventFactory, ec2: Any
+) -> None:
+    event = aws_event(("logreg", "knn", "broken"))
+    Dispatcher(event, Quiet()).run()
+    store = Store(event.store_path)
+    assert states(store) == {"logreg": State.SCORED, "knn": State.SCORED,
+                             "broken": State.TRAINING_ERROR}
+    broken = store.get("broken")
+    assert broken is not None and "broken on purpose" in (broken.error or "")
+    assert not live_instances(ec2)
+
+
+def test_a_sigkilled_dispatcher_leaves_instances_that_the_next_one_reaps(
+    aws_event: AWSEventFactory, ec2: Any
+) -> None:
+    event = aws_event(("logreg", "knn"))
+    first = subprocess.Popen([sys.executable, "-m", "ramp_fleet", "dispatch", str(event.path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(live_instances(ec2)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leaked = {item["InstanceId"] for item in live_instances(ec2)}
+        assert len(leaked) == 2
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert {item["InstanceId"] for item in live_instances(ec2)} == leaked
+
+    Dispatcher(event, Quiet()).run()
+    store = Store(event.store_path)
+    assert states(store) == {"logreg": State.SCORED, "knn": State.SCORED}
+    assert not live_instances(ec2)
+    for instance_id in leaked:
+        reply = ec2.describe_instances(InstanceIds=[instance_id])
+        assert reply["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"

@@ -1,0 +1,216 @@
+"""What one dispatcher's AWS runs share: reuse, idle timeout, reaping, host keys."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from click.testing import CliRunner
+from pydantic import SecretStr
+
+from ramp_fleet.aws import instances, remote
+from ramp_fleet.aws.session import make_session
+from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
+from ramp_fleet.cli import cli
+from ramp_fleet.config.sections import AWSWorkerSection
+from ramp_fleet.workers.aws import AWSWorker
+from tests.aws.conftest import AWSEventFactory
+from tests.aws.lifecycle import run_one
+from tests.fixtures.moto_ec2 import live_instances, register_image
+from tests.fixtures.sshd import SSHServer
+
+
+def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old") -> str:
+    """An instance as a dead dispatcher leaves it: tagged, running, owned by nobody."""
+    tags = instances.event_tags(event, submission, 0)
+    reply = ec2.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                              TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                  {"Key": k, "Value": v} for k, v in tags.items()]}])
+    instance_id: str = reply["Instances"][0]["InstanceId"]
+    return instance_id
+
+
+def state_of(ec2: Any, instance_id: str) -> str:
+    reply = ec2.describe_instances(InstanceIds=[instance_id])
+    return str(reply["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def test_reuse_runs_submissions_one_after_another_on_one_instance(
+    aws_event: AWSEventFactory, ec2: Any, remote_kit: Path
+) -> None:
+    event = aws_event(("logreg", "knn", "broken"), reuse_instances=True)
+    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    try:
+        outcomes = [run_one(event, name, shared=fleet) for name in ("logreg", "broken", "knn")]
+        assert [o.result[0] if o.result else None for o in outcomes] == [0, 1, 0]
+        assert len({o.instance_id for o in outcomes}) == 1
+        assert fleet.stats.instances_launched == 1
+        assert fleet.stats.ssh_connections == 1
+        instance_id = outcomes[0].instance_id
+        assert instance_id is not None and state_of(ec2, instance_id) == "running"
+        assert fleet.idle_instances() == [instance_id]
+        # the last submission's folder was cleaned before the instance went idle
+        assert not (remote_kit / "submissions" / "knn").exists()
+        tags = {t["Key"]: t["Value"] for t in ec2.describe_instances(InstanceIds=[instance_id])[
+            "Reservations"][0]["Instances"][0]["Tags"]}
+        assert tags[instances.SUBMISSION_TAG] == "knn"
+    finally:
+        AWSWorker.close_shared(fleet)
+    assert state_of(ec2, instance_id) == "terminated"
+
+
+def test_an_idle_instance_is_terminated_after_the_idle_timeout(
+    aws_event: AWSEventFactory, ec2: Any
+) -> None:
+    event = aws_event(("logreg",), reuse_instances=True, instance_idle_timeout=3)
+    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    try:
+        outcome = run_one(event, "logreg", shared=fleet)
+        assert outcome.instance_id is not None
+        assert fleet.idle_instances() == [outcome.instance_id]
+        deadline = time.monotonic() + 20
+        while fleet.idle_instances() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fleet.idle_instances() == []
+        assert state_of(ec2, outcome.instance_id) == "terminated"
+    finally:
+        AWSWorker.close_shared(fleet)
+
+
+def test_failed_runs_do_not_give_their_instance_back(
+    aws_event: AWSEventFactory, ec2: Any
+) -> None:
+    event = aws_event(("logreg",), reuse_instances=True)
+    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    try:
+        outcome = run_one(event, "logreg", shared=fleet, during_wait=lambda w: ec2.terminate_instances(
+            InstanceIds=[w.instance_id]))
+        assert outcome.status_after_wait == "retry"
+        assert fleet.idle_instances() == []
+    finally:
+        AWSWorker.close_shared(fleet)
+
+
+def test_open_shared_reaps_what_a_dead_dispatcher_left_and_only_that(
+    aws_event: AWSEventFactory, ec2: Any, image_id: str
+) -> None:
+    event = aws_event()
+    leftover = launch_leftover(ec2, image_id, "iris_test")
+    other_event = launch_leftover(ec2, image_id, "another_event")
+    untagged = ec2.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=1,
+                                 MaxCount=1)["Instances"][0]["InstanceId"]
+    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    try:
+        assert state_of(ec2, leftover) == "terminated"
+        assert state_of(ec2, other_event) == "running"
+        assert state_of(ec2, untagged) == "running"
+        assert fleet.stats.instances_reaped == 1
+    finally:
+        AWSWorker.close_shared(fleet)
+        ec2.terminate_instances(InstanceIds=[other_event, untagged])
+
+
+def test_reap_command_lists_then_terminates(
+    aws_event: AWSEventFactory, ec2: Any, image_id: str
+) -> None:
+    event = aws_event()
+    leftover = launch_leftover(ec2, image_id, "iris_test", submission="knn")
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["reap", str(event.path), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"would terminate {leftover}" in dry.output and "submission knn" in dry.output
+    assert state_of(ec2, leftover) == "running"
+    done = runner.invoke(cli, ["reap", str(event.path)])
+    assert done.exit_code == 0, done.output
+    assert f"terminated {leftover}" in done.output
+    assert state_of(ec2, leftover) == "terminated"
+    again = runner.invoke(cli, ["reap", str(event.path)])
+    assert "no instance of event 'iris_test' is left" in again.output
+
+
+def test_known_hosts_trust_on_first_use_per_instance(tmp_path: Path) -> None:
+    known = KnownHosts(tmp_path / "event" / "ssh_known_hosts")
+    first, second = (paramiko.RSAKey.generate(1024) for _ in range(2))
+    assert known.check_or_record("i-0001", first) is True
+    assert known.check_or_record("i-0001", first) is False
+    with pytest.raises(HostKeyChanged, match="i-0001"):
+        known.check_or_record("i-0001", second)
+    assert known.check_or_record("i-0002", second) is True  # a new instance: a new key
+    assert (known.path.stat().st_mode & 0o777) == 0o600
+    known.forget("i-0001")
+    assert known.check_or_record("i-0001", second) is True
+
+
+def test_a_changed_host_key_is_refused(
+    aws_event: AWSEventFactory, ec2: Any, sshd: SSHServer
+) -> None:
+    event = aws_event(("logreg",))
+    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+
+    def swap_key(worker: AWSWorker) -> None:
+        assert worker.instance_id is not None
+        known = fleet.known_hosts
+        hostkeys = paramiko.HostKeys(str(known.path))
+        recorded = hostkeys.lookup(worker.instance_id)
+        assert recorded is not None  # recorded on first connect
+        assert any(sshd.host_public_key.split()[1] == key.get_base64()
+                   for key in recorded.values())
+        known.forget(worker.instance_id)
+        known.check_or_record(worker.instance_id, paramiko.RSAKey.generate(1024))
+        sshd.cut_connections()
+
+    try:
+        outcome = run_one(event, "logreg", shared=fleet, during_wait=swap_key)
+    finally:
+        AWSWorker.close_shared(fleet)
+    assert outcome.status_after_wait == "error"
+    assert "host key" in outcome.worker.error_reason
+    assert not live_instances(ec2)
+
+
+def test_remote_commands_quote_every_value() -> None:
+    command = remote.start("~/ramp kit", "sub'1", activate=". ~/.profile", timeout=10,
+                           n_threads=2, memory_profiling=False)
+    assert command.startswith("cd \"$HOME\"/'ramp kit' || exit 1; setsid sh -c ")
+    assert command.endswith(" > /dev/null 2>&1 < /dev/null &")
+    assert "--submission '\"'\"'sub'\"'\"'\"'\"'\"'\"'\"'\"'1'\"'\"'" in command
+    assert "timeout --kill-after=5 40 ramp-test" in command
+    assert "OMP_NUM_THREADS=2" in command
+    assert remote.poll("/srv/kit", "a b") == "cat /srv/kit/.ramp-fleet/'a b'/rc 2>/dev/null || true"
+    assert remote.clean("/srv/kit", "x;rm -rf /") == (
+        "rm -rf /srv/kit/submissions/'x;rm -rf /' /srv/kit/.ramp-fleet/'x;rm -rf /'")
+    assert remote.remote_path("~/ramp-kit", ".ramp-fleet", "s") == "ramp-kit/.ramp-fleet/s"
+
+
+def test_a_newer_image_is_picked_up_after_the_refresh_interval(
+    aws_event: AWSEventFactory, ec2: Any, image_id: str
+) -> None:
+    event = aws_event(ami_refresh_interval=0.5)
+    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    try:
+        assert fleet.image().chosen.image_id == image_id
+        newer = register_image(ec2, "ramp-iris 1.11.0")
+        assert fleet.image().chosen.image_id == image_id  # cached
+        time.sleep(0.6)
+        assert fleet.image().chosen.image_id == newer
+    finally:
+        AWSWorker.close_shared(fleet)
+
+
+def test_access_keys_in_the_config_warn_and_are_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
+    section = AWSWorkerSection(access_key_id=SecretStr("AKIAIOSFODNN7SECRET0"),
+                               secret_access_key=SecretStr(secret),
+                               region_name="us-east-1", ami_image_name="x")
+    with caplog.at_level(logging.DEBUG, logger="ramp_fleet"):
+        session = make_session(section)
+    assert session.get_credentials().secret_key == secret
+    assert "prefer worker.profile_name" in caplog.text
+    assert secret not in caplog.text and "AKIAIOSFODNN7SECRET0" not in caplog.text
+    assert secret not in repr(section)

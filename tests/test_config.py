@@ -227,3 +227,13 @@ def test_an_aws_key_readable_by_others_is_refused(tmp_path: Path) -> None:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ramp_fleet", *args],
                           capture_output=True, text=True, timeout=60)
+
+
+def test_the_pulumi_program_may_load_a_config_before_its_key_exists(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+        ramp: {{problem_name: iris, event_name: e}}
+        worker: {{worker_type: aws, ami_image_name: ramp, key_path: {tmp_path / 'not-yet.pem'}}}
+    """)
+    assert any("worker.key_path: no such file" in p for p in problems(path))
+    event = load_event_config(path, runtime_files=False)
+    assert event.worker_mapping()["key_path"] == str(tmp_path / "not-yet.pem")

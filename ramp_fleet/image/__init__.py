@@ -1,0 +1,1 @@
+"""The event's AMI: the build document (from pipelines/ and templates/) and build-ami."""

@@ -23,16 +23,29 @@ def shquote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def shpath(value: Any) -> str:
+    """Quote a path for sh, keeping a leading ``~/`` as the remote ``$HOME``."""
+    text = str(value)
+    if text == "~":
+        return '"$HOME"'
+    if text.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(text[2:])
+    return shlex.quote(text)
+
+
 @cache
-def environment() -> jinja2.Environment:
+def environment(trim_blocks: bool = True) -> jinja2.Environment:
+    """The one jinja2 setup; ``trim_blocks=False`` for templates of shell macros,
+    whose line breaks are part of the command."""
     env = jinja2.Environment(  # noqa: S701 - the output is YAML and shell, never HTML
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
+        trim_blocks=trim_blocks,
+        lstrip_blocks=trim_blocks,
     )
     env.filters["shquote"] = shquote
+    env.filters["shpath"] = shpath
     return env
 
 

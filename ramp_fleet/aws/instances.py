@@ -16,12 +16,12 @@ from typing import Any
 import botocore.exceptions
 
 from ramp_fleet.errors import RampFleetError
+from ramp_fleet.names import EVENT_TAG
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
 logger = logging.getLogger("ramp_fleet.aws")
 
 MARKER_TAG = "ramp-fleet"
-EVENT_TAG = "ramp-fleet:event"
 SUBMISSION_TAG = "ramp-fleet:submission"
 SLOT_TAG = "ramp-fleet:slot"
 

@@ -7,13 +7,10 @@ every interpolated value is shell-quoted by the template.
 from __future__ import annotations
 
 import math
-import shlex
 from functools import cache
 from typing import Any
 
-import jinja2
-
-from ramp_fleet.templating import TEMPLATES_DIR, shquote
+from ramp_fleet.templating import environment
 
 TEMPLATE = "remote_run.sh.j2"
 
@@ -32,27 +29,10 @@ KILL_GRACE = 5
 REMOTE_TIMEOUT_MARGIN = 30
 
 
-def shpath(value: str) -> str:
-    """Quote a path for sh, keeping a leading ``~/`` as the remote ``$HOME``."""
-    text = str(value)
-    if text == "~":
-        return '"$HOME"'
-    if text.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(text[2:])
-    return shlex.quote(text)
-
-
 @cache
 def _module() -> Any:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - shell text, quoted by the filters below
-        keep_trailing_newline=False,
-    )
-    environment.filters["shquote"] = shquote
-    environment.filters["shpath"] = shpath
-    return environment.get_template(TEMPLATE).make_module({"peak_rss_wrapper": PEAK_RSS_WRAPPER})
+    template = environment(trim_blocks=False).get_template(TEMPLATE)
+    return template.make_module({"peak_rss_wrapper": PEAK_RSS_WRAPPER})
 
 
 def _render(macro: str, *args: Any) -> str:
@@ -94,6 +74,11 @@ def pack(kit: str, submission: str, archive: str) -> str:
 
 def clean(kit: str, submission: str) -> str:
     return _render("clean", kit, submission)
+
+
+def quick_test(kit: str, activate: str, submission: str) -> str:
+    """``ramp-test --quick-test`` of one submission in the kit (``build-ami --test``)."""
+    return _render("quick_test", kit, activate, submission)
 
 
 def state_path(kit: str, submission: str, name: str) -> str:

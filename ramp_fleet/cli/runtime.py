@@ -122,8 +122,10 @@ def leaderboard(config: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(board.as_json(), indent=2))
         return
-    columns = ["rank", "name", *board.score_names]
-    rows = [[str(entry.rank), entry.name, *(_number(entry.scores.get(s)) for s in board.score_names)]
+    with_memory = any(entry.peak_memory_mb is not None for entry in board.entries)
+    columns = ["rank", "name", *board.score_names, *(["peak MB"] if with_memory else [])]
+    rows = [[str(entry.rank), entry.name, *(_number(entry.scores.get(s)) for s in board.score_names),
+             *([_number(entry.peak_memory_mb)] if with_memory else [])]
             for entry in board.entries]
     direction = "lower is better" if board.lower_is_better else "higher is better"
     click.echo(f"{event.event_name}: ranked by {board.official} on the test set ({direction})")

@@ -3,7 +3,6 @@ worker does, and run ``ramp-test --quick-test`` on the kit baked into it."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 
 from ramp_fleet.config import EventConfig
@@ -21,8 +20,8 @@ def quick_test(event: EventConfig, ami_id: str, echo: Callable[[str], None] = pr
     The instance is terminated whatever happens. Raises :class:`CommandError`
     when ramp-test fails.
     """
-    from ramp_fleet.aws import remote  # boto3 and fabric: only for this command
-    from ramp_fleet.aws.fleet import Fleet
+    from ramp_fleet.aws import remote
+    from ramp_fleet.aws.fleet import Fleet  # boto3 and fabric: only for this command
 
     worker = event.worker
     if not isinstance(worker, AWSWorkerSection):
@@ -32,8 +31,8 @@ def quick_test(event: EventConfig, ami_id: str, echo: Callable[[str], None] = pr
         "ami_image_id": ami_id, "use_spot_instance": False, "reuse_instances": False,
         "region_name": event_region(event),
     })
-    command = (f"{settings.remote_activate} && cd {remote.shpath(settings.remote_ramp_kit_folder)}"
-               f" && ramp-test --submission {shlex.quote(event.ramp.ramp_sandbox_name)} --quick-test")
+    command = remote.quick_test(settings.remote_ramp_kit_folder, settings.remote_activate,
+                                event.ramp.ramp_sandbox_name)
     fleet = Fleet(settings, event_name=event.event_name, event_dir=event.event_dir)
     try:
         echo(f"booting {ami_id} ({settings.instance_type}) for a quick test")

@@ -78,8 +78,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     if isinstance(code, int) and code:
         sys.exit(code)
-
-
-def report_warnings(warnings: tuple[str, ...] | list[str]) -> None:
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ramp_fleet.cli.runtime import config_argument, load
+from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
 

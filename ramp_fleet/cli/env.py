@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ramp_fleet import process
-from ramp_fleet.cli.runtime import config_argument, load
+from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.envs import find_conda_tool, looks_like_path
 from ramp_fleet.errors import UsageError
 

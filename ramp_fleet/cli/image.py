@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from ramp_fleet.cli import report_warnings
-from ramp_fleet.config import EventConfig, load_event_config
+from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.image import build
 from ramp_fleet.image.document import render_document
 from ramp_fleet.names import event_region
-
-config_argument = click.argument("config", type=click.Path(dir_okay=False))
-
-
-def _load(config: str) -> EventConfig:
-    event = load_event_config(config)
-    report_warnings(event.warnings)
-    return event
 
 
 @click.group()
@@ -29,9 +22,9 @@ def image() -> None:
 @click.option("--private-data/--public-data", default=False,
               help="Render the OSF credential look-up (credentials set in the stack's config).")
 @click.option("--region", default=None, help="Region of the build (default: the config's).")
-def render(config: str, private_data: bool, region: str | None) -> None:
+def render(config: Path, private_data: bool, region: str | None) -> None:
     """Print the AWSTOE component document that builds the event's AMI."""
-    event = _load(config)
+    event = load(config)
     click.echo(render_document(event, event_region(event, region), private_data=private_data),
                nl=False)
 
@@ -45,10 +38,10 @@ def render(config: str, private_data: bool, region: str | None) -> None:
               show_default=True, help="Give up watching after this many seconds.")
 @click.option("--test", "quick_test", is_flag=True,
               help="Then boot one instance of the new AMI (AWS worker) and run a quick ramp-test.")
-def build_ami(config: str, wait: bool, poll_interval: float, timeout: float,
+def build_ami(config: Path, wait: bool, poll_interval: float, timeout: float,
               quick_test: bool) -> None:
     """Run the event's image pipeline (created by `pulumi up`) and report the new AMI."""
-    event = _load(config)
+    event = load(config)
     if quick_test and not wait:
         raise click.UsageError("--test needs the build's AMI: drop --no-wait")
     result = build.build_ami(event, build.imagebuilder_client(event), wait=wait,

@@ -12,17 +12,8 @@ from typing import Any
 import click
 import yaml
 
-from ramp_fleet.cli import report_warnings
-from ramp_fleet.config import EventConfig, load_event_config
+from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import UsageError
-
-config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-
-
-def load(config: Path) -> EventConfig:
-    event = load_event_config(config)
-    report_warnings(event.warnings)
-    return event
 
 
 @click.command()

@@ -10,6 +10,7 @@ back as ``retry``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ class DaskConnection:
             if self._client is None or self._client.status in ("closing", "closed"):
                 if self._client is not None:
                     logger.warning("Dask client closed; reconnecting to %s", self.address)
+                    discard(self._client)
                 self._client = self._connect()
             return self._client
 
@@ -93,17 +95,58 @@ class DaskConnection:
                 logger.warning("closing the Dask client: %s", exc)
 
     def _connect(self) -> Any:
-        from distributed import Client
-
         backoff = Backoff(deadline=self.connect_timeout, first=0.5, cap=5.0,
                           what=f"connecting to the Dask scheduler at {self.address}")
         try:
             for attempt in backoff:
                 try:
-                    return Client(self.address, security=self.security,
-                                  timeout=max(1.0, backoff.remaining()), set_as_default=False)
+                    return open_client(self.address, self.security, max(1.0, backoff.remaining()))
                 except Exception as exc:  # OSError, TimeoutError, TLS errors...
                     attempt.failed(exc)
         except WaitTimeout as exc:
             raise DaskUnavailable(str(exc)) from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def open_client(address: str, security: Any, timeout: float) -> Any:
+    """A connected ``distributed.Client``, or an exception and nothing left running."""
+    return _discarding_client_class()(address, security=security, timeout=timeout,
+                                      set_as_default=False)
+
+
+@functools.cache
+def _discarding_client_class() -> type:
+    """``distributed.Client`` that is discarded on the spot when it cannot connect.
+
+    A Client that fails to connect keeps its IO-loop thread and is left to
+    ``__del__``, which the cyclic garbage collector runs at any moment in any
+    thread; there its ``close()`` blocks for seconds, or deadlocks when the
+    collection happens under ``LoopRunner``'s class-wide lock.
+    """
+    from distributed import Client
+
+    class DiscardingClient(Client):
+        def start(self, **kwargs: Any) -> None:
+            try:
+                super().start(**kwargs)
+            except BaseException:
+                discard(self)
+                raise
+
+    return DiscardingClient
+
+
+def discard(client: Any) -> None:
+    """Close ``client`` if it is not closed and stop its IO-loop thread.
+
+    ``Client.close`` returns early for a client that closed itself (scheduler
+    gone, connection failed) without stopping the thread; stopping it here
+    also leaves ``__del__`` nothing to do.
+    """
+    if client.status != "closed":
+        try:
+            client.close(timeout=2)
+        except Exception as exc:  # a half-started client may not close cleanly
+            logger.debug("closing a failed Dask client: %s", exc)
+        client.status = "closed"
+    client._loop_runner.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,23 +32,31 @@ def test_the_tls_client_requires_encryption(tls_cluster: LocalDaskCluster) -> No
     assert security.tls_client_cert == str(tls_cluster.tls.cert)
 
 
-def test_a_client_without_certificates_is_refused(tls_cluster: LocalDaskCluster) -> None:
-    connection = DaskConnection(tls_cluster.address, security=None, connect_timeout=3)
-    with pytest.raises(DaskUnavailable, match="Dask scheduler"):
+def io_loop_threads() -> int:
+    return sum(thread.name == "IO loop" for thread in threading.enumerate())
+
+
+def assert_refused(connection: DaskConnection, match: str | None = None) -> None:
+    """Refused with DaskUnavailable, and no half-started client left running."""
+    before = io_loop_threads()
+    with pytest.raises(DaskUnavailable, match=match):
         connection.client()
+    assert io_loop_threads() == before
+
+
+def test_a_client_without_certificates_is_refused(tls_cluster: LocalDaskCluster) -> None:
+    assert_refused(DaskConnection(tls_cluster.address, security=None, connect_timeout=3),
+                   match="Dask scheduler")
 
 
 def test_plaintext_to_the_tls_port_is_refused(tls_cluster: LocalDaskCluster) -> None:
     address = tls_cluster.address.replace("tls://", "tcp://")
-    with pytest.raises(DaskUnavailable):
-        DaskConnection(address, security=None, connect_timeout=3).client()
+    assert_refused(DaskConnection(address, security=None, connect_timeout=3))
 
 
 def test_a_certificate_from_another_ca_is_refused(
     tls_cluster: LocalDaskCluster, tmp_path: Path
 ) -> None:
     stranger = write_tls_files(tmp_path / "stranger")
-    connection = DaskConnection(tls_cluster.address, security_from_tls(stranger.as_config()),
-                                connect_timeout=3)
-    with pytest.raises(DaskUnavailable):
-        connection.client()
+    assert_refused(DaskConnection(tls_cluster.address, security_from_tls(stranger.as_config()),
+                                  connect_timeout=3))

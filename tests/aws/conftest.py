@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,31 @@ def image_id(ec2: Any) -> str:
 
 
 @pytest.fixture
-def remote_kit(tmp_path: Path) -> Path:
-    """The kit folder as the AMI would hold it: problem.py and data/ side by side."""
+def remote_kit(tmp_path: Path) -> Iterator[Path]:
+    """The kit folder as the AMI would hold it: problem.py and data/ side by side.
+
+    Runs still going when the test ends are ended, as the instance's
+    termination would end them.
+    """
     kit = tmp_path / "instance" / "ramp-kit"
     kit.mkdir(parents=True)
     shutil.copy(EXAMPLE / "ramp-kits" / "iris" / "problem.py", kit)
     shutil.copytree(EXAMPLE / "ramp-data" / "iris" / "data", kit / "data")
-    return kit
+    yield kit
+    end_remote_runs(kit)
+
+
+def end_remote_runs(kit: Path) -> None:
+    """Kill every run started in ``kit``, as terminating its instance would.
+
+    Every moto "instance" is the one loopback sshd, so a run on an instance
+    that EC2 terminated would otherwise go on and write into the folder its
+    retry uses.
+    """
+    for pid_file in kit.glob(".ramp-fleet/*/pid"):
+        session = pid_file.read_text().strip()
+        if session.isdigit():
+            subprocess.run(["pkill", "-KILL", "-s", session], check=False)
 
 
 AWSEventFactory = Callable[..., EventConfig]

@@ -6,12 +6,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ramp_fleet.dispatcher import Dispatcher
 from ramp_fleet.progress import Reporter
 from ramp_fleet.store import State, Store
-from tests.aws.conftest import AWSEventFactory
+from tests.aws.conftest import AWSEventFactory, end_remote_runs
 from tests.fixtures.moto_ec2 import live_instances
 
 
@@ -38,21 +39,22 @@ def test_an_aws_event_is_trained_scored_and_leaves_no_instance(
 
 
 def test_a_sigkilled_dispatcher_leaves_instances_that_the_next_one_reaps(
-    aws_event: AWSEventFactory, ec2: Any
+    aws_event: AWSEventFactory, ec2: Any, remote_kit: Path
 ) -> None:
     event = aws_event(("logreg", "knn"))
     first = subprocess.Popen([sys.executable, "-m", "ramp_fleet", "dispatch", str(event.path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while len(live_instances(ec2)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while len(list(remote_kit.glob(".ramp-fleet/*/pid"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # both submissions running on their instances
         leaked = {item["InstanceId"] for item in live_instances(ec2)}
         assert len(leaked) == 2
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert {item["InstanceId"] for item in live_instances(ec2)} == leaked
+    end_remote_runs(remote_kit)  # on EC2 the reaping below would end them
 
     Dispatcher(event, Quiet()).run()
     store = Store(event.store_path)

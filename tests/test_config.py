@@ -182,10 +182,15 @@ def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
         assert secret not in found
 
 
-def test_validate_masks_secrets_and_exits_0(tmp_path: Path) -> None:
+def key_file(tmp_path: Path, mode: int) -> Path:
     key = tmp_path / "key.pem"
     key.write_text("k")
-    key.chmod(0o600)
+    key.chmod(mode)
+    return key
+
+
+def test_validate_masks_secrets_and_exits_0(tmp_path: Path) -> None:
+    key = key_file(tmp_path, 0o600)
     path = write(tmp_path, f"""
         ramp: {{problem_name: iris, event_name: e}}
         worker:
@@ -213,9 +218,7 @@ def test_validate_reports_errors_with_status_2_and_no_traceback(tmp_path: Path) 
 
 
 def test_an_aws_key_readable_by_others_is_refused(tmp_path: Path) -> None:
-    key = tmp_path / "key.pem"
-    key.write_text("k")
-    key.chmod(0o644)
+    key = key_file(tmp_path, 0o644)
     path = write(tmp_path, f"""
         ramp: {{problem_name: iris, event_name: e}}
         worker: {{worker_type: aws, ami_image_name: ramp, key_path: {key}}}

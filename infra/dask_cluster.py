@@ -18,6 +18,7 @@ from image_pipeline import EC2_TRUST_POLICY, MANAGED_POLICIES
 from worker_access import allow_all_egress, allow_ingress
 
 from ramp_fleet.config.sections import DaskClusterSection
+from ramp_fleet.dask import host_settings
 from ramp_fleet.names import CONDA_PREFIX, EventNames
 from ramp_fleet.templating import render
 
@@ -210,5 +211,6 @@ class DaskCluster(pulumi.ComponentResource):
             "conda_prefix": CONDA_PREFIX, "region": args.region,
             "key_parameter": args.names.dask_key_parameter(role),
             "ca_cert_pem": ca_cert_pem, "cert_pem": cert_pem, "argv": argv,
+            "environment": host_settings.environment(),
         }
         return render("dask-host.sh.j2", **context)

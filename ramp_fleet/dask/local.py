@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from ramp_fleet.dask import host_settings
 from ramp_fleet.dask.certs import TLSFiles, write_tls_files
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.process import kill_tree, spawn_group
@@ -102,7 +103,8 @@ class LocalDaskCluster:
                 "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
                 "--host", HOST, "--local-directory", str(self.workdir / "workers"),
                 *self._tls_options()]
-        proc = spawn_group(argv, output=self._log(f"worker-{name}"))
+        proc = spawn_group(argv, env=host_settings.with_settings(),
+                           output=self._log(f"worker-{name}"))
         self.workers.append(proc)
         return proc
 
@@ -129,7 +131,8 @@ class LocalDaskCluster:
         argv = [dask_executable(), "scheduler", "--host", HOST, "--port", "0",
                 "--no-dashboard", "--scheduler-file", str(scheduler_file),
                 *(["--protocol", "tls"] if self.tls else []), *self._tls_options()]
-        self.scheduler = spawn_group(argv, output=self._log("scheduler"))
+        self.scheduler = spawn_group(argv, env=host_settings.with_settings(),
+                                     output=self._log("scheduler"))
         try:
             for attempt in Backoff(deadline=self.start_timeout, first=0.1, cap=0.5,
                                    what="starting the Dask scheduler"):

@@ -112,3 +112,24 @@ def test_the_shared_connection_reopens_a_closed_client(plain_cluster: LocalDaskC
         assert second.submit(sum, [1, 2], pure=False).result(timeout=30) == 3
     finally:
         connection.close()
+
+
+def test_the_local_cluster_runs_with_the_quiet_host_settings(
+    plain_cluster: LocalDaskCluster,
+) -> None:
+    from ramp_fleet.dask.connection import DaskConnection
+    from ramp_fleet.dask.host_settings import SETTINGS
+
+    def read_settings() -> list[object]:
+        import dask.config
+
+        return [dask.config.get(key) for key in SETTINGS]
+
+    connection = DaskConnection(plain_cluster.address, connect_timeout=10)
+    try:
+        client = connection.client()
+        expected = list(SETTINGS.values())
+        assert client.run_on_scheduler(read_settings) == expected
+        assert set(map(tuple, client.run(read_settings).values())) == {tuple(expected)}
+    finally:
+        connection.close()

@@ -337,6 +337,8 @@ def test_dask_user_data_starts_tls_scheduler_and_workers(deploy):
     assert "/opt/conda/envs/ramp-iris/bin/dask worker tls://10.0.0.10:8786" in worker
     assert "--tls-key /etc/ramp-fleet/dask/key.pem" in worker
     assert "/ramp-fleet/iris_dask/dask/worker-key" in worker
+    for user_data in (scheduler, worker):
+        assert "\nEnvironment=DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False\n" in user_data
 
 
 def test_dask_outputs(deploy):

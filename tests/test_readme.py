@@ -1,0 +1,15 @@
+"""The README's copy-paste snippets stay true to the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ramp_fleet.dask.host_settings import environment
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_lists_every_dask_host_setting() -> None:
+    text = README.read_text()
+    for name, value in environment().items():
+        assert f"{name}={value}" in text

@@ -89,10 +89,7 @@ class DaskConnection:
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
-            try:
-                client.close(timeout=10)
-            except Exception as exc:  # closing must never mask the real outcome
-                logger.warning("closing the Dask client: %s", exc)
+            discard(client, timeout=10)
 
     def _connect(self) -> Any:
         backoff = Backoff(deadline=self.connect_timeout, first=0.5, cap=5.0,
@@ -136,8 +133,8 @@ def _discarding_client_class() -> type:
     return DiscardingClient
 
 
-def discard(client: Any) -> None:
-    """Close ``client`` if it is not closed and stop its IO-loop thread.
+def discard(client: Any, timeout: float = 2.0) -> None:
+    """Close ``client`` if it is not closed and stop its IO-loop thread; never raises.
 
     ``Client.close`` returns early for a client that closed itself (scheduler
     gone, connection failed) without stopping the thread; stopping it here
@@ -145,8 +142,8 @@ def discard(client: Any) -> None:
     """
     if client.status != "closed":
         try:
-            client.close(timeout=2)
-        except Exception as exc:  # a half-started client may not close cleanly
-            logger.debug("closing a failed Dask client: %s", exc)
+            client.close(timeout=timeout)
+        except Exception as exc:  # closing must never mask the real outcome
+            logger.warning("closing the Dask client: %s", exc)
         client.status = "closed"
     client._loop_runner.stop()

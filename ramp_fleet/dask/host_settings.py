@@ -17,7 +17,6 @@ export :func:`environment` the same way.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 #: dask config key → value.
 SETTINGS: dict[str, object] = {
@@ -38,9 +37,9 @@ def environment() -> dict[str, str]:
     return {variable_name(key): str(value) for key, value in SETTINGS.items()}
 
 
-def with_settings(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: our environment) plus the settings it does not set itself."""
-    env = dict(os.environ if base is None else base)
+def with_settings() -> dict[str, str]:
+    """Our environment plus the settings it does not set itself."""
+    env = dict(os.environ)
     for name, value in environment().items():
         env.setdefault(name, value)
     return env

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from ramp_fleet.config import load_event_config
 from tests.conftest import EventFactory, write_submission
 
 
@@ -60,6 +62,12 @@ def test_dispatch_status_and_leaderboard(make_event: EventFactory) -> None:
 
     text = cli("leaderboard", str(config)).stdout
     assert "ranked by acc" in text and text.index("logreg") < text.index("dummy")
+    assert "peak MB" not in text  # nothing measured it
+
+    with sqlite3.connect(load_event_config(config).store_path) as db:
+        db.execute("UPDATE submissions SET peak_memory_mb = 123.4 WHERE name = 'logreg'")
+    text = cli("leaderboard", str(config)).stdout
+    assert "peak MB" in text and "123.4" in text
 
 
 def test_submit_refuses_bad_names_with_status_2(make_event: EventFactory, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Dask worker overhead: 12 quick submissions over 2 single-thread Dask workers.
 
-    .venv/bin/python benchmarks/dask_local.py [--submissions 12] [--workers 2]
+    .venv/bin/python benchmarks/dask_local.py [--submissions 12] [--workers 2] [--rounds 3]
 
-Prints figures, asserts nothing:
+Prints figures, asserts nothing; each figure is the median over rounds that
+run the plain and the Dask batch in alternating order, because a shared VM's
+speed drifts by more than the overhead measured:
 
 * per-submission overhead: the median time a slot spends on one submission
   through DaskWorker (pack, submit, run, return, write outputs) minus the
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from ramp_fleet.dask.local import LocalDaskCluster
@@ -40,18 +43,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="plain/Dask pairs, run in alternating order (a VM's speed drifts)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ramp-fleet-bench-"))
     try:
         names = _prepare(root, args.submissions)
         _warm_up(root, names[0])
-        plain, plain_makespan = _run_plain(root, names, args.workers)
         with LocalDaskCluster(args.workers, workdir=root / "cluster") as cluster:
             config = _config(cluster, root)
-            dask_times, in_task, dask_makespan = _run_dask(config, names, args.workers)
-        _report(args, plain, plain_makespan, dask_times, in_task, dask_makespan)
+            rounds = []
+            for index in range(args.rounds):
+                print(f"round {index + 1}/{args.rounds}", flush=True)
+                dask_first = index % 2 == 1
+                if dask_first:
+                    dask = _run_dask(config, names, args.workers)
+                plain = _run_plain(root, names, args.workers)
+                if not dask_first:
+                    dask = _run_dask(config, names, args.workers)
+                rounds.append(Round(*plain, *dask))
+        _report(args, rounds)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Round:
+    plain: list[float]
+    plain_makespan: float
+    dask: list[float]
+    in_task: list[float]
+    dask_makespan: float
+
+    @property
+    def overhead(self) -> float:
+        return statistics.median(self.dask) - statistics.median(self.plain)
+
+    @property
+    def efficiency(self) -> float:
+        return self.plain_makespan / self.dask_makespan
 
 
 def _prepare(root: Path, n: int) -> list[str]:
@@ -85,7 +115,6 @@ def _warm_up(root: Path, name: str) -> None:
 
 
 def _run_plain(root: Path, names: list[str], slots: int) -> tuple[list[float], float]:
-    print(f"plain ramp-test: {len(names)} runs on {slots} parallel slots...", flush=True)
     started = time.monotonic()
     with ThreadPoolExecutor(slots) as pool:
         times = list(pool.map(lambda name: _ramp_test(root, name), names))
@@ -104,8 +133,6 @@ def _config(cluster: LocalDaskCluster, root: Path) -> dict[str, object]:
 
 def _run_dask(config: dict[str, object], names: list[str], slots: int
               ) -> tuple[list[float], list[float], float]:
-    print(f"DaskWorker: {len(names)} submissions on {slots} single-thread Dask workers...",
-          flush=True)
     shared = DaskWorker.open_shared(config, None)
     in_task: list[float] = []
 
@@ -135,22 +162,25 @@ def _run_dask(config: dict[str, object], names: list[str], slots: int
         DaskWorker.close_shared(shared)
 
 
-def _report(args: argparse.Namespace, plain: list[float], plain_makespan: float,
-            dask_times: list[float], in_task: list[float], dask_makespan: float) -> None:
-    plain_median = statistics.median(plain)
-    dask_median = statistics.median(dask_times)
+def _report(args: argparse.Namespace, rounds: list[Round]) -> None:
+    def spread(values: list[float], form: str, unit: str = "") -> str:
+        shown = " / ".join(format(v, form) for v in values)
+        return f"{format(statistics.median(values), form)}{unit}  (rounds: {shown})"
+
     print()
-    print(f"submissions / slots               {args.submissions} / {args.workers}")
-    print(f"plain ramp-test, median per run   {plain_median:6.2f} s")
-    print(f"DaskWorker slot, median per run   {dask_median:6.2f} s "
-          f"(ramp-test inside the task: {statistics.median(in_task):.2f} s)")
-    print(f"per-submission overhead           {dask_median - plain_median:+6.2f} s  "
-          "(target <= 0.5 s)")
-    print(f"makespan plain / Dask             {plain_makespan:6.2f} s / {dask_makespan:6.2f} s")
-    print(f"makespan efficiency               {plain_makespan / dask_makespan:6.2f}    "
-          "(target >= 0.85)")
-    ideal = sum(plain) / args.workers
-    print(f"  (vs. ideal sum(plain)/slots = {ideal:.2f} s: {ideal / dask_makespan:.2f})")
+    print(f"submissions / slots / rounds      {args.submissions} / {args.workers} / {len(rounds)}")
+    print("plain ramp-test, median per run   "
+          + spread([statistics.median(r.plain) for r in rounds], ".2f", " s"))
+    print("DaskWorker slot, median per run   "
+          + spread([statistics.median(r.dask) for r in rounds], ".2f", " s"))
+    print("  ramp-test inside the task       "
+          + spread([statistics.median(r.in_task) for r in rounds], ".2f", " s"))
+    print("per-submission overhead           "
+          + spread([r.overhead for r in rounds], "+.2f", " s") + "   (target <= 0.5 s)")
+    print("makespan plain / Dask             "
+          + " | ".join(f"{r.plain_makespan:.1f} / {r.dask_makespan:.1f} s" for r in rounds))
+    print("makespan efficiency               "
+          + spread([r.efficiency for r in rounds], ".2f") + "   (target >= 0.85)")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ statistical profiler samples its threads every 10 ms, every process checks
 its event loop every 20 ms, and the nanny and the system monitor poll
 several times a second. On an idle two-worker cluster that is about 15% of
 a core, taken from the submissions that run beside it; with these settings
-it is under 2% (``benchmarks/dask_local.py`` on two cores: makespan
-efficiency from 0.75-0.79 to 0.84-0.93).
+it is under 2% (``benchmarks/dask_local.py`` on two cores, A/B in one
+sitting: overhead per submission +0.42 s → +0.12 s, makespan efficiency
+0.85 → 0.95).
 
 ``ramp-fleet dask local`` and the Pulumi Dask cluster start their
 processes with these settings; organisers who start workers by hand can

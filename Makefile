@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint typecheck unit sshd bench clean
+.PHONY: demo test setup lint typecheck unit wheel-check sshd bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,9 @@ demo: $(STAMP)
 	cd $(DEMO) && ../../$(BIN)/ramp-fleet dispatch config.yml
 	cd $(DEMO) && ../../$(BIN)/ramp-fleet leaderboard config.yml
 
-## test: lint, type-check and run the whole suite (real ramp-test, sshd, moto, dask)
-test: $(STAMP) sshd lint typecheck unit
+## test: lint, type-check, check the installed wheel and run the whole suite
+## (real ramp-test, sshd, moto, dask)
+test: $(STAMP) sshd lint typecheck wheel-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,6 +36,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# The wheel, installed in a scratch venv and run from outside the checkout.
+wheel-check: $(STAMP)
+	PYTHON=$(PYTHON) .ci/check-wheel
 
 # The AWS tests need a real OpenSSH server on 127.0.0.1; install it when missing.
 sshd:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import shlex
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
-#: The project checkout (templates/ and pipelines/ live beside the package).
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = PROJECT_DIR / "templates"
+from ramp_fleet.resources import TEMPLATES_DIR
 
 
 def shquote(value: Any) -> str:

@@ -21,9 +21,9 @@ from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import UsageError
 from ramp_fleet.names import CONDA_PREFIX, EventNames, slug
-from ramp_fleet.templating import PROJECT_DIR, environment, render, render_string, shquote
+from ramp_fleet.resources import PIPELINES_DIR
+from ramp_fleet.templating import environment, render, render_string, shquote
 
-PIPELINES_DIR = PROJECT_DIR / "pipelines"
 PHASES = ("build", "validate", "test")
 #: Image Builder refuses component documents longer than this.
 MAX_DOCUMENT_CHARS = 16_000
@@ -146,7 +146,7 @@ def build_context(event: EventConfig, region: str, *, private_data: bool) -> dic
             "password_parameter": names.osf_password_parameter if with_credentials else None,
         },
         "region": region,
-        "sandbox": event.ramp.ramp_sandbox_name,
+        "sandbox": event.ramp.sandbox_dir,
         "dask": event.worker_type == "dask",
         "gpu": event.infra.gpu,
     }

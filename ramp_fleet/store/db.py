@@ -136,6 +136,21 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    def outstanding(self) -> tuple[int, int]:
+        """``(new, active)``: waiting submissions (back-off included) and runs in flight.
+
+        Read in one statement, so no claim or requeue can slip between the
+        two counts: when both are 0, nothing is left to do.
+        """
+        marks = ",".join("?" * len(ACTIVE))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COALESCE(SUM(state = ?), 0), COALESCE(SUM(state IN ({marks})), 0) "
+                "FROM submissions",
+                (State.NEW, *ACTIVE),
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
     def next_ready_at(self) -> float | None:
         """When the earliest submission waiting in back-off becomes ready."""
         with self._lock:

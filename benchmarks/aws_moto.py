@@ -65,9 +65,9 @@ def build_event(root: Path, ssh: Any, reuse: bool) -> Path:
     key.chmod(0o600)
     config = {
         "ramp": {"problem_name": "iris", "event_name": f"bench_{'reuse' if reuse else 'fresh'}",
-                 "ramp_submissions_dir": "submissions",
-                 "ramp_kit_dir": str(EXAMPLE / "ramp-kits" / "iris"),
-                 "ramp_data_dir": str(EXAMPLE / "ramp-data" / "iris")},
+                 "submissions_dir": "submissions",
+                 "kit_dir": str(EXAMPLE / "ramp-kits" / "iris"),
+                 "data_dir": str(EXAMPLE / "ramp-data" / "iris")},
         "worker": {
             "worker_type": "aws", "region_name": "us-east-1", "ami_image_name": "ramp-bench",
             "instance_type": "t3.micro", "security_group": "ramp-workers",

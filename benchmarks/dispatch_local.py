@@ -55,7 +55,7 @@ def make_event(root: Path, n_submissions: int, n_workers: int) -> tuple[Path, Pa
     wrapper.write_text(WRAPPER)
     wrapper.chmod(0o755)
     config = {
-        "ramp": {"problem_name": "iris", "event_name": "bench", "ramp_submissions_dir": "submissions"},
+        "ramp": {"problem_name": "iris", "event_name": "bench", "submissions_dir": "submissions"},
         "worker": {"worker_type": "conda", "conda_env": str(env), "timeout": 600},
         "dispatcher": {"hunger_policy": "exit", "n_workers": n_workers, "n_threads": 1},
     }

@@ -39,6 +39,8 @@ class Summary:
     training_error: int
     checking_error: int
     waiting: int
+    #: Every submission the event has, whatever its state.
+    total: int
 
 
 class _Interrupted(Exception):
@@ -120,17 +122,16 @@ class Dispatcher:
         policy = self.event.dispatcher.hunger_policy
         interval = (self.event.dispatcher.sleep_interval if policy == "sleep"
                     else self.event.dispatcher.time_between_collection)
-        pending = (State.NEW, State.SENT_TO_TRAINING, State.TRAINING, State.TESTED)
         self.reporter.total(store.count(*State))
         while True:
             added = discover(self.event, store)
             if added:
                 self.reporter.total(store.count(*State))
                 self._notify()
-            busy = store.count(*pending[1:])
-            if self._stop_launching.is_set() and busy == 0:
+            waiting, running = store.outstanding()
+            if self._stop_launching.is_set() and running == 0:
                 return
-            if policy == "exit" and busy == 0 and store.count(State.NEW) == 0:
+            if policy == "exit" and waiting == 0 and running == 0:
                 return
             with self._wake:
                 self._wake.wait(timeout=interval)
@@ -152,8 +153,9 @@ class Dispatcher:
         timeout = IDLE_RECHECK
         if ready_at is not None and ready_at > time.time():
             timeout = min(timeout, ready_at - time.time())
-        with self._wake:
-            self._wake.wait(timeout=max(timeout, 0.01))
+        with self._wake:  # the flag is read under the lock its setter notifies with
+            if not self._stop_launching.is_set():
+                self._wake.wait(timeout=max(timeout, 0.01))
 
     # -- one submission ---------------------------------------------------------------
 
@@ -272,6 +274,7 @@ class Dispatcher:
             training_error=store.count(State.TRAINING_ERROR),
             checking_error=store.count(State.CHECKING_ERROR),
             waiting=store.count(State.NEW),
+            total=store.count(*State),
         )
 
 

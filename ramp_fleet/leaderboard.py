@@ -8,7 +8,6 @@ type of ``problem.py``, with its direction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
@@ -42,7 +41,7 @@ class Leaderboard:
 def build_leaderboard(event: EventConfig) -> Leaderboard:
     from ramp_fleet.scoring import official_score_type
 
-    score_type = official_score_type(Path(event.worker_mapping()["kit_dir"]))
+    score_type = official_score_type(event.dirs.kit.path)
     store = Store(event.store_path)
     try:
         scored = [s for s in store.all() if s.state == State.SCORED and s.scores]

@@ -83,7 +83,7 @@ def make_event(tmp_path: Path) -> EventFactory:
         config = {
             "ramp": {"problem_name": "iris", "event_name": "iris_test",
                      "event_title": "Iris test", "event_is_public": True,
-                     "ramp_submissions_dir": "submissions", **(ramp or {})},
+                     "submissions_dir": "submissions", **(ramp or {})},
             "worker": {"worker_type": "conda", "timeout": 120, **(worker or {})},
             "dispatcher": {"hunger_policy": "exit", "n_workers": 2, "n_threads": 1,
                            "retry_backoff": 0.1, **(dispatcher or {})},

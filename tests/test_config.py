@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,8 +12,9 @@ import pytest
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.errors import ConfigError
+from tests.ramp_board import EXAMPLE
 
-RAMP_BOARD_CONFIG = """
+RAMP_BOARD_CONFIG = f"""
 ramp:
     problem_name: iris
     event_name: iris_test
@@ -27,7 +29,7 @@ sqlalchemy:
     database: databoard_test
 worker:
     worker_type: conda
-    conda_env: ramp-iris
+    conda_env: {sys.prefix}
 dispatcher:
     hunger_policy: sleep
     n_workers: -1
@@ -37,8 +39,14 @@ dispatcher:
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yml") -> Path:
+    """The config, beside the folders of the layout it defaults to (events e and iris_test)."""
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
+    if not (tmp_path / "ramp-kits").exists():
+        shutil.copytree(EXAMPLE / "ramp-kits" / "iris", tmp_path / "ramp-kits" / "iris")
+        shutil.copytree(EXAMPLE / "ramp-data" / "iris", tmp_path / "ramp-data" / "iris")
+        for event in ("e", "iris_test"):
+            (tmp_path / "events" / event / "submissions").mkdir(parents=True)
     return path
 
 
@@ -52,7 +60,7 @@ def test_a_ramp_board_config_loads_unchanged(tmp_path: Path) -> None:
     event = load_event_config(write(tmp_path, RAMP_BOARD_CONFIG))
     assert event.event_name == "iris_test"
     assert event.worker_type == "conda"
-    assert event.worker_mapping()["conda_env"] == "ramp-iris"
+    assert event.worker_mapping()["conda_env"] == sys.prefix
     assert event.dispatcher.hunger_policy == "sleep"
     assert event.n_slots >= 1
     assert event.warnings == ()
@@ -72,6 +80,7 @@ def test_directories_default_to_the_deployment_layout(tmp_path: Path) -> None:
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
+    shutil.copytree(EXAMPLE / "ramp-kits" / "iris", tmp_path / "kits" / "iris")
     path = write(tmp_path / "sub", """
         ramp: {problem_name: iris, event_name: e}
         worker: {worker_type: conda, kit_dir: ../kits/iris, logs_dir: logs}
@@ -95,12 +104,11 @@ def test_flat_keys_are_regrouped_with_one_warning(tmp_path: Path) -> None:
         problem_name: iris
         event_name: iris_test
         worker_type: conda
-        conda_env: ramp-iris
         hunger_policy: exit
         n_workers: 2
     """)
     event = load_event_config(path)
-    assert event.worker_mapping()["conda_env"] == "ramp-iris"
+    assert event.worker_mapping()["worker_type"] == "conda"
     assert event.dispatcher.n_workers == 2
     assert len(event.warnings) == 1
     warning = event.warnings[0]

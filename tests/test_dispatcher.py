@@ -15,7 +15,7 @@ import pytest
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.dispatcher import Dispatcher
-from ramp_fleet.errors import UsageError
+from ramp_fleet.errors import ConfigError, UsageError
 from ramp_fleet.progress import Reporter
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.submissions import submit
@@ -86,12 +86,12 @@ def test_a_timeout_kills_the_whole_tree_even_a_child_ignoring_sigterm(
     assert "timed out after 4 s" in log
 
 
-def test_an_unknown_conda_env_is_a_checking_error_not_a_crash(make_event: EventFactory) -> None:
+def test_an_unknown_conda_env_is_refused_before_anything_runs(make_event: EventFactory) -> None:
     config = make_event(("logreg",), worker={"conda_env": str(Path("/nonexistent/env"))})
-    store = dispatch(config)
-    logreg = store.get("logreg")
-    assert logreg is not None and logreg.state == State.CHECKING_ERROR
-    assert "no environment at /nonexistent/env" in (logreg.error or "")
+    with pytest.raises(ConfigError) as refused:
+        load_event_config(config)
+    assert refused.value.problems == [
+        f"{config}: worker.conda_env: no environment at /nonexistent/env (no bin/ folder)"]
 
 
 def test_threads_and_priority_apply_to_the_child_only(make_event: EventFactory, tmp_path: Path) -> None:

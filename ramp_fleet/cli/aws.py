@@ -18,7 +18,7 @@ RUNNERS_UP = 5
 
 
 def _aws_event(config: Path) -> EventConfig:
-    event = load(config)
+    event = load(config, runtime_files=False)
     if event.worker_type != "aws":
         raise UsageError(f"{event.display}: worker.worker_type: is {event.worker_type!r}; "
                          "this command is for worker_type: aws")

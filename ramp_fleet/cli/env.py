@@ -39,9 +39,9 @@ def update(config: Path) -> None:
 
 
 def _build(config: Path, update: bool) -> None:
-    event = load(config)
+    event = load(config, check_env=False)
     conda_env = event.worker_mapping().get("conda_env")
-    kit_dir = Path(event.worker_mapping()["kit_dir"])
+    kit_dir = event.dirs.kit.path
     if not conda_env:
         raise UsageError(f"{event.display}: worker.conda_env: is required to create an environment")
     if looks_like_path(conda_env):

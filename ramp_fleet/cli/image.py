@@ -24,7 +24,7 @@ def image() -> None:
 @click.option("--region", default=None, help="Region of the build (default: the config's).")
 def render(config: Path, private_data: bool, region: str | None) -> None:
     """Print the AWSTOE component document that builds the event's AMI."""
-    event = load(config)
+    event = load(config, runtime_files=False)
     click.echo(render_document(event, event_region(event, region), private_data=private_data),
                nl=False)
 
@@ -41,7 +41,7 @@ def render(config: Path, private_data: bool, region: str | None) -> None:
 def build_ami(config: Path, wait: bool, poll_interval: float, timeout: float,
               quick_test: bool) -> None:
     """Run the event's image pipeline (created by `pulumi up`) and report the new AMI."""
-    event = load(config)
+    event = load(config, runtime_files=False)
     if quick_test and not wait:
         raise click.UsageError("--test needs the build's AMI: drop --no-wait")
     result = build.build_ami(event, build.imagebuilder_client(event), wait=wait,

@@ -79,6 +79,9 @@ def dispatch(config: Path) -> None:
         f"{summary.scored} scored, {summary.training_error} training errors, "
         f"{summary.checking_error} checking errors, {summary.waiting} waiting"
     )
+    if summary.total == 0:
+        click.echo(f"warning: event {event.event_name!r} has no submissions: nothing in "
+                   f"{event.dirs.submissions.path} (from {event.dirs.submissions.source})", err=True)
 
 
 @click.command()
@@ -88,7 +91,7 @@ def status(config: Path, as_json: bool) -> None:
     """Show the state of every submission of the event."""
     from ramp_fleet.store import Store
 
-    event = load(config)
+    event = load(config, runtime_files=False)
     store = Store(event.store_path)
     try:
         rows = [s.as_json() for s in store.all()]

@@ -18,6 +18,8 @@ from ramp_fleet.config.event import EventConfig
 from ramp_fleet.config.sections import (
     BUILTIN_WORKER_TYPES,
     AWSWorkerSection,
+    CondaWorkerSection,
+    CustomWorkerSection,
     DaskWorkerSection,
     InfraSection,
     WorkerSection,
@@ -48,20 +50,80 @@ def custom_worker_problem(worker_type: str) -> str | None:
     return None
 
 
-def check_event(event: EventConfig, runtime_files: bool = True) -> list[str]:
-    """Cross-key checks; ``runtime_files`` also checks the files a run reads.
+def check_event(event: EventConfig, runtime_files: bool = True, check_env: bool = True) -> list[str]:
+    """Cross-key checks; ``runtime_files`` also checks the folders and files a run reads,
+    ``check_env`` the conda environment it runs in.
 
     The Pulumi program passes ``runtime_files=False``: the SSH key and the
     Dask TLS files are what its first ``pulumi up`` produces.
     """
     worker = event.worker
     problems: list[str] = []
+    if runtime_files:
+        problems.extend(_check_dirs(event))
+    if isinstance(worker, CondaWorkerSection) and check_env:
+        problems.extend(_check_conda_env(worker))
     if isinstance(worker, AWSWorkerSection):
         problems.extend(_check_aws(worker, runtime_files))
     if isinstance(worker, DaskWorkerSection):
         problems.extend(_check_dask(worker, runtime_files))
     problems.extend(_check_infra(event.infra, worker))
     return problems
+
+
+def local_dirs(event: EventConfig) -> tuple[str, ...]:
+    """The folders the dispatcher's machine must have for this event's worker.
+
+    conda reads the kit, the data and the submissions here; AWS and Dask read
+    only the submissions here (the kit and the data are on the instances or
+    the Dask hosts) — except a Dask scheduler on loopback, whose workers share
+    this machine's folders. A custom worker class may set ``local_dirs``.
+    """
+    worker = event.worker
+    if isinstance(worker, DaskWorkerSection) and _is_loopback(_host(worker.dask_scheduler)):
+        return ("kit_dir", "data_dir", "submissions_dir")
+    if isinstance(worker, CustomWorkerSection):
+        declared = getattr(_custom_class(worker.worker_type), "local_dirs", None)
+        if isinstance(declared, tuple | list):
+            return tuple(str(key) for key in declared)
+    return type(worker).local_dirs
+
+
+def _check_dirs(event: EventConfig) -> Iterator[str]:
+    origins = event.dirs.by_key()
+    for key in local_dirs(event):
+        origin = origins[key]
+        where = f"'{origin.path}' (from {origin.source})"
+        named = origin.key or f"ramp.{key}"
+        if not origin.path.is_dir():
+            yield f"{named}: no such folder: {where}"
+        elif key == "kit_dir" and not (origin.path / "problem.py").is_file():
+            yield f"{named}: no problem.py in {where}; is this the kit?"
+
+
+def _check_conda_env(worker: CondaWorkerSection) -> Iterator[str]:
+    from ramp_fleet.envs import EnvError, resolve_env
+
+    try:
+        resolve_env(worker.conda_env)
+    except EnvError as exc:
+        yield f"worker.{exc}"
+
+
+def _custom_class(worker_type: str) -> type | None:
+    if ":" in worker_type:
+        module_name, _, class_name = worker_type.partition(":")
+        found = getattr(importlib.import_module(module_name), class_name, None)
+        return found if isinstance(found, type) else None
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=worker_type):
+        loaded = entry_point.load()
+        return loaded if isinstance(loaded, type) else None
+    return None
+
+
+def _host(address: str) -> str:
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    return parts.hostname or ""
 
 
 def _check_aws(worker: AWSWorkerSection, runtime_files: bool) -> Iterator[str]:

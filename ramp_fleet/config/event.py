@@ -9,10 +9,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from ramp_fleet.config.layout import EventDirs
 from ramp_fleet.config.sections import (
     DispatcherSection,
     InfraSection,
     RampSection,
+    StoreSection,
     WorkerSection,
 )
 
@@ -28,13 +30,18 @@ class EventConfig:
     worker: WorkerSection
     dispatcher: DispatcherSection
     infra: InfraSection
+    store: StoreSection
     store_path: Path
-    event_dir: Path
+    dirs: EventDirs
     warnings: tuple[str, ...] = ()
 
     @property
     def event_name(self) -> str:
         return self.ramp.event_name
+
+    @property
+    def event_dir(self) -> Path:
+        return self.dirs.event
 
     @property
     def worker_type(self) -> str:
@@ -75,6 +82,8 @@ class EventConfig:
         return {
             "config": str(self.path),
             "ramp": _plain(self.ramp.model_dump(exclude_none=True)),
+            "directories": {key: {"path": str(origin.path), "from": origin.source}
+                            for key, origin in self.dirs.by_key().items()},
             "worker": _plain(self.worker.model_dump(mode="json", exclude_none=True))
             | _plain(dict(self.worker.model_extra or {})),
             "dispatcher": {**self.dispatcher.model_dump(), "slots": self.n_slots},

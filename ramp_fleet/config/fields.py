@@ -48,6 +48,13 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_zero_int(value: Any) -> int:
+    number = _whole_number(value)
+    if number == 0:
+        raise ValueError("must not be 0 (a negative number counts back from the CPU count)")
+    return number
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -83,6 +90,7 @@ def _cidr(value: Any) -> str:
 Seconds = Annotated[float, BeforeValidator(_positive_seconds)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+NonZeroInt = Annotated[int, BeforeValidator(_non_zero_int)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 PathField = Annotated[Path, BeforeValidator(_path)]
 Text = Annotated[str, BeforeValidator(_text)]

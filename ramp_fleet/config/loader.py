@@ -19,8 +19,10 @@ from pydantic import BaseModel, ValidationError
 from ramp_fleet.config import checks
 from ramp_fleet.config.event import EventConfig
 from ramp_fleet.config.fields import MASK, SECRET_KEYS
+from ramp_fleet.config.layout import resolve_dirs
 from ramp_fleet.config.sections import (
     BUILTIN_WORKER_TYPES,
+    DIRECTORY_KEYS,
     HUNGER_POLICIES,
     IGNORED_SECTIONS,
     SECTIONS,
@@ -33,7 +35,6 @@ from ramp_fleet.config.sections import (
     WorkerSection,
     flat_key_sections,
     known_keys,
-    worker_path_keys,
 )
 from ramp_fleet.errors import ConfigError
 
@@ -52,11 +53,21 @@ _PYDANTIC_WORDING = {
 }
 
 
-def load_event_config(path: str | os.PathLike[str], *, runtime_files: bool = True) -> EventConfig:
+def load_event_config(
+    path: str | os.PathLike[str],
+    *,
+    runtime_files: bool = True,
+    check_env: bool = True,
+    deployment_dir: str | os.PathLike[str] | None = None,
+) -> EventConfig:
     """Load, validate and resolve the event config at ``path``.
 
-    ``runtime_files=False`` skips the checks of files only a run needs (the
-    SSH key, the Dask TLS files), for the Pulumi program that creates them.
+    ``runtime_files=False`` skips the checks of what only a run needs (the
+    event's folders, the SSH key, the Dask TLS files, the conda environment),
+    for the Pulumi program and the commands that only talk to AWS;
+    ``check_env=False`` skips only the conda environment (``env create``
+    makes it). ``deployment_dir``
+    overrides where the ramp-board deployment is (see :mod:`.layout`).
     Raises :class:`ConfigError` carrying every problem found.
     """
     file = Path(path)
@@ -66,7 +77,10 @@ def load_event_config(path: str | os.PathLike[str], *, runtime_files: bool = Tru
     if _is_flat(data):
         data = _regroup_flat(data)
         warnings.append(_flat_warning(display, data))
-    return _Builder(file, display, data, warnings, runtime_files).build()
+    _refuse_deployment_config(file, display, data)
+    override = Path(deployment_dir) if deployment_dir is not None else None
+    builder = _Builder(file, display, data, warnings, override)
+    return builder.build(runtime_files=runtime_files, check_env=check_env and runtime_files)
 
 
 def _read_yaml(file: Path, display: str) -> dict[str, Any]:
@@ -93,6 +107,17 @@ def _read_yaml(file: Path, display: str) -> dict[str, Any]:
              f"got {found}"]
         )
     return data
+
+
+def _refuse_deployment_config(file: Path, display: str, data: Mapping[str, Any]) -> None:
+    """A ramp-board deployment config given where an event config belongs: say which to use."""
+    if "ramp" in data or not ({"sqlalchemy", "flask"} & set(data)):
+        return
+    events = sorted(file.resolve().parent.glob("events/*/config.yml"))
+    found = ", ".join(str(path.relative_to(file.resolve().parent)) for path in events[:5])
+    hint = f" (found: {found})" if found else " (events/<event>/config.yml)"
+    raise ConfigError([f"{display}: is a ramp-board deployment config (flask, sqlalchemy), "
+                       f"not an event config; give an event's config.yml{hint}"])
 
 
 def _is_flat(data: Mapping[str, Any]) -> bool:
@@ -155,9 +180,14 @@ class _Builder:
     """Validates the sections of one config, collecting every problem."""
 
     def __init__(
-        self, file: Path, display: str, data: dict[str, Any], warnings: list[str], runtime_files: bool
+        self,
+        file: Path,
+        display: str,
+        data: dict[str, Any],
+        warnings: list[str],
+        deployment_dir: Path | None,
     ):
-        self.runtime_files = runtime_files
+        self.deployment_dir = deployment_dir
         self.file = file
         self.display = display
         self.data = data
@@ -172,7 +202,7 @@ class _Builder:
 
     # -- sections -----------------------------------------------------------
 
-    def build(self) -> EventConfig:
+    def build(self, runtime_files: bool, check_env: bool) -> EventConfig:
         self._check_top_level()
         ramp = self._section("ramp", RampSection, required=True)
         dispatcher = self._section("dispatcher", DispatcherSection) or DispatcherSection()
@@ -182,7 +212,7 @@ class _Builder:
         if self.problems or ramp is None or worker is None:
             raise ConfigError(self.problems or [f"{self.display}: invalid config"])
         event = self._resolve(ramp, worker, dispatcher, infra, store)
-        for message in checks.check_event(event, self.runtime_files):
+        for message in checks.check_event(event, runtime_files, check_env):
             self.problems.append(f"{self.display}: {message}")
         if self.problems:
             raise ConfigError(self.problems)
@@ -297,18 +327,10 @@ class _Builder:
         infra: InfraSection,
         store: StoreSection,
     ) -> EventConfig:
-        deploy = self._path(ramp.deployment_dir) or self.base_dir
-        event_dir = deploy / "events" / ramp.event_name
-        layout = {
-            "kit_dir": self._path(ramp.ramp_kit_dir) or deploy / "ramp-kits" / ramp.problem_name,
-            "data_dir": self._path(ramp.ramp_data_dir) or deploy / "ramp-data" / ramp.problem_name,
-            "submissions_dir": self._path(ramp.ramp_submissions_dir) or event_dir / "submissions",
-            "predictions_dir": self._path(ramp.ramp_predictions_dir) or event_dir / "predictions",
-            "logs_dir": self._path(ramp.ramp_logs_dir) or event_dir / "logs",
-        }
-        updates: dict[str, Any] = {
-            key: self._path(getattr(worker, key)) or layout[key] for key in worker_path_keys()
-        }
+        dirs, warnings = resolve_dirs(self.file, ramp, worker, self.deployment_dir)
+        self.warnings.extend(f"{self.display}: {warning}" for warning in warnings)
+        updates: dict[str, Any] = {key: origin.path for key, origin in dirs.by_key().items()
+                                   if key in DIRECTORY_KEYS}
         for key in ("key_path", "ssh_config_file"):
             if getattr(worker, key, None) is not None:
                 updates[key] = self._path(getattr(worker, key))
@@ -319,7 +341,7 @@ class _Builder:
             )
         if infra.public_key_path is not None:
             infra = infra.model_copy(update={"public_key_path": self._path(infra.public_key_path)})
-        store_path = self._path(store.path) or event_dir / "ramp-fleet.sqlite"
+        store_path = self._path(store.path) or dirs.event / "ramp-fleet.sqlite"
         return EventConfig(
             path=self.file.resolve(),
             display=self.display,
@@ -327,8 +349,9 @@ class _Builder:
             worker=worker.model_copy(update=updates),
             dispatcher=dispatcher,
             infra=infra,
+            store=store,
             store_path=store_path,
-            event_dir=event_dir,
+            dirs=dirs,
             warnings=tuple(self.warnings),
         )
 

@@ -9,18 +9,18 @@ them against the config file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ramp_fleet.config.fields import (
     Cidr,
     Flag,
+    NonZeroInt,
     PathField,
     PositiveInt,
     Seconds,
     Text,
-    WholeNumber,
 )
 
 BUILTIN_WORKER_TYPES = ("conda", "aws", "dask")
@@ -31,27 +31,39 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The event's folders, under the names ramp-board's ``ramp`` section uses (and
+#: the guide's ``worker`` section repeats).
+DIRECTORY_KEYS = ("kit_dir", "data_dir", "submissions_dir", "predictions_dir", "logs_dir")
+
+
 class RampSection(Section):
+    """ramp-board's ``ramp`` section, with ramp-utils' key names.
+
+    Relative directories are relative to the deployment folder, as
+    ramp-utils joins them.
+    """
+
     problem_name: Text
     event_name: Text
     event_title: Text | None = None
     event_is_public: Flag = False
-    #: Root of the ramp-board deployment layout; the config's folder if unset.
+    #: Root of the ramp-board deployment layout (see the loader for its default).
     deployment_dir: PathField | None = None
-    ramp_kit_dir: PathField | None = None
-    ramp_data_dir: PathField | None = None
-    ramp_submissions_dir: PathField | None = None
-    ramp_predictions_dir: PathField | None = None
-    ramp_logs_dir: PathField | None = None
-    ramp_sandbox_name: Text = "starting_kit"
-    #: Train the sandbox submission (``starting_kit``) like any other.
+    kit_dir: PathField | None = None
+    data_dir: PathField | None = None
+    submissions_dir: PathField | None = None
+    predictions_dir: PathField | None = None
+    logs_dir: PathField | None = None
+    #: The starting kit's submission, in ``<kit_dir>/submissions``.
+    sandbox_dir: Text = "starting_kit"
+    #: Train the sandbox submission like any other (ramp-board does not).
     sandbox_as_submission: Flag = False
 
 
 class DispatcherSection(Section):
     hunger_policy: Literal["sleep", "exit"] | None = None
     #: Worker slots; a negative number means ``cpu_count + 1 + n`` as in RAMP.
-    n_workers: WholeNumber = 1
+    n_workers: NonZeroInt = 1
     #: Threads given to each run through OMP/MKL/OPENBLAS/NUMEXPR variables.
     n_threads: PositiveInt | None = None
     #: How often remote runs are polled; local runs are collected at once.
@@ -66,6 +78,10 @@ class DispatcherSection(Section):
 class WorkerSection(Section):
     """Keys every worker has; the directories default to the deployment layout."""
 
+    #: The directories this worker reads on the dispatcher's machine (checked
+    #: before anything runs); the others may live on the worker hosts.
+    local_dirs: ClassVar[tuple[str, ...]] = ("submissions_dir",)
+
     worker_type: Text
     kit_dir: PathField | None = None
     data_dir: PathField | None = None
@@ -76,6 +92,8 @@ class WorkerSection(Section):
 
 
 class CondaWorkerSection(WorkerSection):
+    local_dirs: ClassVar[tuple[str, ...]] = ("kit_dir", "data_dir", "submissions_dir")
+
     worker_type: Literal["conda"] = "conda"
     conda_env: Text | None = None
 
@@ -189,7 +207,8 @@ SECTIONS: dict[str, type[Section] | None] = {
     "infra": InfraSection,
     "store": StoreSection,
 }
-IGNORED_SECTIONS = frozenset({"sqlalchemy"})
+#: What a ramp-board deployment config holds; an event config may carry them too.
+IGNORED_SECTIONS = frozenset({"sqlalchemy", "flask"})
 
 
 def known_keys(section: str, worker_type: str | None = None) -> list[str]:
@@ -211,12 +230,9 @@ def flat_key_sections() -> dict[str, str]:
     return owner
 
 
-def worker_path_keys() -> tuple[str, ...]:
-    return ("kit_dir", "data_dir", "submissions_dir", "logs_dir", "predictions_dir")
-
-
 __all__ = [
     "BUILTIN_WORKER_TYPES",
+    "DIRECTORY_KEYS",
     "HUNGER_POLICIES",
     "WORKER_SECTIONS",
     "AWSWorkerSection",

@@ -32,7 +32,7 @@ def quick_test(event: EventConfig, ami_id: str, echo: Callable[[str], None] = pr
         "region_name": event_region(event),
     })
     command = remote.quick_test(settings.remote_ramp_kit_folder, settings.remote_activate,
-                                event.ramp.ramp_sandbox_name)
+                                event.ramp.sandbox_dir)
     fleet = Fleet(settings, event_name=event.event_name, event_dir=event.event_dir)
     try:
         echo(f"booting {ami_id} ({settings.instance_type}) for a quick test")

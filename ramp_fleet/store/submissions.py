@@ -21,8 +21,8 @@ def discover(event: EventConfig, store: Store) -> list[str]:
     A folder with an unusable name is skipped with a warning (once per scan).
     The sandbox (``starting_kit``) is trained only when the config asks.
     """
-    submissions_dir = Path(event.worker_mapping()["submissions_dir"])
-    sandbox = event.ramp.ramp_sandbox_name
+    submissions_dir = event.dirs.submissions.path
+    sandbox = event.ramp.sandbox_dir
     if event.ramp.sandbox_as_submission:
         _provide_sandbox(event, submissions_dir)
     known = store.names()
@@ -47,8 +47,8 @@ def discover(event: EventConfig, store: Store) -> list[str]:
 
 
 def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:
-    name = event.ramp.ramp_sandbox_name
-    source = Path(event.worker_mapping()["kit_dir"]) / "submissions" / name
+    name = event.ramp.sandbox_dir
+    source = event.dirs.kit.path / "submissions" / name
     if not (submissions_dir / name).exists() and source.is_dir():
         _copy_in(source, submissions_dir / name)
 
@@ -61,7 +61,7 @@ def submit(event: EventConfig, store: Store, source: Path, name: str | None = No
     name = check_submission_name(name if name is not None else source.resolve().name)
     if not source.is_dir():
         raise UsageError(f"{source}: not a folder (a submission is a folder of files)")
-    target = Path(event.worker_mapping()["submissions_dir"]) / name
+    target = event.dirs.submissions.path / name
     if target.exists() or store.get(name) is not None:
         raise UsageError(f"submission {name!r} exists already in event {event.event_name!r}")
     _copy_in(source, target)

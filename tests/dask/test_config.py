@@ -12,6 +12,7 @@ from ramp_fleet.config import load_event_config
 from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.dask.certs import write_tls_files
 from ramp_fleet.errors import ConfigError
+from tests.ramp_board import make_layout
 
 
 def _load(tmp_path: Path, **worker: Any) -> Any:
@@ -22,6 +23,7 @@ def _load(tmp_path: Path, **worker: Any) -> Any:
     }
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
+    make_layout(tmp_path, "iris", "iris_dask")  # a loopback scheduler's workers read them here
     return load_event_config(path)
 
 

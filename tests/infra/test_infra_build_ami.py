@@ -37,7 +37,7 @@ def client():
 
 @pytest.fixture
 def event(write_config):
-    return load_event_config(write_config("aws"))
+    return load_event_config(write_config("aws"), runtime_files=False)
 
 
 def expect_pipeline(client, found: bool = True) -> None:

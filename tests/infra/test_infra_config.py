@@ -11,7 +11,7 @@ from ramp_fleet.names import EventNames, event_tags, slug
 
 def problems(write_config, kind: str, **sections) -> list[str]:
     with pytest.raises(ConfigError) as error:
-        load_event_config(write_config(kind, **sections))
+        load_event_config(write_config(kind, **sections), runtime_files=False)
     return error.value.problems
 
 
@@ -26,7 +26,8 @@ def test_gpu_images_are_built_on_gpu_instances(write_config):
     assert "infra.build_instance_types: a gpu image is built and tested on GPU instances" in problem
     assert "got t3.large" in problem
     load_event_config(write_config("conda", infra={"gpu": True,
-                                                   "build_instance_types": ["g5.xlarge"]}))
+                                                   "build_instance_types": ["g5.xlarge"]}),
+                      runtime_files=False)
 
 
 def test_data_source_location(write_config):
@@ -49,13 +50,14 @@ def test_public_key_path_must_exist(write_config, tmp_path):
 
 
 def test_dask_cluster_worker_port(write_config):
-    event = load_event_config(write_config("dask", infra={"dask_cluster": {"worker_port": 9100}}))
+    event = load_event_config(write_config("dask", infra={"dask_cluster": {"worker_port": 9100}}),
+                              runtime_files=False)
     assert event.infra.dask_cluster is not None
     assert event.infra.dask_cluster.worker_port == 9100
 
 
 def test_names_default_without_aws_worker_keys(write_config):
-    names = EventNames.of(load_event_config(write_config("conda")))
+    names = EventNames.of(load_event_config(write_config("conda"), runtime_files=False))
     assert names.ami_base == "ramp-iris_conda"
     assert names.security_group == "ramp-iris_conda-workers"
     assert names.key_name == "ramp-iris_conda"
@@ -63,7 +65,7 @@ def test_names_default_without_aws_worker_keys(write_config):
 
 
 def test_names_and_tags_from_an_aws_event(write_config):
-    event = load_event_config(write_config("aws"))
+    event = load_event_config(write_config("aws"), runtime_files=False)
     names = EventNames.of(event)
     assert (names.ami_base, names.security_group, names.key_name) == (
         "iris-ami", "iris-workers", "iris-key")

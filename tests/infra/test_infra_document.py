@@ -80,7 +80,7 @@ def script(document: dict, step: str) -> str:
 @pytest.fixture
 def render(write_config):
     def run(kind: str, private_data: bool = False, **sections) -> dict:
-        event = load_event_config(write_config(kind, **sections))
+        event = load_event_config(write_config(kind, **sections), runtime_files=False)
         text = render_document(event, "eu-west-1", private_data=private_data)
         return yaml.safe_load(text)
 
@@ -192,7 +192,7 @@ def test_unknown_step_keys_are_refused(tmp_path, monkeypatch):
 
 
 def test_undefined_variables_fail_loudly(write_config):
-    event = load_event_config(write_config("conda"))
+    event = load_event_config(write_config("conda"), runtime_files=False)
     spec = PipelineSpec.model_validate(
         {"description": "x", "steps": [{"name": "A", "phase": "build", "run": "{{ nope }}"}]})
     with pytest.raises(Exception, match="nope"):

@@ -20,7 +20,7 @@ from worker_access import WorkerAccess, WorkerAccessArgs
 from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import UsageError
-from ramp_fleet.image.document import conda_env_name, render_document
+from ramp_fleet.image.document import ami_user, conda_env_name, render_document
 from ramp_fleet.names import EventNames, event_region, event_tags, parent_image
 
 PROJECT = "ramp-fleet"
@@ -133,7 +133,7 @@ def provision(settings: StackSettings) -> dict[str, Any]:
     if event.worker_type == "dask" and infra.dask_cluster is not None and settings.dask_cluster:
         cluster = DaskCluster(f"{names.base}-dask", DaskClusterArgs(
             names=names, region=region, cluster=infra.dask_cluster,
-            env_name=conda_env_name(event), user="ubuntu", allowed_cidrs=infra.allowed_cidrs,
+            env_name=conda_env_name(event), user=ami_user(event), allowed_cidrs=infra.allowed_cidrs,
             key_name=access.key_name, ssh_security_group_id=access.security_group_id,
             tags=tags, vpc_id=infra.vpc_id, subnet_id=infra.subnet_id,
         ), opts)

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ramp_fleet import process
 from ramp_fleet.config import EventConfig
-from ramp_fleet.errors import RampFleetError
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.submissions import discover
 from ramp_fleet.waiting import backoff_delay
 from ramp_fleet.workers import BaseWorker, worker_class
-from ramp_fleet.workers.status import WorkerStatus
+from ramp_fleet.workers.base import InterruptedRun, RunResult, WorkerRetry
 
 logger = logging.getLogger("ramp_fleet.dispatcher")
 
@@ -43,8 +41,12 @@ class Summary:
     total: int
 
 
-class _Interrupted(Exception):
-    """The run was stopped by the dispatcher (second signal), not by its own fault."""
+class _Interrupted(WorkerRetry):
+    """The run was stopped by the dispatcher (second signal), not by its own fault:
+    it runs again, and the attempt is not counted."""
+
+    def __init__(self, reason: str = "stopped by the dispatcher"):
+        super().__init__(reason)
 
 
 class Dispatcher:
@@ -60,6 +62,11 @@ class Dispatcher:
         self._wake = threading.Condition()
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
+
+    @property
+    def _slot_prefix(self) -> str:
+        """``conda``, ``aws``, ``dask``, or a custom worker's class name (not its module path)."""
+        return self.event.worker_type.rpartition(":")[2]
 
     # -- control --------------------------------------------------------------
 
@@ -90,9 +97,10 @@ class Dispatcher:
         with DispatcherLock(self.event.store_path, self.event.event_name):
             store = Store(self.event.store_path)
             try:
-                self._recover(store)
+                interrupted = self._recover(store)
                 self.shared = self.worker_cls.open_shared(self.config, self.event)
                 try:
+                    self.worker_cls.reconcile(self.shared, self.event, interrupted)
                     self._serve(store)
                 finally:
                     self.worker_cls.close_shared(self.shared)
@@ -102,7 +110,7 @@ class Dispatcher:
 
     def _serve(self, store: Store) -> None:
         slots = [
-            threading.Thread(target=self._slot, args=(store, f"{self.event.worker_type}-{i + 1}"),
+            threading.Thread(target=self._slot, args=(store, f"{self._slot_prefix}-{i + 1}"),
                              name=f"slot-{i + 1}", daemon=True)
             for i in range(self.event.n_slots)
         ]
@@ -138,7 +146,7 @@ class Dispatcher:
 
     def _slot(self, store: Store, label: str) -> None:
         while not self._stop_launching.is_set():
-            submission = store.claim_next(label)
+            submission = store.claim_next(label, self.event.worker_type)
             if submission is None:
                 self._idle(store)
                 continue
@@ -160,62 +168,44 @@ class Dispatcher:
     # -- one submission ---------------------------------------------------------------
 
     def _run(self, store: Store, submission: Submission, label: str) -> None:
+        """setup → launch → wait → collect → teardown, and the state that follows."""
         name = submission.name
         worker = self.worker_cls(self.config, name)
         worker.shared = self.shared
         with self._active_lock:
             self._active[label] = worker
         self.reporter.started(name, label, submission.attempts)
-        stage = "setup"
+        # A submission goes back to the queue only once its attempt is torn down: its next
+        # attempt must never meet the remains of this one.
+        again: WorkerRetry | None = None
         try:
-            worker.setup()
-            self._check_retry(worker)
-            stage = "launch"
-            worker.launch_submission()
-            self._check_retry(worker)
-            store.mark_training(name, getattr(worker, "process_group", None))
-            stage = "run"
-            status = worker.wait(self.event.dispatcher.time_between_collection, self._kill_now)
-            self._check_retry(worker)
+            worker.prepare()
+            worker.start()
+            store.mark_training(name, worker.run_state, worker.place)
+            worker.wait(self.event.dispatcher.time_between_collection, self._kill_now)
             if self._kill_now.is_set():
-                # Stopped by the operator: whatever the run's last status, it
-                # was cut short and must run again, not count as a failure.
                 raise _Interrupted
-            timed_out = status == WorkerStatus.TIMEOUT
-            stage = "collect"
-            result = worker.collect_results()
-            self._check_retry(worker)
-            returncode, error = result if result is not None else (0, "")
-            if timed_out and returncode == 0:
-                returncode, error = process.TIMEOUT_RETURNCODE, f"timed out after {worker.timeout:g} s"
-            self._record(store, name, returncode, error, worker.peak_memory_mb)
-        except _Retry as retry:
-            self._retry(store, submission, retry.reason)
-        except _Interrupted:
-            store.requeue(name, 0, "stopped by the dispatcher", count_attempt=False)
-            self.reporter.finished(name, State.NEW, "stopped; will run again next time")
+            ended = time.time()
+            self._record(store, name, worker.collect(), ended)
+        except WorkerRetry as retry:
+            again = retry
         except Exception as exc:
-            if worker.status == WorkerStatus.RETRY:
-                self._retry(store, submission, _one_line(exc))
+            if self._kill_now.is_set():  # stopped by the operator mid-way: runs again
+                again = _Interrupted("stopped by the dispatcher")
             else:
-                message = f"{stage} failed: {_one_line(exc)}"
+                message = _one_line(exc)
                 logger.debug("%s: %s", name, message, exc_info=True)
                 store.mark_failed(name, State.CHECKING_ERROR, message)
                 self.reporter.finished(name, State.CHECKING_ERROR, message)
         finally:
-            try:
-                worker.teardown()
-            except Exception:
-                logger.exception("teardown of %s failed", name)
+            worker.release()
             with self._active_lock:
                 self._active.pop(label, None)
-
-    @staticmethod
-    def _check_retry(worker: BaseWorker) -> None:
-        if worker.status == WorkerStatus.RETRY:
-            raise _Retry(getattr(worker, "retry_reason", None) or "the worker asked to retry")
-        if worker.status == WorkerStatus.ERROR:
-            raise RampFleetError(getattr(worker, "error_reason", None) or "the worker reported an error")
+        if isinstance(again, _Interrupted):
+            store.requeue(name, 0, again.reason, count_attempt=False)
+            self.reporter.finished(name, State.NEW, "stopped; will run again next time")
+        elif again is not None:
+            self._retry(store, submission, again.reason)
 
     def _retry(self, store: Store, submission: Submission, reason: str) -> None:
         attempts = submission.attempts
@@ -230,21 +220,21 @@ class Dispatcher:
         store.requeue(submission.name, time.time() + delay, reason)
         self.reporter.finished(submission.name, State.NEW, f"retry in {delay:g} s: {reason}")
 
-    def _record(
-        self, store: Store, name: str, returncode: int, error: str, peak_memory_mb: float | None
-    ) -> None:
-        if returncode != 0:
-            store.mark_failed(name, State.TRAINING_ERROR, error or f"exited with {returncode}",
-                              returncode, peak_memory_mb)
+    def _record(self, store: Store, name: str, result: RunResult, ended: float) -> None:
+        if result.returncode != 0:
+            error = result.error or f"exited with {result.returncode}"
+            store.mark_failed(name, State.TRAINING_ERROR, error, result.returncode,
+                              result.peak_memory_mb, ended)
             self.reporter.finished(name, State.TRAINING_ERROR, error)
             return
-        store.mark_tested(name, returncode, peak_memory_mb)
+        store.mark_tested(name, result.returncode, result.peak_memory_mb, ended)
         from ramp_fleet.scoring import ScoreError, read_scores
 
         try:
             scores = read_scores(Path(self.config["predictions_dir"]) / name)
         except ScoreError as exc:
-            store.mark_failed(name, State.CHECKING_ERROR, str(exc), returncode, peak_memory_mb)
+            store.mark_failed(name, State.CHECKING_ERROR, str(exc), result.returncode,
+                              result.peak_memory_mb, ended)
             self.reporter.finished(name, State.CHECKING_ERROR, str(exc))
             return
         test_scores = scores.bagged.get("test", {})
@@ -256,16 +246,13 @@ class Dispatcher:
 
     # -- start and end -------------------------------------------------------------------
 
-    def _recover(self, store: Store) -> None:
-        """Stop the runs a dead dispatcher left and put their submissions back to ``new``."""
-        for stale in (s for s in store.all() if s.state in _ACTIVE_STATES):
-            if stale.pgid is not None and _group_runs(stale.pgid, self.event.scratch_dir):
-                process.kill_group(stale.pgid)
-                logger.info("stopped the orphaned run of %s (process group %d)", stale.name, stale.pgid)
+    def _recover(self, store: Store) -> list[InterruptedRun]:
+        """Put the runs a dead dispatcher left back to ``new`` (the backend stops them)."""
         recovered = store.recover()
         if recovered:
             names = ", ".join(s.name for s in recovered)
             self.reporter.message(f"recovered {len(recovered)} interrupted run(s): {names}")
+        return [InterruptedRun(s.name, s.run_state) for s in recovered]
 
     @staticmethod
     def _summary(store: Store) -> Summary:
@@ -276,33 +263,6 @@ class Dispatcher:
             waiting=store.count(State.NEW),
             total=store.count(*State),
         )
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-_ACTIVE_STATES = (State.SENT_TO_TRAINING, State.TRAINING, State.TESTED)
-
-
-def _group_runs(pgid: int, scratch_root: Path) -> bool:
-    """True when process group ``pgid`` is still one of this event's runs.
-
-    A recorded group id may have been reused by an unrelated program after a
-    reboot; only a group with a process working in the event's scratch
-    folder is ours to stop (its leader may be gone, its children not).
-    """
-    import psutil
-
-    for member in process.group_members(pgid):
-        try:
-            if Path(member.cwd()).is_relative_to(scratch_root):
-                return True
-        except (psutil.Error, OSError):
-            continue
-    return False
 
 
 def _one_line(exc: BaseException) -> str:

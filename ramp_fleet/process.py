@@ -115,6 +115,18 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["pid"]) if _pgid(p) == pgid]
 
 
+def groups_working_in(folder: Path) -> set[int]:
+    """The process groups with a process whose working folder is under ``folder``."""
+    groups = set()
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if Path(proc.cwd()).is_relative_to(folder):
+                groups.add(os.getpgid(proc.pid))
+        except (psutil.Error, OSError):
+            continue
+    return groups
+
+
 def kill_group(pgid: int, grace: float = 2.0) -> None:
     """Stop a process group left behind by a dead dispatcher (no parent known)."""
     members = group_members(pgid)

@@ -1,15 +1,18 @@
 """How a submission is trained: the ``ramp-test`` command line and its environment.
 
-Shared by every backend that runs ``ramp-test`` as a local process (the conda
-worker on this machine, the Dask task on a worker host).
+The one place that builds them, for every backend: the conda worker runs
+the command here, the Dask task on its worker host, the AWS worker on its
+instance (rendered, quoted, into the remote script).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The thread-count variables of the numerical libraries a submission may use.
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -19,15 +22,29 @@ THREAD_VARIABLES = (
 )
 
 
-def ramp_test_argv(
+@dataclass(frozen=True)
+class RunCommand:
+    """A ``ramp-test`` run: its argv and the variables it needs set."""
+
+    argv: list[str]
+    #: Set for the run only (never in the dispatcher's own environment).
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The child's full environment: ``base`` (default: ours) with :attr:`env` applied."""
+        return {**(os.environ if base is None else base), **self.env}
+
+
+def ramp_test_command(
     executable: str | Path,
     submission: str,
-    kit_dir: Path,
-    data_dir: Path,
-    submissions_dir: Path,
+    kit_dir: str | Path,
+    data_dir: str | Path,
+    submissions_dir: str | Path,
     *,
+    n_threads: int | None = None,
     quick_test: bool = False,
-) -> list[str]:
+) -> RunCommand:
     argv = [
         str(executable),
         "--submission", submission,
@@ -39,15 +56,12 @@ def ramp_test_argv(
     ]
     if quick_test:
         argv.append("--quick-test")
-    return argv
+    return RunCommand(argv, run_variables(n_threads))
 
 
-def run_environment(
-    n_threads: int | None, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The child's environment: ours, with the thread limits of ``n_threads``."""
-    env = dict(os.environ if base is None else base)
-    env.setdefault("PYTHONUNBUFFERED", "1")
+def run_variables(n_threads: int | None) -> dict[str, str]:
+    """What a run sets: unbuffered output and, with ``n_threads``, the thread limits."""
+    variables = {"PYTHONUNBUFFERED": "1"}
     if n_threads is not None:
-        env.update(dict.fromkeys(THREAD_VARIABLES, str(n_threads)))
-    return env
+        variables.update(dict.fromkeys(THREAD_VARIABLES, str(n_threads)))
+    return variables

@@ -1,34 +1,187 @@
-"""Putting a run's results in place: all of them or none, and a readable error.
+"""Putting a run's results in place: written once, for every backend.
 
-Every backend ends the same way — a log under ``logs_dir/S/log`` and, on
-success, ``training_output`` under ``predictions_dir/S`` — so the rules live
-here once.
+A backend hands back a :class:`RunOutput` — the return code, the log, and
+``training_output`` as a local folder or a ``.tar.gz`` — and :func:`publish`
+does the rest, the same way whatever ran it: the log goes to
+``logs_dir/<submission>/log`` (copied in bounded chunks, with a
+``[… truncated: N bytes]`` marker past ``max_log_bytes``), a timeout gets one
+message, a failure gets its error excerpt (taken from that copy), and a
+success moves ``predictions_dir/<submission>`` in atomically, received through
+:mod:`ramp_fleet.archive` (regular files only, capped): all of it or none.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from ramp_fleet.archive import Limits, UnsafeResult, receive_archive, receive_folder, verify_tree
+from ramp_fleet.process import TIMEOUT_RETURNCODE
 
 #: How much of a failed run's log is kept as its error message.
 EXCERPT_LINES = 20
+#: A log longer than this keeps its first quarter and its end around the marker.
+MAX_LOG_BYTES = 4 << 20
+NO_OUTPUT = "ramp-test succeeded but wrote no training_output"
+#: The last line of a timed-out run's log, whatever the backend.
+TIMEOUT_NOTE = "\nramp-fleet: {}; the run was killed\n"
 
 
-def publish_dir(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` atomically, replacing any earlier result.
+def timeout_message(seconds: float) -> str:
+    """The one wording of a timeout, whatever the backend."""
+    return f"timed out after {seconds:g} s"
 
-    The new tree is staged next to the target (same filesystem), then swapped
-    in with renames, so a reader never sees a half-written folder.
+
+class LogSource:
+    """A run's log, read by offset (never whole): from bytes, a descriptor, or a remote file."""
+
+    def __init__(self, size: int, read_at: Callable[[int, int], bytes]):
+        self.size = size
+        self.read_at = read_at
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LogSource:
+        return cls(len(data), lambda offset, length: data[offset:offset + length])
+
+    @classmethod
+    def from_fd(cls, fd: int) -> LogSource:
+        """A log file we opened ourselves: whatever the run did to its name, we read our file."""
+        return cls(os.fstat(fd).st_size, lambda offset, length: os.pread(fd, length, offset))
+
+    @classmethod
+    def from_path(cls, path: Path, max_bytes: int = MAX_LOG_BYTES) -> LogSource:
+        """A log file on this machine, opened without following a link, read bounded."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return cls.from_bytes(b"")
+        try:
+            return cls.from_bytes(b"".join(bounded_chunks(cls.from_fd(fd), max_bytes)))
+        finally:
+            os.close(fd)
+
+
+def bounded_chunks(log: LogSource, max_bytes: int = MAX_LOG_BYTES) -> Iterator[bytes]:
+    """The log in chunks; past ``max_bytes``, its head, a marker, and its end — never
+    more than ``max_bytes`` in all, so bounding it twice changes nothing."""
+    size = log.size
+    if size <= max_bytes:
+        yield from _range(log, 0, size)
+        return
+    head = max_bytes // 4
+    marker = b""
+    for _ in range(2):  # the marker's length depends on the count it shows
+        tail = max(0, max_bytes - head - len(marker))
+        marker = f"\n[… truncated: {size - head - tail} bytes]\n".encode()
+    yield from _range(log, 0, head)
+    yield marker
+    yield from _range(log, size - tail, tail)
+
+
+def _range(log: LogSource, start: int, length: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    offset = start
+    while offset < start + length:
+        data = log.read_at(offset, min(chunk, start + length - offset))
+        if not data:
+            return
+        offset += len(data)
+        yield data
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """What a backend hands back once a run has ended."""
+
+    #: None when the run was stopped before it could say (the dispatcher's deadline).
+    returncode: int | None
+    log: LogSource
+    #: ``training_output``: a local folder, or a ``.tar.gz`` (bytes or a local file).
+    output: Path | bytes | None = None
+    #: The run was stopped by its timeout (on this machine or on the worker host).
+    timed_out: bool = False
+    #: Why the worker host already refused ``training_output`` (a link...), if it did.
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    returncode: int
+    error: str
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one submission's results go, and how much may arrive."""
+
+    submission: str
+    logs_dir: Path
+    predictions_dir: Path
+    limits: Limits
+    timeout: float
+    max_log_bytes: int = MAX_LOG_BYTES
+
+    @property
+    def log_file(self) -> Path:
+        return self.logs_dir / self.submission / "log"
+
+    @property
+    def predictions(self) -> Path:
+        return self.predictions_dir / self.submission
+
+
+def publish(run: RunOutput, where: Destination) -> Published:
+    """Write the log; on success receive ``training_output``; return the code and the error.
+
+    Raises :class:`~ramp_fleet.archive.UnsafeResult` when the results break a
+    rule (a link, too many bytes...): nothing of them is kept.
     """
+    note = TIMEOUT_NOTE.format(timeout_message(where.timeout)) if run.timed_out else ""
+    write_log(run.log, where.log_file, where.max_log_bytes, note)
+    if run.refused:
+        _discard(where.predictions)
+        raise UnsafeResult(run.refused)
+    if run.timed_out:
+        _discard(where.predictions)
+        return Published(TIMEOUT_RETURNCODE, timeout_message(where.timeout))
+    returncode = 1 if run.returncode is None else run.returncode
+    if returncode != 0:
+        _discard(where.predictions)
+        return Published(returncode, error_excerpt(where.log_file))
+    if run.output is None or (isinstance(run.output, Path) and not run.output.exists()):
+        return Published(1, NO_OUTPUT)
+    publish_output(run.output, where.predictions, where.limits)
+    return Published(0, "")
+
+
+def write_log(log: LogSource, target: Path, max_bytes: int = MAX_LOG_BYTES, note: str = "") -> None:
+    """Copy ``log`` to ``target`` atomically, bounded, with ``note`` at its end."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in bounded_chunks(log, max_bytes):
+                out.write(chunk)
+            out.write(note.encode())
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def publish_output(source: Path | bytes, target: Path, limits: Limits) -> None:
+    """Receive ``training_output`` next to ``target``, then swap it in with renames."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         incoming = staging / "new"
-        try:
-            source.rename(incoming)
-        except OSError:  # another filesystem: copy instead
-            shutil.copytree(source, incoming, symlinks=True)
+        if isinstance(source, Path) and source.is_dir():
+            receive_folder(source, incoming, limits)
+        else:
+            receive_archive(source, incoming, limits)
         if target.exists():
             target.rename(staging / "old")
         incoming.rename(target)
@@ -36,21 +189,47 @@ def publish_dir(source: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish_file(data: bytes, target: Path) -> None:
-    """Write ``data`` to ``target`` atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
-        tmp.write(data)
-    Path(tmp.name).replace(target)
+def check_published(where: Destination, timed_out: bool = False) -> None:
+    """Results a custom worker published itself are held to the same rules: regular files
+    and folders only, within the limits — else they are removed and refused. A timeout
+    gets the same last line in its log as on every backend."""
+    log = where.log_file
+    if log.is_symlink() or (log.exists() and not log.is_file()):
+        log.unlink(missing_ok=True)
+        raise UnsafeResult(f"{log} is not a regular file (a link?): removed")
+    if timed_out:
+        _append(log, TIMEOUT_NOTE.format(timeout_message(where.timeout)))
+    if where.predictions.is_symlink():
+        where.predictions.unlink()
+        raise UnsafeResult(f"{where.predictions} is a link: removed")
+    if where.predictions.is_dir():
+        try:
+            verify_tree(where.predictions, where.limits)
+        except UnsafeResult:
+            _discard(where.predictions)
+            raise
 
 
-def error_excerpt(log_file: Path, lines: int = EXCERPT_LINES) -> str:
-    """The part of a failed run's log a person needs: its last traceback, trimmed."""
-    try:
-        text = log_file.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "the run failed and left no log"
-    return excerpt(text, lines)
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "a") as out:
+        out.write(text)
+
+
+def _discard(folder: Path) -> None:
+    """A failed run has no predictions: never leave an earlier attempt's in place."""
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def error_excerpt(log_file: str | os.PathLike[str], lines: int = EXCERPT_LINES) -> str:
+    """The part of a failed run's log a person needs: its last traceback, trimmed.
+
+    Custom workers that collect their own results may use it too.
+    """
+    text = b"".join(bounded_chunks(LogSource.from_path(Path(log_file)))).decode("utf-8", "replace")
+    return excerpt(text, lines) if text else "the run failed and left no log"
 
 
 def excerpt(text: str, lines: int = EXCERPT_LINES) -> str:

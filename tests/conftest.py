@@ -94,3 +94,22 @@ def make_event(tmp_path: Path) -> EventFactory:
         return path
 
     return build
+
+
+# Real parts shared by several suites (one instance each per session).
+from tests.fixtures.aws import (  # noqa: E402
+    aws,
+    aws_event,
+    aws_worker_keys,
+    ec2,
+    image_id,
+    loopback_only,
+    moto_server,
+    remote_kit,
+    sshd,
+)
+from tests.fixtures.dask import iris, plain_cluster, tls_cluster  # noqa: E402
+from tests.fixtures.reference import reference_event  # noqa: E402
+
+__all__ = ["aws", "aws_event", "aws_worker_keys", "ec2", "image_id", "iris", "loopback_only",
+           "moto_server", "plain_cluster", "reference_event", "remote_kit", "sshd", "tls_cluster"]

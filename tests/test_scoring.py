@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from ramp_fleet.errors import UsageError
-from ramp_fleet.ramp_test import ramp_test_argv
 from ramp_fleet.scoring import ScoreError, Scores, ScoreType, official_score_type, read_scores
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "iris"
@@ -23,21 +22,10 @@ LABELS = ["setosa", "versicolor", "virginica"]
 SCORE_NAMES = {"acc", "error", "nll", "macro_recall"}
 
 
-@pytest.fixture(scope="module")
-def event(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def event(reference_event: Path) -> Path:
     """A copy of the iris event where logreg, dummy and broken were run by ramp-test."""
-    root = tmp_path_factory.mktemp("event") / "iris"
-    shutil.copytree(
-        EXAMPLE, root, ignore=shutil.ignore_patterns("training_output", "events", "__pycache__")
-    )
-    for submission, expected_rc in (("logreg", 0), ("dummy", 0), ("broken", 1)):
-        argv = ramp_test_argv(
-            RAMP_TEST, submission, root / "ramp-kits" / "iris",
-            root / "ramp-data" / "iris", root / "submissions",
-        )
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        assert done.returncode == expected_rc, done.stdout + done.stderr
-    return root
+    return reference_event
 
 
 def output_of(event: Path, submission: str) -> Path:

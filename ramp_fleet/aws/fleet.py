@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,13 @@ from ramp_fleet.aws import instances
 from ramp_fleet.aws.ami import ImageChoice, resolve_image
 from ramp_fleet.aws.session import ec2_client, make_session
 from ramp_fleet.aws.ssh import KnownHosts, RemoteHost, SSHSettings
+from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
+from ramp_fleet.errors import UsageError
 
 logger = logging.getLogger("ramp_fleet.aws")
 
 KNOWN_HOSTS_NAME = "ssh_known_hosts"
-
-
-def settings_from_mapping(config: Mapping[str, Any]) -> AWSWorkerSection:
-    """The typed aws section from the mapping a worker receives as ``self.config``."""
-    fields = AWSWorkerSection.model_fields
-    return AWSWorkerSection.model_validate(
-        {key: value for key, value in config.items() if key in fields and value is not None}
-    )
 
 
 @dataclass
@@ -79,12 +72,12 @@ class Fleet:
         self._reserved_slots: set[int] = set()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], event_dir: Path | None = None) -> Fleet:
-        """``event_dir`` holds the known_hosts file; default: the parent of ``logs_dir``."""
-        if event_dir is None:
-            event_dir = Path(config["logs_dir"]).parent
-        return cls(settings_from_mapping(config), event_name=str(config["event_name"]),
-                   event_dir=event_dir)
+    def for_event(cls, event: EventConfig) -> Fleet:
+        """The fleet of an event whose worker is the AWS worker (or builds on it)."""
+        if not isinstance(event.worker, AWSWorkerSection):
+            raise UsageError(f"{event.display}: worker.worker_type: is {event.worker_type!r}; "
+                             "this needs the AWS worker's keys")
+        return cls(event.worker, event_name=event.event_name, event_dir=event.event_dir)
 
     # -- image ------------------------------------------------------------------
 

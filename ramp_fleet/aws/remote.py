@@ -10,6 +10,7 @@ import math
 from functools import cache
 from typing import Any
 
+from ramp_fleet.ramp_test import ramp_test_command
 from ramp_fleet.templating import environment
 
 TEMPLATE = "remote_run.sh.j2"
@@ -55,9 +56,12 @@ def unpack(kit: str, submission: str, archive: str) -> str:
 
 def start(kit: str, submission: str, *, activate: str, timeout: float,
           n_threads: int | None, memory_profiling: bool) -> str:
+    """Start ``ramp-test`` detached, from the kit folder, as :mod:`ramp_fleet.ramp_test` says."""
+    command = ramp_test_command("ramp-test", submission, ".", ".", "submissions",
+                                n_threads=n_threads)
     return _render("start", kit, submission, activate,
                    str(math.ceil(timeout) + REMOTE_TIMEOUT_MARGIN),
-                   str(KILL_GRACE), n_threads, memory_profiling)
+                   str(KILL_GRACE), command.argv, command.env, memory_profiling)
 
 
 def poll(kit: str, submission: str) -> str:
@@ -70,6 +74,11 @@ def kill(kit: str, submission: str) -> str:
 
 def pack(kit: str, submission: str, archive: str) -> str:
     return _render("pack", kit, submission, archive)
+
+
+def peak(kit: str, submission: str) -> str:
+    """Print the run's peak memory in KiB (memory_profiling), at most 32 bytes of it."""
+    return _render("peak", kit, submission)
 
 
 def clean(kit: str, submission: str) -> str:

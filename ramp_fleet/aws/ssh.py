@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +29,9 @@ import fabric
 import invoke
 import paramiko
 
+from ramp_fleet.archive import UnsafeResult
 from ramp_fleet.errors import CommandError, RampFleetError
+from ramp_fleet.results import LogSource, bounded_chunks
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
 logger = logging.getLogger("ramp_fleet.aws")
@@ -260,22 +263,70 @@ class RemoteHost:
             self._after_transfer_error()
             raise ConnectionLost(f"upload to {self.alias} failed: {exc}") from exc
 
-    def get(self, remote: str, local: Path) -> None:
-        connection = self._require()
+    def get_bounded(self, remote: str, local: Path, max_bytes: int) -> bool:
+        """Download the regular file ``remote`` if it exists; refuse one over ``max_bytes``.
+
+        Returns False when there is no such file. Whatever the instance claims
+        about the size, no more than ``max_bytes`` is ever written here.
+        """
+        sftp = self._sftp()
         try:
-            connection.get(remote, local=str(local))
+            info = sftp.lstat(remote)
         except FileNotFoundError:
-            raise CommandError([f"ssh {self.alias}", "download"], 1,
-                               stderr=f"{remote}: no such file") from None
+            return False
         except CONNECTION_ERRORS as exc:
             self._after_transfer_error()
             raise ConnectionLost(f"download from {self.alias} failed: {exc}") from exc
+        _require_regular(remote, info.st_mode)
+        if (info.st_size or 0) > max_bytes:
+            raise UnsafeResult(f"{remote} is {info.st_size} bytes, more than "
+                               f"worker.result_limits.max_bytes ({max_bytes})")
+        written = 0
+        try:
+            with sftp.open(remote, "rb") as source, open(local, "wb") as target:
+                while chunk := source.read(1 << 20):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise UnsafeResult(f"{remote} grew past {max_bytes} bytes while read")
+                    target.write(chunk)
+        except CONNECTION_ERRORS as exc:
+            self._after_transfer_error()
+            raise ConnectionLost(f"download from {self.alias} failed: {exc}") from exc
+        return True
+
+    def read_log(self, remote: str, max_bytes: int) -> bytes:
+        """The run's log, bounded (its head and end past ``max_bytes``); never a link's target."""
+        sftp = self._sftp()
+        try:
+            info = sftp.lstat(remote)
+            if info.st_mode is None or not stat.S_ISREG(info.st_mode):
+                return b"ramp-fleet: the run's log is not a regular file (a link?); not read\n"
+            with sftp.open(remote, "rb") as source:
+                def read_at(offset: int, length: int) -> bytes:
+                    source.seek(offset)
+                    return bytes(source.read(length))
+
+                return b"".join(bounded_chunks(LogSource(info.st_size or 0, read_at), max_bytes))
+        except FileNotFoundError:
+            return b""
+        except CONNECTION_ERRORS as exc:
+            self._after_transfer_error()
+            raise ConnectionLost(f"reading the log from {self.alias} failed: {exc}") from exc
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        sftp: paramiko.SFTPClient = self._require().sftp()
+        return sftp
 
     def _after_transfer_error(self) -> None:
         # An SFTP error on a live connection (disk full...) may clear up; a dead
         # transport must be reopened.
         if not self.connected:
             self.close()
+
+
+def _require_regular(remote: str, mode: int | None) -> None:
+    if mode is None or not stat.S_ISREG(mode):
+        raise UnsafeResult(f"{remote} is not a regular file (a link?): refused")
 
 
 def _check_gateways(connection: fabric.Connection) -> None:

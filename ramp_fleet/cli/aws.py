@@ -28,7 +28,7 @@ def _aws_event(config: Path) -> EventConfig:
 def _fleet(event: EventConfig) -> Fleet:
     from ramp_fleet.aws.fleet import Fleet  # boto3 and fabric only when the command runs
 
-    return Fleet.from_config(event.worker_mapping(), event_dir=event.event_dir)
+    return Fleet.for_event(event)
 
 
 @click.command()

@@ -50,6 +50,15 @@ def custom_worker_problem(worker_type: str) -> str | None:
     return None
 
 
+def custom_worker_section(worker_type: str) -> type[WorkerSection]:
+    """The section a custom worker class reads: its ``section_type`` when it builds on a
+    backend, else the open custom section (extra keys pass through)."""
+    declared = getattr(_custom_class(worker_type), "section_type", None)
+    if isinstance(declared, type) and issubclass(declared, WorkerSection):
+        return declared
+    return CustomWorkerSection
+
+
 def check_event(event: EventConfig, runtime_files: bool = True, check_env: bool = True) -> list[str]:
     """Cross-key checks; ``runtime_files`` also checks the folders and files a run reads,
     ``check_env`` the conda environment it runs in.
@@ -82,7 +91,7 @@ def local_dirs(event: EventConfig) -> tuple[str, ...]:
     worker = event.worker
     if isinstance(worker, DaskWorkerSection) and _is_loopback(_host(worker.dask_scheduler)):
         return ("kit_dir", "data_dir", "submissions_dir")
-    if isinstance(worker, CustomWorkerSection):
+    if isinstance(worker, CustomWorkerSection) or worker.worker_type not in BUILTIN_WORKER_TYPES:
         declared = getattr(_custom_class(worker.worker_type), "local_dirs", None)
         if isinstance(declared, tuple | list):
             return tuple(str(key) for key in declared)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,15 @@ from ramp_fleet.config.sections import (
     StoreSection,
     WorkerSection,
 )
+
+
+class WorkerConfig(dict[str, Any]):
+    """The worker section as the mapping a RAMP-style worker reads (``self.config``),
+    carrying its typed form (``section``) for the workers that want it."""
+
+    def __init__(self, values: Mapping[str, Any], section: WorkerSection):
+        super().__init__(values)
+        self.section = section
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class EventConfig:
             return max(1, (os.cpu_count() or 1) + 1 + n_workers)
         return max(1, n_workers)
 
-    def worker_mapping(self) -> dict[str, Any]:
+    def worker_mapping(self) -> WorkerConfig:
         """The worker section as the mapping a RAMP-style worker reads as ``self.config``.
 
         Paths are absolute strings and secrets are revealed: this mapping goes
@@ -75,7 +85,7 @@ class EventConfig:
         mapping["scratch_dir"] = str(self.scratch_dir)
         mapping["event_name"] = self.ramp.event_name
         mapping["problem_name"] = self.ramp.problem_name
-        return mapping
+        return WorkerConfig(mapping, self.worker)
 
     def describe(self) -> dict[str, Any]:
         """The resolved config for `ramp-fleet validate`, secrets masked."""

@@ -55,6 +55,31 @@ def _non_zero_int(value: Any) -> int:
     return number
 
 
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def _byte_size(value: Any) -> int:
+    message = "must be a number of bytes such as 1048576, 512MiB or 2GB"
+    if isinstance(value, bool):
+        raise ValueError(message)
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        number_text, unit = digits, text[len(digits):]
+        try:
+            number = float(number_text)
+        except ValueError:
+            raise ValueError(message) from None
+    else:
+        raise ValueError(message)
+    if unit not in _BYTE_UNITS or not number >= 1:
+        raise ValueError(message)
+    return int(number * _BYTE_UNITS[unit])
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -91,6 +116,7 @@ Seconds = Annotated[float, BeforeValidator(_positive_seconds)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonZeroInt = Annotated[int, BeforeValidator(_non_zero_int)]
+ByteSize = Annotated[int, BeforeValidator(_byte_size)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 PathField = Annotated[Path, BeforeValidator(_path)]
 Text = Annotated[str, BeforeValidator(_text)]

@@ -27,7 +27,6 @@ from ramp_fleet.config.sections import (
     IGNORED_SECTIONS,
     SECTIONS,
     WORKER_SECTIONS,
-    CustomWorkerSection,
     DispatcherSection,
     InfraSection,
     RampSection,
@@ -265,16 +264,23 @@ class _Builder:
             self.problem("worker.worker_type", "must be a string", worker_type)
             return None
         model = WORKER_SECTIONS.get(worker_type)
-        if model is None:
-            problem = checks.custom_worker_problem(worker_type)
-            if problem:
-                self.problem("worker.worker_type", problem, worker_type)
-                return None
-            model = CustomWorkerSection
-        section: WorkerSection | None = self._validate(
-            "worker", model, raw, known_keys("worker", worker_type)
-        )
-        return section
+        if model is not None:
+            section: WorkerSection | None = self._validate(
+                "worker", model, raw, known_keys("worker", worker_type))
+            return section
+        problem = checks.custom_worker_problem(worker_type)
+        if problem:
+            self.problem("worker.worker_type", problem, worker_type)
+            return None
+        # A custom worker built on a backend (a subclass of the AWS worker...) reads that
+        # backend's keys, with its defaults.
+        model = checks.custom_worker_section(worker_type)
+        builtin_type = model.model_fields["worker_type"].default
+        if not isinstance(builtin_type, str):
+            return self._validate("worker", model, raw, list(model.model_fields))
+        section = self._validate("worker", model, {**raw, "worker_type": builtin_type},
+                                 list(model.model_fields))
+        return None if section is None else section.model_copy(update={"worker_type": worker_type})
 
     def _validate(
         self, name: str, model: type[BaseModel], raw: Mapping[str, Any], keys: list[str]

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ramp_fleet.config.fields import (
+    ByteSize,
     Cidr,
     Flag,
     NonZeroInt,
@@ -75,6 +76,16 @@ class DispatcherSection(Section):
     retry_backoff_max: Seconds = 300.0
 
 
+class ResultLimits(Section):
+    """What a run may hand back; past these, its results are refused (checking_error)."""
+
+    max_bytes: ByteSize = 1 << 30
+    max_files: PositiveInt = 10_000
+    max_file_bytes: ByteSize = 512 << 20
+    #: A longer log keeps its head and its end around a ``[… truncated]`` marker.
+    max_log_bytes: ByteSize = 4 << 20
+
+
 class WorkerSection(Section):
     """Keys every worker has; the directories default to the deployment layout."""
 
@@ -89,6 +100,7 @@ class WorkerSection(Section):
     logs_dir: PathField | None = None
     predictions_dir: PathField | None = None
     timeout: Seconds = 7200.0
+    result_limits: ResultLimits = Field(default_factory=ResultLimits)
 
 
 class CondaWorkerSection(WorkerSection):

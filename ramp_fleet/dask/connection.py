@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
@@ -57,12 +58,13 @@ class DaskConnection:
         self._client: Any = None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> DaskConnection:
-        """From the worker mapping (``dask_scheduler``, ``dask_tls``...)."""
+    def from_settings(cls, settings: DaskWorkerSection) -> DaskConnection:
+        """From the Dask worker's section (``dask_scheduler``, ``dask_tls``...)."""
+        tls = settings.dask_tls
         return cls(
-            address=str(config["dask_scheduler"]),
-            security=security_from_tls(config.get("dask_tls")),
-            connect_timeout=float(config.get("dask_connect_timeout") or 30.0),
+            address=settings.dask_scheduler,
+            security=security_from_tls(tls.model_dump() if tls is not None else None),
+            connect_timeout=settings.dask_connect_timeout,
         )
 
     def client(self) -> Any:

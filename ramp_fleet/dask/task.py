@@ -1,21 +1,22 @@
 """The one Dask task that trains one submission on a Dask worker host.
 
-:func:`run_submission` receives the submission folder as bytes, extracts it
-into a scratch folder of its own, runs ``ramp-test`` (through
+:func:`run_submission` receives the submission folder as bytes, writes it
+into a scratch folder of its own (through :mod:`ramp_fleet.archive`), runs
+the ``ramp-test`` command of :mod:`ramp_fleet.ramp_test` (through
 :mod:`ramp_fleet.dask.guard`) with the timeout enforced here, and returns
-the return code, the log and ``training_output`` as bytes.
+plain values only — the return code, the log (bounded) and
+``training_output`` packed as ``.tar.gz`` bytes — so the dispatcher never
+has to unpickle what a worker host sends.
 
 While the run goes on, the task watches three things, so that a run the
 dispatcher gave up on never keeps a CPU busy: the deadline, the cancel
 event the dispatcher sets (``kill_submission``, its own timeout, its
-teardown), and the state of the Dask worker. A run is stopped by killing
-its whole process tree.
+teardown, a restarted dispatcher's reconciliation), and the state of the
+Dask worker. A run is stopped by killing its whole process tree.
 
 A Dask worker lost mid-run makes the scheduler start the task again
 elsewhere; the task sees from the ``started`` event that it ran before and
-returns at once with ``lost=True``, which the dispatcher turns into
-``retry``: the submission is queued again, with its attempts counted,
-instead of silently running twice.
+returns at once with ``lost``, which the dispatcher turns into a retry.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ramp_fleet.dask import archive
+from ramp_fleet import archive
 from ramp_fleet.process import TIMEOUT_RETURNCODE, kill_tree, spawn_group
-from ramp_fleet.ramp_test import ramp_test_argv, run_environment
+from ramp_fleet.ramp_test import ramp_test_command
+from ramp_fleet.results import LogSource, bounded_chunks
 
 logger = logging.getLogger("ramp_fleet.dask.task")
 
@@ -47,7 +49,7 @@ KILLED_RETURNCODE = 137
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What the task needs to know; small, and pickled with the task."""
+    """What the task needs to know; small, and pickled with the task (dispatcher → host)."""
 
     submission: str
     #: Unique per launch; names the Dask key, the events and the scratch folder.
@@ -57,6 +59,10 @@ class RunSpec:
     conda_env: str | None
     timeout: float
     n_threads: int | None = None
+    max_log_bytes: int = 4 << 20
+    max_bytes: int = 1 << 30
+    max_files: int = 10_000
+    max_file_bytes: int = 512 << 20
 
     @property
     def cancel_event(self) -> str:
@@ -66,38 +72,37 @@ class RunSpec:
     def started_event(self) -> str:
         return f"{self.run_id}-started"
 
-
-@dataclass(frozen=True)
-class RunResult:
-    returncode: int
-    log: bytes = b""
-    #: ``training_output`` packed by :func:`ramp_fleet.dask.archive.pack` (success only).
-    training_output: bytes | None = None
-    timed_out: bool = False
-    #: Stopped because the dispatcher set the cancel event.
-    cancelled: bool = False
-    #: The task ran before on a worker that was lost: the dispatcher should retry.
-    lost: bool = False
-    #: A problem of the worker host (no ramp-test found...), not of the submission.
-    error: str | None = None
-    host: str = ""
-    duration: float = 0.0
+    @property
+    def limits(self) -> archive.Limits:
+        return archive.Limits(self.max_bytes, self.max_files, self.max_file_bytes)
 
 
-def run_submission(spec: RunSpec, submission_archive: bytes) -> RunResult:
+def reply(returncode: int, *, log: bytes = b"", training_output: bytes | None = None,
+          timed_out: bool = False, lost: bool = False, error: str | None = None,
+          unsafe: bool = False, host: str = "", duration: float = 0.0) -> dict[str, Any]:
+    """What the task returns: plain values that msgpack carries, never a pickled object.
+
+    ``error`` is a problem of the worker host (no ramp-test...) or, with
+    ``unsafe``, a result that broke a rule; ``lost`` asks the dispatcher to retry.
+    """
+    return {"returncode": returncode, "log": log, "training_output": training_output,
+            "timed_out": timed_out, "lost": lost, "error": error, "unsafe": unsafe,
+            "host": host, "duration": duration}
+
+
+def run_submission(spec: RunSpec, submission_archive: bytes) -> dict[str, Any]:
     """Train ``spec.submission`` on this Dask worker; the function Dask runs."""
     host = socket.gethostname()
     events = _Events(spec)
     if events.already_started():
-        return RunResult(returncode=1, lost=True, host=host,
-                         error="the Dask worker running this submission was lost")
+        return reply(1, lost=True, host=host, error="the Dask worker running this submission was lost")
     try:
         if events.cancelled():
-            return RunResult(returncode=KILLED_RETURNCODE, cancelled=True, host=host)
+            return reply(KILLED_RETURNCODE, host=host)
         try:
             executable = find_ramp_test(spec.conda_env)
         except FileNotFoundError as exc:
-            return RunResult(returncode=1, error=str(exc), host=host)
+            return reply(1, error=str(exc), host=host)
         scratch = Path(tempfile.mkdtemp(prefix=f"{spec.run_id}-", dir=_scratch_root()))
         try:
             return _run_in(scratch, executable, spec, submission_archive, events, host)
@@ -107,38 +112,38 @@ def run_submission(spec: RunSpec, submission_archive: bytes) -> RunResult:
         events.clear()
 
 
-def _run_in(
-    scratch: Path, executable: Path, spec: RunSpec, data: bytes, events: _Events, host: str
-) -> RunResult:
+def _run_in(scratch: Path, executable: Path, spec: RunSpec, data: bytes, events: _Events,
+            host: str) -> dict[str, Any]:
     submissions_dir = scratch / "submissions"
-    archive.extract(data, submissions_dir / spec.submission)
-    argv = ramp_test_argv(executable, spec.submission, Path(spec.kit_dir), Path(spec.data_dir),
-                          submissions_dir)
-    guarded = [sys.executable, "-m", "ramp_fleet.dask.guard", str(os.getpid()), "--", *argv]
-    log_path = scratch / "log"
+    submissions_dir.mkdir()
+    archive.receive_archive(data, submissions_dir / spec.submission, archive.Limits.unbounded())
+    command = ramp_test_command(executable, spec.submission, spec.kit_dir, spec.data_dir,
+                                submissions_dir, n_threads=spec.n_threads)
+    guarded = [sys.executable, "-m", "ramp_fleet.dask.guard", str(os.getpid()), "--", *command.argv]
+    log_fd = os.open(scratch / "log", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     started = time.monotonic()
-    with log_path.open("wb") as log:
-        proc = spawn_group(guarded, cwd=scratch, env=run_environment(spec.n_threads), output=log)
+    try:
+        proc = spawn_group(guarded, cwd=scratch, env=command.environment(), output=log_fd)
         try:
             outcome = _watch(proc.pid, proc.wait, spec.timeout, started, events)
         finally:
             if proc.poll() is None:
                 kill_tree(proc.pid)
                 proc.wait()
-    returncode = proc.returncode
-    if outcome == "timeout":
-        returncode = TIMEOUT_RETURNCODE
-        _append(log_path, f"\nramp-fleet: killed after the timeout of {spec.timeout:g} s\n")
-    elif outcome in ("cancelled", "worker-closing"):
-        returncode = KILLED_RETURNCODE
-        _append(log_path, f"\nramp-fleet: stopped ({outcome})\n")
+        log = b"".join(bounded_chunks(LogSource.from_fd(log_fd), spec.max_log_bytes))
+    finally:
+        os.close(log_fd)
+    returncode = {"timeout": TIMEOUT_RETURNCODE, "done": proc.returncode}.get(outcome,
+                                                                           KILLED_RETURNCODE)
     output = submissions_dir / spec.submission / "training_output"
-    packed = archive.pack(output) if returncode == 0 and output.is_dir() else None
-    return RunResult(
-        returncode=returncode, log=log_path.read_bytes(), training_output=packed,
-        timed_out=outcome == "timeout", cancelled=outcome != "done" and outcome != "timeout",
-        host=host, duration=time.monotonic() - started,
-    )
+    packed = None
+    if returncode == 0 and output.is_dir():
+        try:
+            packed = archive.pack_results(output, spec.limits)
+        except archive.UnsafeResult as exc:
+            return reply(returncode, log=log, error=str(exc), unsafe=True, host=host)
+    return reply(returncode, log=log, training_output=packed, timed_out=outcome == "timeout",
+                 host=host, duration=time.monotonic() - started)
 
 
 def _watch(pid: int, wait: Any, timeout: float, started: float, events: _Events) -> str:
@@ -263,8 +268,3 @@ def _env_prefixes(name: str) -> list[Path]:
     if name == "base":
         prefixes.insert(0, prefix.parent.parent if prefix.parent.name == "envs" else prefix)
     return prefixes
-
-
-def _append(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as log:
-        log.write(text)

@@ -103,11 +103,16 @@ def conda_env_name(event: EventConfig) -> str:
     return slug(event.ramp.problem_name)
 
 
+def _aws_keys(event: EventConfig) -> AWSWorkerSection:
+    """The AWS worker's keys of the event, or their defaults (the AMI serves every worker)."""
+    worker = event.worker
+    return worker if isinstance(worker, AWSWorkerSection) else AWSWorkerSection()
+
+
 def remote_kit_dir(event: EventConfig) -> str:
     """Where the kit lives on the AMI (the AWS worker's ``remote_ramp_kit_folder``)."""
-    worker = event.worker
-    user = _ami_user(event)
-    folder = worker.remote_ramp_kit_folder if isinstance(worker, AWSWorkerSection) else "~/ramp-kit"
+    user = ami_user(event)
+    folder = _aws_keys(event).remote_ramp_kit_folder
     if folder == "~" or folder.startswith("~/"):
         folder = f"/home/{user}" + folder[1:]
     return str(PurePosixPath(folder))
@@ -118,15 +123,15 @@ def kit_repository(event: EventConfig) -> str:
     return event.infra.kit_repository or f"https://github.com/ramp-kits/{event.ramp.problem_name}.git"
 
 
-def _ami_user(event: EventConfig) -> str:
-    worker = event.worker
-    return worker.ami_user_name if isinstance(worker, AWSWorkerSection) else "ubuntu"
+def ami_user(event: EventConfig) -> str:
+    """The user of the AMI (the AWS worker's ``ami_user_name``)."""
+    return _aws_keys(event).ami_user_name
 
 
 def build_context(event: EventConfig, region: str, *, private_data: bool) -> dict[str, Any]:
     """The values a pipeline step may use (see the header of pipelines/cpu.yml)."""
     names = EventNames.of(event)
-    user = _ami_user(event)
+    user = ami_user(event)
     kit_dir = remote_kit_dir(event)
     source = event.infra.data_source
     with_credentials = private_data and source.kind == "osf"

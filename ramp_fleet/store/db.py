@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ramp_fleet.store.records import InstanceRecord, Outcome, RunPlace, RunRecord
 from ramp_fleet.store.states import ACTIVE, State, check_state_change
 
 _SCHEMA = """
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     attempts        INTEGER NOT NULL DEFAULT 0,
     not_before      REAL NOT NULL DEFAULT 0,
     worker          TEXT,
-    pgid            INTEGER,
+    run_state       TEXT,
     submitted       REAL NOT NULL,
     started         REAL,
     finished        REAL,
@@ -47,7 +48,38 @@ CREATE TABLE IF NOT EXISTS meta (
     key     TEXT PRIMARY KEY,
     value   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id              INTEGER PRIMARY KEY,
+    submission      TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    slot            TEXT NOT NULL,
+    backend         TEXT NOT NULL,
+    queued          REAL NOT NULL,
+    setup_start     REAL,
+    launched        REAL,
+    ended           REAL,
+    collected       REAL,
+    outcome         TEXT NOT NULL,
+    returncode      INTEGER,
+    error           TEXT,
+    peak_memory_mb  REAL,
+    instance_id     TEXT,
+    instance_type   TEXT,
+    market          TEXT,
+    dask_worker     TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_submission ON runs (submission, attempt);
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id     TEXT PRIMARY KEY,
+    instance_type   TEXT NOT NULL,
+    market          TEXT NOT NULL,
+    region          TEXT,
+    launched        REAL NOT NULL,
+    terminated      REAL
+);
 """
+#: Stores written before a column existed get it added (table, column, SQL type).
+_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"),)
 
 
 @dataclass(frozen=True)
@@ -59,7 +91,8 @@ class Submission:
     attempts: int
     not_before: float
     worker: str | None
-    pgid: int | None
+    #: What the backend stored to find the run again (opaque here).
+    run_state: str | None
     submitted: float
     started: float | None
     finished: float | None
@@ -71,7 +104,7 @@ class Submission:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["not_before"], data["pgid"]
+        del data["not_before"], data["run_state"]
         data["state"] = str(self.state)
         for key in ("submitted", "started", "finished"):
             data[key] = _iso(data[key])
@@ -96,6 +129,13 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -188,37 +228,58 @@ class Store:
                 _log(db, name, State.NEW)
             return bool(cursor.rowcount)
 
-    def claim_next(self, worker: str) -> Submission | None:
-        """Take the oldest ready ``new`` submission for ``worker`` (sent_to_training)."""
+    def claim_next(self, worker: str, backend: str = "") -> Submission | None:
+        """Take the oldest ready ``new`` submission for slot ``worker`` (sent_to_training),
+        and open the record of this attempt."""
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
-                "SELECT name FROM submissions WHERE state = ? AND not_before <= ? "
-                "ORDER BY not_before, submitted, name LIMIT 1",
+                "SELECT name, submitted, not_before FROM submissions WHERE state = ? "
+                "AND not_before <= ? ORDER BY not_before, submitted, name LIMIT 1",
                 (State.NEW, now),
             ).fetchone()
             if row is None:
                 return None
             db.execute(
                 "UPDATE submissions SET state = ?, attempts = attempts + 1, worker = ?, "
-                "started = ?, finished = NULL, returncode = NULL, error = NULL, pgid = NULL "
+                "started = ?, finished = NULL, returncode = NULL, error = NULL, run_state = NULL "
                 "WHERE name = ?",
                 (State.SENT_TO_TRAINING, worker, now, row[0]),
             )
             _log(db, row[0], State.SENT_TO_TRAINING, worker)
             claimed = db.execute("SELECT * FROM submissions WHERE name = ?", (row[0],)).fetchone()
+            db.execute(
+                "INSERT INTO runs (submission, attempt, slot, backend, queued, setup_start, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row[0], claimed["attempts"], worker, backend, max(row[1], row[2]), now,
+                 Outcome.RUNNING),
+            )
         return _submission(claimed)
 
-    def mark_training(self, name: str, pgid: int | None = None) -> None:
-        self._move(name, State.TRAINING, pgid=pgid)
+    def mark_training(self, name: str, run_state: str | None = None,
+                      details: RunPlace | None = None) -> None:
+        place = details or RunPlace()
+        with self._transaction() as db:
+            _move(db, name, State.TRAINING, run_state=run_state)
+            db.execute(
+                "UPDATE runs SET launched = ?, instance_id = ?, instance_type = ?, market = ?, "
+                "dask_worker = ? WHERE id = ?",
+                (time.time(), place.instance_id, place.instance_type, place.market,
+                 place.dask_worker, _open_run(db, name)),
+            )
 
-    def mark_tested(self, name: str, returncode: int, peak_memory_mb: float | None) -> None:
-        self._move(name, State.TESTED, returncode=returncode, peak_memory_mb=peak_memory_mb)
+    def mark_tested(self, name: str, returncode: int, peak_memory_mb: float | None,
+                    ended: float | None = None) -> None:
+        with self._transaction() as db:
+            _move(db, name, State.TESTED, returncode=returncode, peak_memory_mb=peak_memory_mb)
+            db.execute("UPDATE runs SET ended = ?, returncode = ?, peak_memory_mb = ? WHERE id = ?",
+                       (ended or time.time(), returncode, peak_memory_mb, _open_run(db, name)))
 
     def mark_scored(self, name: str, score: float | None, scores: dict[str, Any]) -> None:
-        self._move(
-            name, State.SCORED, score=score, scores=json.dumps(scores), finished=time.time(), pgid=None
-        )
+        with self._transaction() as db:
+            _move(db, name, State.SCORED, score=score, scores=json.dumps(scores),
+                  finished=time.time(), run_state=None)
+            _close_run(db, name, Outcome.SCORED)
 
     def mark_failed(
         self,
@@ -227,29 +288,34 @@ class Store:
         error: str,
         returncode: int | None = None,
         peak_memory_mb: float | None = None,
+        ended: float | None = None,
     ) -> None:
-        self._move(
-            name, state, error=error, returncode=returncode, peak_memory_mb=peak_memory_mb,
-            finished=time.time(), pgid=None, note=error.splitlines()[0] if error else None,
-        )
+        with self._transaction() as db:
+            _move(db, name, state, error=error, returncode=returncode,
+                  peak_memory_mb=peak_memory_mb, finished=time.time(), run_state=None,
+                  note=error.splitlines()[0] if error else None)
+            _close_run(db, name, Outcome(state.value), ended=ended, returncode=returncode,
+                       error=error, peak_memory_mb=peak_memory_mb)
 
     def requeue(self, name: str, not_before: float, reason: str, count_attempt: bool = True) -> None:
-        """Back to ``new`` after a retry, ready again at ``not_before``."""
+        """Back to ``new`` after a retry (``count_attempt``) or an interruption, ready at
+        ``not_before``."""
         with self._transaction() as db:
-            current = _state(db, name)
-            check_state_change(current, State.NEW)
+            check_state_change(_state(db, name), State.NEW)
             db.execute(
-                "UPDATE submissions SET state = ?, not_before = ?, pgid = NULL, worker = NULL, "
+                "UPDATE submissions SET state = ?, not_before = ?, run_state = NULL, worker = NULL, "
                 "attempts = attempts - ? WHERE name = ?",
-                (State.NEW, not_before, 0 if count_attempt else 1, name),
+                (State.NEW, max(not_before, time.time()), 0 if count_attempt else 1, name),
             )
             _log(db, name, State.NEW, reason)
+            _close_run(db, name, Outcome.RETRY if count_attempt else Outcome.INTERRUPTED,
+                       error=reason)
 
     def recover(self) -> list[Submission]:
         """Put every run a dead dispatcher left active back to ``new``, in one step.
 
-        Returns them as they were (with their process groups) so the caller
-        can stop what is still running. Their attempt is not counted.
+        Returns them as they were (with their run states) so the backend can
+        stop what is still running. Their attempt is not counted.
         """
         marks = ",".join("?" * len(ACTIVE))
         with self._transaction() as db:
@@ -258,22 +324,70 @@ class Store:
             ).fetchall()
             for row in rows:
                 db.execute(
-                    "UPDATE submissions SET state = ?, pgid = NULL, worker = NULL, "
-                    "attempts = MAX(attempts - 1, 0), not_before = 0 WHERE name = ?",
-                    (State.NEW, row["name"]),
+                    "UPDATE submissions SET state = ?, run_state = NULL, worker = NULL, "
+                    "attempts = MAX(attempts - 1, 0), not_before = ? WHERE name = ?",
+                    (State.NEW, time.time(), row["name"]),
                 )
                 _log(db, row["name"], State.NEW, "recovered after the dispatcher stopped")
+                _close_run(db, row["name"], Outcome.INTERRUPTED,
+                           error="the dispatcher stopped during the run")
         return [_submission(row) for row in rows]
 
-    def _move(self, name: str, state: State, note: str | None = None, **values: Any) -> None:
-        columns = ", ".join(f"{key} = ?" for key in ["state", *values])
+    # -- run and instance records --------------------------------------------------
+
+    def runs(self) -> list[RunRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT submission, attempt, slot, backend, queued, setup_start, launched, ended, "
+                "collected, outcome, returncode, error, peak_memory_mb, instance_id, "
+                "instance_type, market, dask_worker FROM runs ORDER BY id").fetchall()
+        return [RunRecord(**{**dict(row), "outcome": Outcome(row["outcome"])}) for row in rows]
+
+    def instances(self) -> list[InstanceRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM instances ORDER BY launched").fetchall()
+        return [InstanceRecord(**dict(row)) for row in rows]
+
+    def record_instance(self, record: InstanceRecord) -> None:
         with self._transaction() as db:
-            check_state_change(_state(db, name), state)
             db.execute(
-                f"UPDATE submissions SET {columns} WHERE name = ?",
-                (state, *values.values(), name),
-            )
-            _log(db, name, state, note)
+                "INSERT OR REPLACE INTO instances (instance_id, instance_type, market, region, "
+                "launched, terminated) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.instance_id, record.instance_type, record.market, record.region,
+                 record.launched, record.terminated))
+
+    def instance_terminated(self, instance_id: str, at: float | None = None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE instances SET terminated = COALESCE(terminated, ?) "
+                       "WHERE instance_id = ?", (at or time.time(), instance_id))
+
+
+def _move(db: sqlite3.Connection, name: str, state: State, note: str | None = None,
+          **values: Any) -> None:
+    """Change ``name``'s state inside an open transaction, checked against the table."""
+    check_state_change(_state(db, name), state)
+    columns = ", ".join(f"{key} = ?" for key in ["state", *values])
+    db.execute(f"UPDATE submissions SET {columns} WHERE name = ?", (state, *values.values(), name))
+    _log(db, name, state, note)
+
+
+def _open_run(db: sqlite3.Connection, name: str) -> int | None:
+    row = db.execute("SELECT MAX(id) FROM runs WHERE submission = ? AND outcome = ?",
+                     (name, Outcome.RUNNING)).fetchone()
+    return None if row is None else row[0]
+
+
+def _close_run(db: sqlite3.Connection, name: str, outcome: Outcome, *, ended: float | None = None,
+               **values: Any) -> None:
+    """Close the open record of ``name``'s attempt (values given replace the recorded ones)."""
+    now = time.time()
+    given = {key: value for key, value in values.items() if value is not None}
+    columns = "".join(f", {key} = ?" for key in given)
+    db.execute(
+        f"UPDATE runs SET outcome = ?, ended = COALESCE(ended, ?), collected = ?{columns} "
+        "WHERE id = ?",
+        (outcome, ended or now, now, *given.values(), _open_run(db, name)),
+    )
 
 
 def _state(db: sqlite3.Connection, name: str) -> State:
@@ -290,8 +404,11 @@ def _log(db: sqlite3.Connection, name: str, state: State, note: str | None = Non
     )
 
 
+_SUBMISSION_FIELDS = tuple(Submission.__dataclass_fields__)
+
+
 def _submission(row: sqlite3.Row) -> Submission:
-    data = dict(row)
+    data = {key: row[key] for key in _SUBMISSION_FIELDS}  # an older store has columns since dropped
     data["state"] = State(data["state"])
     data["scores"] = json.loads(data["scores"]) if data["scores"] else None
     return Submission(**data)

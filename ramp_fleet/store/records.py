@@ -64,3 +64,13 @@ class InstanceRecord:
     region: str | None
     launched: float
     terminated: float | None = None
+
+
+@dataclass
+class RunPlace:
+    """Where a run runs, as far as its backend knows (recorded when it starts)."""
+
+    instance_id: str | None = None
+    instance_type: str | None = None
+    market: str | None = None
+    dask_worker: str | None = None

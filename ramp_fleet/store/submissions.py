@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ramp_fleet.archive import copy_submission
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
 from ramp_fleet.store.db import Store
@@ -70,12 +71,14 @@ def submit(event: EventConfig, store: Store, source: Path, name: str | None = No
 
 
 def _copy_in(source: Path, target: Path) -> None:
-    """Copy next to the target first, then rename: no half-copied submission is ever seen."""
+    """Copy next to the target first, then rename: no half-copied submission is ever seen.
+
+    Links in the participant's folder are never followed nor copied (one warning each).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        shutil.copytree(source, staging / "copy", symlinks=False,
-                        ignore=shutil.ignore_patterns("training_output", "__pycache__"))
+        copy_submission(source, staging / "copy")
         (staging / "copy").rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

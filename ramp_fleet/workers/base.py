@@ -1,9 +1,25 @@
-"""The worker API of the RAMP guide, with explicit statuses and no hidden polling.
+"""The worker contract: the RAMP guide's API, and the lifecycle written once.
 
-A worker trains one submission: ``setup`` → ``launch_submission`` → (the
-dispatcher polls ``_is_submission_finished``) → ``collect_results`` →
-``teardown``. Subclasses override what differs and call ``super()``, exactly
-as the guide's "Create your own worker" section shows.
+A worker trains one submission. Custom workers are written as the guide's
+"Create your own worker" section shows — ``setup``, ``launch_submission``,
+``_is_submission_finished``, ``collect_results``, ``teardown``, each calling
+``super()`` — and may report ``self.status = 'retry'``.
+
+What every run shares lives here, once: the deadline loop and the timeout
+(one message, return code 124), publishing the log and the predictions
+(:mod:`ramp_fleet.results`), and one retry channel (:class:`WorkerRetry`;
+a guide-style ``'retry'`` status is turned into it). A built-in backend
+fills in only what differs, as hooks:
+
+* ``setup`` / ``launch_submission``: prepare and start the run;
+* ``_is_submission_finished`` and ``_wait_for_end``: know (and wait for) its end;
+* ``_stop_run``: stop it (timeout, operator);
+* ``fetch_output``: hand back its return code, log and ``training_output``;
+* ``open_shared`` / ``close_shared`` / ``reconcile``: what all slots share,
+  and what a dead dispatcher left behind.
+
+The dispatcher drives :meth:`prepare` → :meth:`start` → :meth:`wait` →
+:meth:`collect` → :meth:`release`, and needs nothing else.
 """
 
 from __future__ import annotations
@@ -11,34 +27,99 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
+from ramp_fleet.archive import Limits
+from ramp_fleet.config.sections import CustomWorkerSection, WorkerSection
+from ramp_fleet.errors import RampFleetError
+from ramp_fleet.process import TIMEOUT_RETURNCODE
+from ramp_fleet.results import (
+    Destination,
+    RunOutput,
+    check_published,
+    publish,
+    timeout_message,
+)
+from ramp_fleet.store.records import RunPlace
 from ramp_fleet.workers.status import WorkerStatus, check_transition
 
 logger = logging.getLogger("ramp_fleet.workers")
 
 
+class WorkerRetry(RampFleetError):
+    """The run could not end for a reason of the infrastructure (a lost instance or
+    Dask worker, no capacity): the submission goes back to the queue."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one finished run leaves for the dispatcher to record."""
+
+    returncode: int
+    error: str
+    peak_memory_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    """A run a dead dispatcher left behind: its submission and what its backend stored."""
+
+    submission: str
+    run_state: str | None
+
+
 class BaseWorker:
-    """Status bookkeeping and logging for one submission's run.
+    """One submission's run; see the module docstring for what to override."""
 
-    ``config`` is the worker section of the event config as a mapping (paths
-    absolute: ``kit_dir``, ``data_dir``, ``submissions_dir``, ``logs_dir``,
-    ``predictions_dir``; ``timeout`` in seconds); ``submission`` its name.
-    """
-
-    #: Runs on this machine are waited for, not polled (see ``wait``).
-    is_local: ClassVar[bool] = False
+    #: The config section this worker reads (the typed form of ``self.config``).
+    section_type: ClassVar[type[WorkerSection]] = CustomWorkerSection
+    #: Extra seconds past the timeout before the dispatcher stops a run itself
+    #: (for backends whose worker host enforces the timeout and reports it).
+    deadline_grace: ClassVar[float] = 0.0
+    #: The longest ``_wait_for_end`` waits at once; None: the poll interval.
+    wake_interval: ClassVar[float | None] = None
 
     def __init__(self, config: Mapping[str, Any], submission: str):
+        #: The worker section as a mapping, as the guide's workers read it.
         self.config = dict(config)
+        #: The typed worker section (defaults applied, paths absolute).
+        self.settings: WorkerSection = self.settings_of(config)
         self.submission = submission
         #: What ``open_shared`` returned, set by the dispatcher before ``setup``.
         self.shared: Any = None
-        self._status = WorkerStatus.INITIALIZED
-        #: Set by workers that measure it; stored with the submission.
+        #: Measured by workers that can; stored with the submission.
         self.peak_memory_mb: float | None = None
+        #: What this backend needs to find the run again after a dispatcher dies
+        #: (stored with the run, handed to ``reconcile``); opaque to everyone else.
+        self.run_state: str | None = None
+        #: Where the run runs (instance, Dask worker), for its record in the store.
+        self.place = RunPlace()
+        self._status = WorkerStatus.INITIALIZED
         self._launched_at: float | None = None
+        self._published = False
+        #: Set when the run must stop (operator, timeout): backends' own waits watch it.
+        self.stopping = threading.Event()
+
+    @classmethod
+    def settings_of(cls, config: Mapping[str, Any]) -> WorkerSection:
+        """The typed section a worker mapping carries, or, for a bare mapping (a worker
+        built outside a dispatcher), the section validated from it."""
+        carried = getattr(config, "section", None)
+        if isinstance(carried, WorkerSection):
+            return carried
+        model = cls.section_type
+        known = {key: value for key, value in config.items() if value is not None
+                 and (key in model.model_fields or model.model_config.get("extra") == "allow")}
+        default = model.model_fields["worker_type"].default
+        return model.model_validate(
+            {"worker_type": default if isinstance(default, str) else cls.__name__, **known})
 
     # -- resources shared by every slot of one dispatcher ----------------------
 
@@ -46,11 +127,17 @@ class BaseWorker:
     def open_shared(cls, config: Mapping[str, Any], event: Any) -> Any:
         """Open what all runs of one dispatcher share (a Dask client, an instance pool).
 
-        Called once when the dispatcher starts, before any worker exists; the
-        place to reconcile what a previous, dead dispatcher left behind.
+        Called once when the dispatcher starts, before any worker exists.
         ``event`` is the :class:`~ramp_fleet.config.EventConfig`.
         """
         return None
+
+    @classmethod
+    def reconcile(cls, shared: Any, event: Any, interrupted: Sequence[InterruptedRun]) -> None:
+        """Stop what a dead dispatcher left running (called once, after ``open_shared``).
+
+        ``interrupted`` are the runs it left, already put back to ``new``.
+        """
 
     @classmethod
     def close_shared(cls, shared: Any) -> None:
@@ -73,7 +160,7 @@ class BaseWorker:
 
     @property
     def timeout(self) -> float:
-        return float(self.config.get("timeout") or 7200)
+        return self.settings.timeout
 
     # -- the guide's API ----------------------------------------------------------
 
@@ -90,16 +177,69 @@ class BaseWorker:
         raise NotImplementedError
 
     def collect_results(self) -> tuple[int, str] | None:
-        """Fetch logs and predictions; subclasses return ``(returncode, error_msg)``."""
+        """Publish the log and predictions; returns ``(returncode, error_msg)``.
+
+        A guide-style worker overrides this, calls ``super()`` first and does
+        its own collecting; a backend implements :meth:`fetch_output` instead.
+        """
+        published = None
+        if self._status in (WorkerStatus.FINISHED, WorkerStatus.TIMEOUT):
+            output = self.fetch_output()
+            if output is not None:
+                timed_out = output.timed_out or self._status == WorkerStatus.TIMEOUT
+                published = publish(replace(output, timed_out=timed_out), self.destination())
+                self._published = True
         if self._status in (WorkerStatus.FINISHED, WorkerStatus.RUNNING, WorkerStatus.TIMEOUT):
             self.status = "collected"
-        return None
+        return None if published is None else (published.returncode, published.error)
 
     def teardown(self) -> None:
         """Release what ``setup`` took. Safe whatever the status, errors included."""
         self.status = "killed"
 
-    # -- what the dispatcher drives -------------------------------------------------
+    # -- hooks of the built-in backends ----------------------------------------------
+
+    def _wait_for_end(self, seconds: float) -> None:
+        """Block up to ``seconds``, returning early when the run may have ended."""
+        self.stopping.wait(seconds)
+
+    def _run_started_at(self) -> float | None:
+        """When the run's clock started (monotonic); None while it has not started yet."""
+        return self._launched_at
+
+    def _stop_run(self, timed_out: bool) -> None:
+        """Stop the running submission (its whole process tree, wherever it runs).
+
+        Called from any thread; for an operator's stop (``timed_out`` false) it
+        must not block for long.
+        """
+
+    def fetch_output(self) -> RunOutput | None:
+        """The ended run's return code, log and ``training_output``; None if this
+        worker publishes its own results (a guide-style ``collect_results``)."""
+        return None
+
+    def destination(self) -> Destination:
+        limits = self.settings.result_limits
+        return Destination(
+            submission=self.submission,
+            logs_dir=Path(self.config["logs_dir"]),
+            predictions_dir=Path(self.config["predictions_dir"]),
+            limits=Limits(limits.max_bytes, limits.max_files, limits.max_file_bytes),
+            timeout=self.timeout,
+            max_log_bytes=limits.max_log_bytes,
+        )
+
+    # -- what the dispatcher drives ----------------------------------------------------
+
+    def prepare(self) -> None:
+        """``setup``, with a guide-style ``'retry'`` or ``'error'`` status raised."""
+        self.setup()
+        self._raise_reported()
+
+    def start(self) -> None:
+        self.launch_submission()
+        self._raise_reported()
 
     def poll(self) -> str:
         """Check once whether a running submission has finished; returns the status."""
@@ -111,22 +251,54 @@ class BaseWorker:
         return 0.0 if self._launched_at is None else time.monotonic() - self._launched_at
 
     def wait(self, poll_interval: float, stop: threading.Event) -> str:
-        """Block until the run finishes, times out or ``stop`` is set.
+        """Block until the run ends, times out or ``stop`` is set; returns the status.
 
-        The default polls every ``poll_interval`` seconds, as RAMP does for
-        remote workers; local workers override it to wake up the moment
-        their process ends.
+        The deadline is ``timeout`` (plus ``deadline_grace``) from when the run
+        started; past it the run is stopped and its status is ``timeout``.
         """
-        while self.poll() == WorkerStatus.RUNNING:
-            remaining = self.timeout - self.elapsed()
+        step = self.wake_interval or poll_interval
+        while self.poll() == WorkerStatus.RUNNING and not stop.is_set():
+            started = self._run_started_at()
+            remaining = step if started is None else \
+                started + self.timeout + self.deadline_grace - time.monotonic()
             if remaining <= 0:
                 self.kill_submission(timed_out=True)
                 break
-            if stop.wait(min(poll_interval, remaining)):
-                break
+            self._wait_for_end(min(step, remaining))
+        self._raise_reported()
         return self.status
 
+    def collect(self) -> RunResult:
+        """``collect_results``, and the one timeout outcome whatever the worker said."""
+        timed_out = self._status == WorkerStatus.TIMEOUT
+        result = self.collect_results()
+        self._raise_reported()
+        returncode, error = result if result is not None else (0, "")
+        if not self._published:
+            check_published(self.destination(), timed_out)
+        if timed_out:
+            returncode, error = TIMEOUT_RETURNCODE, timeout_message(self.timeout)
+        return RunResult(returncode, error, self.peak_memory_mb)
+
     def kill_submission(self, timed_out: bool = False) -> None:
-        """Stop a running submission. Workers that can stop their run override this."""
+        """Stop a running submission (from any thread): its timeout, or the operator."""
+        self.stopping.set()
         if self._status == WorkerStatus.RUNNING:
-            self.status = "timeout" if timed_out else "killed"
+            self._stop_run(timed_out)
+            if self._status == WorkerStatus.RUNNING:
+                self.status = "timeout" if timed_out else "killed"
+
+    def release(self) -> None:
+        """``teardown``, which must never take the dispatcher down."""
+        self.stopping.set()
+        try:
+            self.teardown()
+        except Exception:
+            logger.exception("teardown of %s failed", self.submission)
+
+    def _raise_reported(self) -> None:
+        """A guide-style worker reports through its status: turn that into the one channel."""
+        if self._status == WorkerStatus.RETRY:
+            raise WorkerRetry("the worker asked to retry")
+        if self._status == WorkerStatus.ERROR:
+            raise RampFleetError("the worker reported an error")

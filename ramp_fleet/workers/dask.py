@@ -3,52 +3,52 @@
 The dispatcher opens one :class:`~ramp_fleet.dask.connection.DaskConnection`
 (``open_shared``) that every slot shares. A slot packs its submission folder
 (``setup``), submits :func:`ramp_fleet.dask.task.run_submission` as a single
-task (``launch_submission``), wakes up the moment the task ends (``wait``),
-and writes the returned log and ``training_output`` to ``logs_dir/S/log`` and
-``predictions_dir/S`` (``collect_results``).
+task (``launch_submission``), wakes up the moment the task ends, and hands
+its reply to the base class to publish (``fetch_output``).
 
 One task per submission and nothing else: ``n`` single-thread Dask workers
 (or workers advertising ``n`` units of the ``ramp-slot`` resource) serve
 ``n`` dispatcher slots. The timeout is enforced on the Dask worker host; a
-run the dispatcher stops (its own deadline, ``kill_submission``, teardown)
-is killed there through the run's cancel event. A lost Dask worker, a lost
-scheduler or a task that never starts means ``retry``.
+run the dispatcher stops (its own deadline, the operator, teardown, a
+restarted dispatcher) is killed there through the run's cancel event. A lost
+Dask worker, a lost scheduler or a task that never starts means a retry.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ramp_fleet.dask import archive
+from ramp_fleet.archive import pack_submission
+from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.dask.connection import SLOT_RESOURCE, DaskConnection
-from ramp_fleet.dask.task import RunResult, RunSpec, run_submission
+from ramp_fleet.dask.task import RunSpec, run_submission
 from ramp_fleet.errors import RampFleetError
-from ramp_fleet.process import TIMEOUT_RETURNCODE
-from ramp_fleet.workers.base import BaseWorker
-from ramp_fleet.workers.status import WorkerStatus
+from ramp_fleet.results import LogSource, RunOutput
+from ramp_fleet.workers.base import BaseWorker, InterruptedRun, WorkerRetry
 
 logger = logging.getLogger("ramp_fleet.workers.dask")
 
 #: The Dask worker enforces the timeout; the dispatcher waits this much longer
 #: for its answer before stopping the run itself.
 TIMEOUT_GRACE = 30.0
-#: After setting the cancel event, how long to wait for the task's log.
+#: After setting the cancel event at the timeout, how long to wait for the task's log.
 KILL_GRACE = 10.0
-#: How often ``wait`` looks at the stop event while the task runs.
-WAKE_SECONDS = 0.2
 
 
 class DaskWorker(BaseWorker):
     """Train one submission as one task of a Dask cluster."""
+
+    section_type: ClassVar[type[DaskWorkerSection]] = DaskWorkerSection
+    settings: DaskWorkerSection
+    deadline_grace: ClassVar[float] = TIMEOUT_GRACE
+    wake_interval: ClassVar[float | None] = 0.2
 
     def __init__(self, config: Mapping[str, Any], submission: str):
         super().__init__(config, submission)
@@ -57,20 +57,32 @@ class DaskWorker(BaseWorker):
         self._spec: RunSpec | None = None
         self._future: Any = None
         self._done = threading.Event()
-        self._result: RunResult | None = None
-        #: Why the status is ``retry`` / ``error`` (read by the dispatcher).
-        self.retry_reason = ""
-        self.error_reason = ""
+        self._reply: dict[str, Any] | None = None
         self._started_at: float | None = None
         self._next_started_check = 0.0
 
-    # -- shared by every slot of the dispatcher ------------------------------
+    # -- shared by every slot of the dispatcher, and what a dead one left ---------------
 
     @classmethod
     def open_shared(cls, config: Mapping[str, Any], event: Any) -> DaskConnection:
-        connection = DaskConnection.from_config(config)
+        settings = cls.settings_of(config)
+        assert isinstance(settings, DaskWorkerSection)
+        connection = DaskConnection.from_settings(settings)
         connection.client()  # fail now, at start-up, if the scheduler is unreachable
         return connection
+
+    @classmethod
+    def reconcile(cls, shared: Any, event: Any, interrupted: Sequence[InterruptedRun]) -> None:
+        """Cancel the tasks a dead dispatcher left: each kills its run on its host."""
+        from distributed import Event
+
+        for run in interrupted:
+            if run.run_state and isinstance(shared, DaskConnection):
+                spec_events = RunSpec(run.submission, run.run_state, "", "", None, 0.0)
+                try:
+                    Event(spec_events.cancel_event, client=shared.client()).set()
+                except Exception as exc:
+                    logger.warning("could not cancel the stale run of %s: %s", run.submission, exc)
 
     @classmethod
     def close_shared(cls, shared: Any) -> None:
@@ -82,37 +94,33 @@ class DaskWorker(BaseWorker):
         if isinstance(self.shared, DaskConnection):
             return self.shared
         if self._own_connection is None:  # used on its own, outside a dispatcher
-            self._own_connection = DaskConnection.from_config(self.config)
+            self._own_connection = DaskConnection.from_settings(self.settings)
         return self._own_connection
 
-    @property
-    def run_result(self) -> RunResult | None:
-        """What the task returned (host, duration, log...), once it has."""
-        return self._result
-
-    # -- the guide's API -----------------------------------------------------------
+    # -- the run ------------------------------------------------------------------------
 
     def setup(self) -> None:
         folder = Path(self.config["submissions_dir"]) / self.submission
-        try:
-            self._archive = archive.pack(folder)
-        except (OSError, archive.UnsafeArchive) as exc:
-            self._error(f"cannot pack {folder}: {exc}")
-            raise RampFleetError(f"{self.submission}: {self.error_reason}") from exc
+        self._archive = pack_submission(folder)
         self.connection.client()
         super().setup()
 
     def launch_submission(self) -> None:
         if self._archive is None:
             raise RuntimeError("launch_submission() before setup()")
+        limits = self.settings.result_limits
         self._spec = RunSpec(
             submission=self.submission,
             run_id=_run_id(self.config.get("event_name"), self.submission),
             kit_dir=str(self.config["kit_dir"]),
             data_dir=str(self.config["data_dir"]),
-            conda_env=self.config.get("conda_env"),
+            conda_env=self.settings.conda_env,
             timeout=self.timeout,
             n_threads=self.config.get("n_threads"),
+            max_log_bytes=limits.max_log_bytes,
+            max_bytes=limits.max_bytes,
+            max_files=limits.max_files,
+            max_file_bytes=limits.max_file_bytes,
         )
         connection = self.connection
         resources = {SLOT_RESOURCE: 1} if connection.uses_slot_resource() else None
@@ -121,51 +129,43 @@ class DaskWorker(BaseWorker):
             key=self._spec.run_id, pure=False, resources=resources, retries=0,
         )
         self._future.add_done_callback(lambda _future: self._done.set())
+        self.run_state = self._spec.run_id
         super().launch_submission()
 
     def _is_submission_finished(self) -> bool:
-        return self._future is not None and bool(self._future.done())
-
-    def poll(self) -> str:
-        if self._status == WorkerStatus.RUNNING and self._is_submission_finished():
+        if self._future is None:
+            return False
+        if self._future.done():
             self._settle()
-        return self.status
+            return True
+        self._check_started()
+        return False
 
-    def wait(self, poll_interval: float, stop: threading.Event) -> str:
-        """Wake up the moment the task ends; stop the run past its deadline."""
-        while self.poll() == WorkerStatus.RUNNING:
-            if self._past_deadline(poll_interval):
-                break
-            if stop.is_set():
-                break
-            self._done.wait(min(WAKE_SECONDS, poll_interval))
-        return self.status
+    def _wait_for_end(self, seconds: float) -> None:
+        self._done.wait(seconds)
 
-    def kill_submission(self, timed_out: bool = False) -> None:
+    def _run_started_at(self) -> float | None:
+        """The timeout counts from when a Dask worker started the run, not from queueing."""
+        return self._started_at
+
+    def _stop_run(self, timed_out: bool) -> None:
         """Stop the run on the Dask worker host (not just forget its future)."""
-        if self._status != WorkerStatus.RUNNING:
-            return
         self._set_cancel()
-        if not timed_out:
-            self.status = "killed"
-            return
-        self._done.wait(KILL_GRACE)  # the task returns its log once it has killed the run
-        if self._future.done() and self._future.status == "finished":
-            self._settle()
-        if self._status == WorkerStatus.RUNNING:
-            self.status = "timeout"
+        if timed_out and self._future is not None:
+            self._done.wait(KILL_GRACE)  # the task returns its log once it has killed the run
+            if self._future.done():
+                self._settle()
 
-    def collect_results(self) -> tuple[int, str]:
-        if self._status == WorkerStatus.RUNNING:
-            self.wait(1.0, threading.Event())
-        if self._status in (WorkerStatus.FINISHED, WorkerStatus.TIMEOUT):
-            returncode, error_msg = self._write_outputs()
-        elif self._status == WorkerStatus.RETRY:
-            returncode, error_msg = 1, self.retry_reason
-        else:
-            returncode, error_msg = 1, self.error_reason or f"no result (status {self.status})"
-        super().collect_results()
-        return returncode, error_msg
+    def fetch_output(self) -> RunOutput:
+        reply = self._reply
+        if reply is None:  # our own deadline: the worker host never answered
+            log = (f"ramp-fleet: no answer from the Dask worker within {self.timeout:g} s "
+                   f"(+{TIMEOUT_GRACE:g} s)\n").encode()
+            return RunOutput(None, LogSource.from_bytes(log), timed_out=True)
+        refused = reply["error"] if reply["unsafe"] else None
+        return RunOutput(reply["returncode"], LogSource.from_bytes(reply["log"] or b""),
+                         reply["training_output"], timed_out=bool(reply["timed_out"]),
+                         refused=refused)
 
     def teardown(self) -> None:
         try:
@@ -179,79 +179,40 @@ class DaskWorker(BaseWorker):
     # -- helpers -------------------------------------------------------------------
 
     def _settle(self) -> None:
-        """Turn the finished future into a status and keep its result."""
+        """Read the finished future once: its reply, or why it must run again."""
+        if self._reply is not None:
+            return
         future = self._future
         if future.status == "finished":
             try:
-                result: RunResult = future.result(timeout=60)
+                reply: dict[str, Any] = future.result(timeout=60)
             except Exception as exc:  # the result was lost with its worker
-                self._retry(f"the result was lost ({exc.__class__.__name__}: {exc})")
-                return
-            self._result = result
-            if result.lost:
-                self._retry(result.error or "the Dask worker was lost")
-            elif result.error:
-                self._error(result.error)
-            elif result.timed_out:
-                self.status = "timeout"
-            else:
-                self.status = "finished"
+                raise WorkerRetry(f"the result was lost ({exc.__class__.__name__}: {exc})") from exc
+            self.place.dask_worker = reply.get("host") or None
+            if reply["lost"]:
+                raise WorkerRetry(reply["error"] or "the Dask worker was lost")
+            if reply["error"] and not reply["unsafe"]:
+                raise RampFleetError(reply["error"])
+            self._reply = reply
         elif future.status == "error":
             error = future.exception(timeout=60)
-            if error.__class__.__name__ in ("KilledWorker", "CommClosedError"):
-                self._retry(f"the Dask worker was lost ({error})")
-            else:
-                self._error(f"the Dask task failed: {error.__class__.__name__}: {error}")
+            if _is_lost_worker(error):
+                raise WorkerRetry(f"the Dask worker was lost ({error})")
+            raise RampFleetError(f"the Dask task failed: {error.__class__.__name__}: {error}")
         else:  # cancelled or lost: the scheduler went away
-            self._retry(f"the Dask task was {future.status} (scheduler restarted?)")
+            raise WorkerRetry(f"the Dask task was {future.status} (scheduler restarted?)")
 
-    def _retry(self, why: str) -> None:
-        logger.warning("%s: %s; will retry", self.submission, why)
-        self.retry_reason = why
-        self.status = "retry"
-
-    def _error(self, why: str) -> None:
-        logger.error("%s: %s", self.submission, why)
-        self.error_reason = why
-        self.status = "error"
-
-    def _past_deadline(self, poll_interval: float) -> bool:
-        """True (and the run stopped) when the worker host did not answer in time."""
+    def _check_started(self) -> None:
+        """Note when a Dask worker starts the run; give up if none does in time."""
         now = time.monotonic()
-        if self._started_at is None and now >= self._next_started_check:
-            self._next_started_check = now + poll_interval
-            if self._run_started():
-                self._started_at = now
-        if self._started_at is None:
-            if self.elapsed() > self.timeout + TIMEOUT_GRACE:
-                self._set_cancel()
-                self._retry("no Dask worker started the run (are any workers connected?)")
-                return True
-            return False
-        if now - self._started_at > self.timeout + TIMEOUT_GRACE:
-            self.kill_submission(timed_out=True)
-            return True
-        return False
-
-    def _write_outputs(self) -> tuple[int, str]:
-        result = self._result
-        if result is None:  # our own deadline: the worker host never answered
-            log = (f"ramp-fleet: the run was stopped after {self.timeout:g} s "
-                   "without an answer from the Dask worker\n").encode()
-            result = RunResult(returncode=TIMEOUT_RETURNCODE, log=log, timed_out=True)
-        returncode = TIMEOUT_RETURNCODE if result.timed_out else result.returncode
-        _write_log(Path(self.config["logs_dir"]) / self.submission, result.log)
-        predictions = Path(self.config["predictions_dir"]) / self.submission
-        if returncode == 0 and result.training_output is not None:
-            _write_predictions(predictions, result.training_output)
-        elif predictions.exists():
-            shutil.rmtree(predictions)
-        if returncode == 0:
-            return 0, ""
-        error_msg = error_message(result.log.decode("utf-8", "replace"))
-        if result.timed_out:
-            error_msg += f"\nWorker killed due to timeout after {self.timeout:g}s."
-        return returncode, error_msg
+        if self._started_at is not None or now < self._next_started_check:
+            return
+        self._next_started_check = now + float(self.config["time_between_collection"])
+        if self._run_started():
+            self._started_at = now
+        elif self.elapsed() > self.timeout + TIMEOUT_GRACE:
+            self._set_cancel()
+            raise WorkerRetry("no Dask worker started the run (are any workers connected?)")
 
     def _set_cancel(self) -> None:
         if self._spec is None:
@@ -296,37 +257,14 @@ class DaskWorker(BaseWorker):
                 logger.debug("clearing Dask event %s: %s", name, exc)
 
 
-def error_message(log: str) -> str:
-    """What RAMP shows a participant: the log from its last traceback on."""
-    start = log.rfind("Traceback (most recent call last)")
-    return log[start:] if start >= 0 else log[-4000:]
+def _is_lost_worker(error: BaseException) -> bool:
+    """Whether a task's exception means its Dask worker (or the link to it) was lost."""
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(error, KilledWorker | CommClosedError)
 
 
 def _run_id(event_name: str | None, submission: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{event_name or 'event'}-{submission}")
     return f"ramp-fleet-{safe}-{uuid.uuid4().hex[:12]}"
-
-
-def _write_log(folder: Path, log: bytes) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".log.{uuid.uuid4().hex}.tmp"
-    temporary.write_bytes(log)
-    os.replace(temporary, folder / "log")
-
-
-def _write_predictions(destination: Path, packed: bytes) -> None:
-    """Extract into a temporary sibling, then swap it in with renames."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        archive.extract(packed, temporary)
-        if destination.exists():
-            old = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.old")
-            destination.rename(old)
-            temporary.rename(destination)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            temporary.rename(destination)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)

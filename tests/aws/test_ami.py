@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ramp_fleet.aws.ami import Image, ImageNotFound, image_version, rank, resolve_image
 from ramp_fleet.cli import cli
-from tests.aws.conftest import AWSEventFactory
+from tests.fixtures.aws import AWSEventFactory
 from tests.fixtures.moto_ec2 import MotoServer, publish_foreign_images, register_image
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/ramp-iris/{}/{}"

@@ -12,7 +12,7 @@ from typing import Any
 from ramp_fleet.dispatcher import Dispatcher
 from ramp_fleet.progress import Reporter
 from ramp_fleet.store import State, Store
-from tests.aws.conftest import AWSEventFactory, end_remote_runs
+from tests.fixtures.aws import AWSEventFactory, end_remote_runs
 from tests.fixtures.moto_ec2 import live_instances
 
 

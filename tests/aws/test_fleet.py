@@ -18,10 +18,10 @@ from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
 from ramp_fleet.cli import cli
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.workers.aws import AWSWorker
-from tests.aws.conftest import AWSEventFactory
-from tests.aws.lifecycle import run_one
+from tests.fixtures.aws import AWSEventFactory
 from tests.fixtures.moto_ec2 import live_instances, register_image
 from tests.fixtures.sshd import SSHServer
+from tests.lifecycle import run_one
 
 
 def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old") -> str:
@@ -32,6 +32,10 @@ def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old"
                                   {"Key": k, "Value": v} for k, v in tags.items()]}])
     instance_id: str = reply["Instances"][0]["InstanceId"]
     return instance_id
+
+
+def run(event: Any, name: str, shared: Any = None, **options: Any) -> Any:
+    return run_one(AWSWorker(event.worker_mapping(), name), shared, **options)
 
 
 def state_of(ec2: Any, instance_id: str) -> str:
@@ -45,12 +49,12 @@ def test_reuse_runs_submissions_one_after_another_on_one_instance(
     event = aws_event(("logreg", "knn", "broken"), reuse_instances=True)
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
     try:
-        outcomes = [run_one(event, name, shared=fleet) for name in ("logreg", "broken", "knn")]
-        assert [o.result[0] if o.result else None for o in outcomes] == [0, 1, 0]
-        assert len({o.instance_id for o in outcomes}) == 1
+        outcomes = [run(event, name, shared=fleet) for name in ("logreg", "broken", "knn")]
+        assert [o.result.returncode if o.result else None for o in outcomes] == [0, 1, 0]
+        assert len({o.worker.place.instance_id for o in outcomes}) == 1
         assert fleet.stats.instances_launched == 1
         assert fleet.stats.ssh_connections == 1
-        instance_id = outcomes[0].instance_id
+        instance_id = outcomes[0].worker.place.instance_id
         assert instance_id is not None and state_of(ec2, instance_id) == "running"
         assert fleet.idle_instances() == [instance_id]
         # the last submission's folder was cleaned before the instance went idle
@@ -69,17 +73,18 @@ def test_an_idle_instance_is_terminated_after_the_idle_timeout(
     event = aws_event(("logreg",), reuse_instances=True, instance_idle_timeout=3)
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
     try:
-        outcome = run_one(event, "logreg", shared=fleet)
-        assert outcome.instance_id is not None
-        assert fleet.idle_instances() == [outcome.instance_id]
+        outcome = run(event, "logreg", shared=fleet)
+        instance_id = outcome.worker.place.instance_id
+        assert instance_id is not None
+        assert fleet.idle_instances() == [instance_id]
         # The janitor drops the lease, then terminates it outside its lock:
         # wait for what EC2 says, not for the list alone.
         deadline = time.monotonic() + 20
-        while (fleet.idle_instances() or state_of(ec2, outcome.instance_id) != "terminated") \
+        while (fleet.idle_instances() or state_of(ec2, instance_id) != "terminated") \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert fleet.idle_instances() == []
-        assert state_of(ec2, outcome.instance_id) == "terminated"
+        assert state_of(ec2, instance_id) == "terminated"
     finally:
         AWSWorker.close_shared(fleet)
 
@@ -90,15 +95,15 @@ def test_failed_runs_do_not_give_their_instance_back(
     event = aws_event(("logreg",), reuse_instances=True)
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
     try:
-        outcome = run_one(event, "logreg", shared=fleet, during_wait=lambda w: ec2.terminate_instances(
+        outcome = run(event, "logreg", shared=fleet, during_wait=lambda w: ec2.terminate_instances(
             InstanceIds=[w.instance_id]))
-        assert outcome.status_after_wait == "retry"
+        assert outcome.retry is not None
         assert fleet.idle_instances() == []
     finally:
         AWSWorker.close_shared(fleet)
 
 
-def test_open_shared_reaps_what_a_dead_dispatcher_left_and_only_that(
+def test_reconcile_reaps_what_a_dead_dispatcher_left_and_only_that(
     aws_event: AWSEventFactory, ec2: Any, image_id: str
 ) -> None:
     event = aws_event()
@@ -108,6 +113,8 @@ def test_open_shared_reaps_what_a_dead_dispatcher_left_and_only_that(
                                  MaxCount=1)["Instances"][0]["InstanceId"]
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
     try:
+        assert state_of(ec2, leftover) == "running"  # opening reaps nothing by itself
+        AWSWorker.reconcile(fleet, event, [])
         assert state_of(ec2, leftover) == "terminated"
         assert state_of(ec2, other_event) == "running"
         assert state_of(ec2, untagged) == "running"
@@ -167,11 +174,10 @@ def test_a_changed_host_key_is_refused(
         sshd.cut_connections()
 
     try:
-        outcome = run_one(event, "logreg", shared=fleet, during_wait=swap_key)
+        outcome = run(event, "logreg", shared=fleet, during_wait=swap_key)
     finally:
         AWSWorker.close_shared(fleet)
-    assert outcome.status_after_wait == "error"
-    assert "host key" in outcome.worker.error_reason
+    assert outcome.error is not None and "host key" in outcome.error
     assert not live_instances(ec2)
 
 

@@ -14,11 +14,10 @@ import pytest
 from ramp_fleet.aws import instances
 from ramp_fleet.aws.instances import InstanceError
 from ramp_fleet.workers.aws import AWSWorker
-from tests.aws.conftest import AWSEventFactory
-from tests.aws.lifecycle import run_one
-from tests.conftest import hanging_estimator, write_submission
+from tests.fixtures.aws import AWSEventFactory
 from tests.fixtures.moto_ec2 import live_instances
 from tests.fixtures.sshd import SSHServer, free_port
+from tests.lifecycle import Outcome, run_one
 
 
 def alive(pid: int) -> bool:
@@ -34,6 +33,16 @@ def tags_of(ec2: Any, instance_id: str) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
 
 
+def run(event: Any, name: str, shared: Any = None, **options: Any) -> Outcome:
+    return run_one(AWSWorker(event.worker_mapping(), name), shared, **options)
+
+
+def instance_of(outcome: Outcome) -> str:
+    instance_id = outcome.worker.place.instance_id
+    assert instance_id is not None
+    return instance_id
+
+
 def state_of(ec2: Any, instance_id: str) -> str:
     reply = ec2.describe_instances(InstanceIds=[instance_id])
     return str(reply["Reservations"][0]["Instances"][0]["State"]["Name"])
@@ -41,20 +50,17 @@ def state_of(ec2: Any, instance_id: str) -> str:
 
 def test_one_submission_end_to_end(aws_event: AWSEventFactory, ec2: Any, image_id: str) -> None:
     event = aws_event(("logreg",))
-    outcome = run_one(event, "logreg")
-    assert outcome.result == (0, "")
-    assert outcome.final_status == "killed"
-    worker = outcome.worker
-    log = Path(worker.config["logs_dir"]) / "logreg" / "log"
-    assert "Mean CV scores" in log.read_text() or "mean" in log.read_text().lower()
-    predictions = Path(worker.config["predictions_dir"]) / "logreg"
-    assert (predictions / "fold_0").is_dir()
-    assert outcome.instance_id is not None
-    assert state_of(ec2, outcome.instance_id) == "terminated"
-    reply = ec2.describe_instances(InstanceIds=[outcome.instance_id])
+    outcome = run(event, "logreg")
+    assert outcome.result is not None and (outcome.result.returncode, outcome.result.error) == (0, "")
+    assert outcome.worker.status == "killed"
+    assert outcome.worker.place.market == "on-demand"
+    assert outcome.worker.place.instance_type == "t3.micro"
+    instance_id = instance_of(outcome)
+    assert state_of(ec2, instance_id) == "terminated"
+    reply = ec2.describe_instances(InstanceIds=[instance_id])
     instance = reply["Reservations"][0]["Instances"][0]
     assert instance["ImageId"] == image_id
-    tags = tags_of(ec2, outcome.instance_id)
+    tags = tags_of(ec2, instance_id)
     assert tags[instances.EVENT_TAG] == "iris_test"
     assert tags[instances.SUBMISSION_TAG] == "logreg"
     assert tags[instances.MARKER_TAG] == "worker"
@@ -73,17 +79,17 @@ def test_several_submissions_in_parallel_each_on_its_own_instance(
     try:
         with ThreadPoolExecutor(3) as pool:
             outcomes = dict(zip(["logreg", "knn", "broken"], pool.map(
-                lambda name: run_one(event, name, shared=fleet), ["logreg", "knn", "broken"]),
+                lambda name: run(event, name, shared=fleet), ["logreg", "knn", "broken"]),
                 strict=True))
     finally:
         AWSWorker.close_shared(fleet)
-    assert outcomes["logreg"].result == (0, "")
-    assert outcomes["knn"].result == (0, "")
-    returncode, error = outcomes["broken"].result or (None, "")
-    assert returncode == 1
-    assert "Traceback" in error and "broken on purpose" in error
+    results = {name: outcome.result for name, outcome in outcomes.items()}
+    assert [(r.returncode if r else None) for r in results.values()] == [0, 0, 1]
+    broken = results["broken"]
+    assert broken is not None and broken.error.startswith("Traceback")
+    assert broken.error.endswith("ValueError: BrokenClassifier.fit: this submission is broken on purpose")
     assert not (event.event_dir / "predictions" / "broken").exists()
-    ids = {outcome.instance_id for outcome in outcomes.values()}
+    ids = {instance_of(outcome) for outcome in outcomes.values()}
     assert len(ids) == 3
     assert fleet.stats.instances_launched == 3
     assert fleet.stats.ssh_connections == 3  # one persistent connection per instance
@@ -94,29 +100,10 @@ def test_several_submissions_in_parallel_each_on_its_own_instance(
 
 def test_memory_profiling_measures_the_peak_on_the_instance(aws_event: AWSEventFactory) -> None:
     event = aws_event(("logreg",), memory_profiling=True)
-    outcome = run_one(event, "logreg")
-    assert outcome.result == (0, "")
-    assert outcome.worker.peak_memory_mb is not None
-    assert 20 < outcome.worker.peak_memory_mb < 4000
-
-
-def test_a_timeout_stops_the_remote_tree_with_124(
-    aws_event: AWSEventFactory, tmp_path: Path
-) -> None:
-    pid_file = tmp_path / "pids"
-    event = aws_event(timeout=8)
-    write_submission(Path(event.worker_mapping()["submissions_dir"]), "hang",
-                     hanging_estimator(pid_file=str(pid_file)))
-    outcome = run_one(event, "hang")
-    assert outcome.status_after_wait == "timeout"
-    assert outcome.result is not None and outcome.result[0] == 124
-    assert "timed out after 8 s" in outcome.result[1]
-    pids = [int(line) for line in pid_file.read_text().split()]
-    assert len(pids) == 2
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(alive(pid) for pid in pids), "the remote run outlived its timeout"
+    outcome = run(event, "logreg")
+    assert outcome.result is not None and outcome.result.returncode == 0
+    assert outcome.result.peak_memory_mb is not None
+    assert 20 < outcome.result.peak_memory_mb < 4000
 
 
 # -- infrastructure failures -----------------------------------------------------------
@@ -124,10 +111,10 @@ def test_a_timeout_stops_the_remote_tree_with_124(
 
 def test_spot_instances_are_requested_when_asked(aws_event: AWSEventFactory, ec2: Any) -> None:
     event = aws_event(("logreg",), use_spot_instance=True)
-    outcome = run_one(event, "logreg")
-    assert outcome.result == (0, "")
-    assert outcome.instance_id is not None
-    reply = ec2.describe_instances(InstanceIds=[outcome.instance_id])
+    outcome = run(event, "logreg")
+    assert outcome.result is not None and outcome.result.returncode == 0
+    assert outcome.worker.place.market == "spot"
+    reply = ec2.describe_instances(InstanceIds=[instance_of(outcome)])
     assert reply["Reservations"][0]["Instances"][0].get("InstanceLifecycle") == "spot"
 
 
@@ -154,12 +141,12 @@ def test_no_spot_capacity_falls_back_to_on_demand(aws_event: AWSEventFactory, ec
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
     seen = refuse_run_instances(fleet.ec2, "InsufficientInstanceCapacity", only_spot=True)
     try:
-        outcome = run_one(event, "logreg", shared=fleet)
+        outcome = run(event, "logreg", shared=fleet)
     finally:
         AWSWorker.close_shared(fleet)
-    assert outcome.result == (0, "")
+    assert outcome.result is not None and outcome.result.returncode == 0
     assert seen == ["spot", "on-demand"]
-    reply = ec2.describe_instances(InstanceIds=[outcome.instance_id])
+    reply = ec2.describe_instances(InstanceIds=[instance_of(outcome)])
     assert "InstanceLifecycle" not in reply["Reservations"][0]["Instances"][0]
 
 
@@ -168,12 +155,11 @@ def test_no_capacity_at_all_means_retry_not_error(aws_event: AWSEventFactory, ec
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
     refuse_run_instances(fleet.ec2, "InsufficientInstanceCapacity", only_spot=False)
     try:
-        outcome = run_one(event, "logreg", shared=fleet)
+        outcome = run(event, "logreg", shared=fleet)
     finally:
         AWSWorker.close_shared(fleet)
-    assert outcome.status_after_wait == "retry"
-    assert "InsufficientInstanceCapacity" in outcome.worker.retry_reason
-    assert outcome.instance_id is None
+    assert outcome.retry is not None and "InsufficientInstanceCapacity" in outcome.retry
+    assert outcome.worker.place.instance_id is None
 
 
 def test_run_instances_refused_is_an_error_and_leaks_nothing(
@@ -183,11 +169,9 @@ def test_run_instances_refused_is_an_error_and_leaks_nothing(
     worker = AWSWorker(event.worker_mapping(), "logreg")
     try:
         with pytest.raises(InstanceError, match="InvalidSubnetID"):
-            worker.setup()
-        assert worker.status == "error"
-        assert "InvalidSubnetID" in worker.error_reason
+            worker.prepare()
     finally:
-        worker.teardown()
+        worker.release()
     assert worker.status == "killed"
     assert not live_instances(ec2)
 
@@ -200,10 +184,9 @@ def test_an_instance_terminated_mid_run_means_retry(
     def terminate(worker: AWSWorker) -> None:
         ec2.terminate_instances(InstanceIds=[worker.instance_id])
 
-    outcome = run_one(event, "logreg", during_wait=terminate)
-    assert outcome.status_after_wait == "retry"
-    assert "terminated" in outcome.worker.retry_reason
-    assert outcome.result is not None and outcome.result[0] != 0
+    outcome = run(event, "logreg", during_wait=terminate)
+    assert outcome.retry is not None and "terminated" in outcome.retry
+    assert outcome.result is None
     assert not (event.event_dir / "predictions" / "logreg").exists()
 
 
@@ -214,10 +197,9 @@ def test_a_spot_interruption_mid_run_means_retry(aws_event: AWSEventFactory, ec2
         time.sleep(0.5)
         ec2.stop_instances(InstanceIds=[worker.instance_id])
 
-    outcome = run_one(event, "logreg", during_wait=interrupt)
-    assert outcome.status_after_wait == "retry"
-    assert outcome.instance_id is not None
-    assert state_of(ec2, outcome.instance_id) == "terminated"
+    outcome = run(event, "logreg", during_wait=interrupt)
+    assert outcome.retry is not None and "stopped" in outcome.retry
+    assert state_of(ec2, instance_of(outcome)) == "terminated"
 
 
 def test_a_dropped_ssh_connection_is_reopened_and_the_run_completes(
@@ -232,11 +214,11 @@ def test_a_dropped_ssh_connection_is_reopened_and_the_run_completes(
         cut.append(sshd.cut_connections())
 
     try:
-        outcome = run_one(event, "logreg", shared=fleet, during_wait=drop)
+        outcome = run(event, "logreg", shared=fleet, during_wait=drop)
     finally:
         AWSWorker.close_shared(fleet)
     assert cut and cut[0] >= 1
-    assert outcome.result == (0, "")
+    assert outcome.result is not None and outcome.result.returncode == 0
     assert fleet.stats.ssh_connections == 2
 
 
@@ -246,7 +228,6 @@ def test_an_unreachable_instance_is_retried_and_terminated(
     closed = tmp_path / "ssh_config_closed"
     closed.write_text(f"Host *\n    HostName 127.0.0.1\n    Port {free_port()}\n")
     event = aws_event(("logreg",), ssh_config_file=str(closed), ssh_connect_timeout=2)
-    outcome = run_one(event, "logreg")
-    assert outcome.status_after_wait == "retry"
-    assert "SSH connection" in outcome.worker.retry_reason
+    outcome = run(event, "logreg")
+    assert outcome.retry is not None and "SSH connection" in outcome.retry
     assert not live_instances(ec2)

@@ -11,7 +11,7 @@ import pytest
 
 from ramp_fleet.dask.local import LocalDaskCluster
 from tests.dask.helpers import add_hanging_submission, processes_with, wait_until_gone, worker_config
-from tests.dask.lifecycle import run_one
+from tests.lifecycle import run_one
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -25,12 +25,12 @@ def test_worker_killed_mid_run_means_retry(iris: Path, tmp_path: Path) -> None:
         shared = DaskWorker.open_shared(config, None)
         try:
             killer = _kill_worker_running(marker)
-            outcome = run_one(config, "hangs_lost", shared)
+            outcome = run_one(DaskWorker(config, "hangs_lost"), shared)
             killed_pid = killer()
         finally:
             DaskWorker.close_shared(shared)
         assert killed_pid is not None
-        assert outcome.status == "retry"
+        assert outcome.retry is not None and "lost" in outcome.retry
         assert wait_until_gone(marker) == []
         assert not (tmp_path / "predictions" / "hangs_lost").exists()
 

@@ -10,8 +10,9 @@ import pytest
 from ramp_fleet.dask.certs import write_tls_files
 from ramp_fleet.dask.connection import DaskConnection, DaskUnavailable, security_from_tls
 from ramp_fleet.dask.local import LocalDaskCluster
+from ramp_fleet.workers.dask import DaskWorker
 from tests.dask.helpers import worker_config
-from tests.dask.lifecycle import run_many
+from tests.lifecycle import run_one
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -19,10 +20,14 @@ pytestmark = pytest.mark.timeout(180)
 def test_submissions_run_over_tls(tls_cluster: LocalDaskCluster, iris: Path, tmp_path: Path) -> None:
     assert tls_cluster.address.startswith("tls://127.0.0.1:")
     config = worker_config(tls_cluster, iris, tmp_path)
-    outcomes = run_many(config, ["dummy", "broken"], slots=1)
-    assert (outcomes["dummy"].status, outcomes["dummy"].returncode) == ("finished", 0)
+    shared = DaskWorker.open_shared(config, None)
+    try:
+        dummy, broken = (run_one(DaskWorker(config, name), shared) for name in ("dummy", "broken"))
+    finally:
+        DaskWorker.close_shared(shared)
+    assert dummy.result is not None and dummy.result.returncode == 0
     assert (tmp_path / "predictions" / "dummy" / "bagged_scores.csv").is_file()
-    assert outcomes["broken"].returncode == 1
+    assert broken.result is not None and broken.result.returncode == 1
 
 
 def test_the_tls_client_requires_encryption(tls_cluster: LocalDaskCluster) -> None:

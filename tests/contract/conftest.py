@@ -1,0 +1,83 @@
+"""Every backend behind one fixture, for the worker contract suite.
+
+``conda`` runs on this machine; ``aws`` on moto EC2 with the loopback sshd
+standing in for the instances; ``dask`` on a real local scheduler and
+workers; ``guide`` is a custom worker written as the RAMP guide shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ramp_fleet.config import EventConfig, load_event_config
+from ramp_fleet.dispatcher import Dispatcher
+from ramp_fleet.progress import Reporter
+from ramp_fleet.store import Store
+from tests.conftest import EventFactory
+
+
+class Quiet(Reporter):
+    def line(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class Backend:
+    name: str
+    #: The worker section's keys (without timeout).
+    worker: dict[str, Any]
+    #: The class of this backend that asks for a retry mid-run (tests/contract/workers.py).
+    retrying: str
+    dispatcher: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> set[str]:
+        """The labels of an event's two slots: ``conda-1``..., ``GuideWorker-2``."""
+        prefix = self.worker["worker_type"].rpartition(":")[2]
+        return {f"{prefix}-1", f"{prefix}-2"}
+
+
+@pytest.fixture(params=["conda", "aws", "dask", "guide"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    name = request.param
+    if name == "conda":
+        return Backend(name, {"worker_type": "conda"}, "RetryingConda")
+    if name == "aws":
+        request.getfixturevalue("aws")
+        request.getfixturevalue("loopback_only")
+        keys = dict(request.getfixturevalue("aws_worker_keys"))
+        return Backend(name, keys, "RetryingAWS", {"time_between_collection": 0.2})
+    if name == "dask":
+        cluster = request.getfixturevalue("plain_cluster")
+        keys = {"worker_type": "dask", **cluster.worker_config(), "dask_connect_timeout": 10}
+        return Backend(name, keys, "RetryingDask", {"time_between_collection": 0.2})
+    return Backend(name, {"worker_type": "tests.guide_worker:GuideWorker"}, "RetryingGuide")
+
+
+@pytest.fixture
+def contract_event(make_event: EventFactory, backend: Backend):  # type: ignore[no-untyped-def]
+    """``build(submissions, timeout=..., retrying=False, **dispatcher)`` → the EventConfig."""
+
+    def build(submissions: tuple[str, ...] = (), *, timeout: float = 120,
+              retrying: bool = False, **dispatcher: Any) -> EventConfig:
+        worker = {**backend.worker, "timeout": timeout}
+        if retrying:
+            worker["worker_type"] = f"tests.contract.workers:{backend.retrying}"
+        config = make_event(submissions, worker=worker,
+                            dispatcher={**backend.dispatcher, **dispatcher})
+        return load_event_config(config)
+
+    return build
+
+
+def dispatch(event: EventConfig) -> Store:
+    Dispatcher(event, Quiet()).run()
+    return Store(event.store_path)
+
+
+def submissions_dir(event: EventConfig) -> Path:
+    return event.dirs.submissions.path

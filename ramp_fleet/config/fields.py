@@ -55,6 +55,25 @@ def _non_zero_int(value: Any) -> int:
     return number
 
 
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a positive number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a positive number") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _whole_number(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+    return number
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -91,6 +110,8 @@ Seconds = Annotated[float, BeforeValidator(_positive_seconds)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonZeroInt = Annotated[int, BeforeValidator(_non_zero_int)]
+PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
+Port = Annotated[int, BeforeValidator(_port)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 PathField = Annotated[Path, BeforeValidator(_path)]
 Text = Annotated[str, BeforeValidator(_text)]

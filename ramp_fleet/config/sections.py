@@ -18,7 +18,9 @@ from ramp_fleet.config.fields import (
     Flag,
     NonZeroInt,
     PathField,
+    Port,
     PositiveInt,
+    PositiveNumber,
     Seconds,
     Text,
 )
@@ -73,6 +75,10 @@ class DispatcherSection(Section):
     max_attempts: PositiveInt = 3
     retry_backoff: Seconds = 5.0
     retry_backoff_max: Seconds = 300.0
+    #: Serve Prometheus metrics on this port while dispatching; unset: no server.
+    metrics_port: Port | None = None
+    #: Where the metrics server listens: loopback unless the organiser opens it.
+    metrics_host: Text = "127.0.0.1"
 
 
 class WorkerSection(Section):
@@ -89,6 +95,9 @@ class WorkerSection(Section):
     logs_dir: PathField | None = None
     predictions_dir: PathField | None = None
     timeout: Seconds = 7200.0
+    #: USD per instance-hour, for the report's cost estimate when the AWS Price
+    #: List API does not answer (and for any machine it does not price).
+    hourly_price: PositiveNumber | None = None
 
 
 class CondaWorkerSection(WorkerSection):

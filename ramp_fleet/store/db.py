@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ramp_fleet.store.records import InstanceRecord, Outcome, RunRecord
 from ramp_fleet.store.states import ACTIVE, State, check_state_change
 
 _SCHEMA = """
@@ -46,6 +47,17 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE TABLE IF NOT EXISTS meta (
     key     TEXT PRIMARY KEY,
     value   TEXT NOT NULL
+);
+-- Run and instance records (records.py): what the report and the metrics read.
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, submission TEXT NOT NULL, attempt INTEGER NOT NULL, slot TEXT NOT NULL,
+    backend TEXT NOT NULL, queued REAL NOT NULL, setup_start REAL, launched REAL, ended REAL,
+    collected REAL, outcome TEXT NOT NULL, returncode INTEGER, error TEXT, peak_memory_mb REAL,
+    instance_id TEXT, instance_type TEXT, market TEXT, dask_worker TEXT
+);
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY, instance_type TEXT NOT NULL, market TEXT NOT NULL, region TEXT,
+    launched REAL NOT NULL, terminated REAL
 );
 """
 
@@ -264,6 +276,48 @@ class Store:
                 )
                 _log(db, row["name"], State.NEW, "recovered after the dispatcher stopped")
         return [_submission(row) for row in rows]
+
+    # -- run and instance records (records.py): what the report and the metrics read --------
+
+    def add_run(self, run: RunRecord) -> int:
+        """Record one run attempt; returns its row id."""
+        values = asdict(run)
+        columns = ", ".join(values)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def save_instance(self, instance: InstanceRecord) -> None:
+        """Record an instance, or its new state (terminated) when it is known already."""
+        values = asdict(instance)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO instances ({', '.join(values)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+
+    def runs(self) -> list[RunRecord]:
+        """Every run attempt, in the order they were recorded."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        records = []
+        for row in rows:
+            data = dict(row)
+            del data["id"]
+            data["outcome"] = Outcome(data["outcome"])
+            records.append(RunRecord(**data))
+        return records
+
+    def instances(self) -> list[InstanceRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM instances ORDER BY launched, instance_id").fetchall()
+        return [InstanceRecord(**dict(row)) for row in rows]
+
+    # -- end of run and instance records ------------------------------------------------------
 
     def _move(self, name: str, state: State, note: str | None = None, **values: Any) -> None:
         columns = ", ".join(f"{key} = ?" for key in ["state", *values])

@@ -112,8 +112,8 @@ def log_href(path: Path, link_base: Path | None) -> str:
 
 def _memory(report: Report) -> dict[str, Any]:
     memory = report.peak_memory
-    return {"top_memory": [(name, f"{mb:,.0f} MB")
-                           for name, mb in zip(memory.submissions[:TOP_MEMORY], memory.mb, strict=False)]}
+    top = zip(memory.submissions[:TOP_MEMORY], memory.mb[:TOP_MEMORY], strict=True)
+    return {"top_memory": [(name, f"{mb:,.0f} MB") for name, mb in top]}
 
 
 def _aws(aws: AwsCosts | None) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint typecheck unit wheel-check sshd bench clean
+.PHONY: demo test setup lint typecheck unit wheel-check sshd chromium bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ demo: $(STAMP)
 	cd $(DEMO) && ../../$(BIN)/ramp-fleet leaderboard config.yml
 
 ## test: lint, type-check, check the installed wheel and run the whole suite
-## (real ramp-test, sshd, moto, dask)
-test: $(STAMP) sshd lint typecheck wheel-check unit
+## (real ramp-test, sshd, moto, dask, the report in headless Chromium)
+test: $(STAMP) sshd chromium lint typecheck wheel-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -48,6 +48,16 @@ sshd:
 	    echo "installing openssh-server for the SSH tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	  else echo "note: /usr/sbin/sshd missing and not root: the SSH tests will be skipped"; fi; \
+	fi
+
+# The report's browser test opens the page in Debian's Chromium through Playwright
+# (never `playwright install`: no browser downloads from outside the package registries).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium for the report's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: /usr/bin/chromium missing and not root: the browser test will be skipped"; fi; \
 	fi
 
 bench: $(STAMP)

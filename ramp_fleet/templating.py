@@ -33,10 +33,16 @@ def shpath(value: Any) -> str:
 @cache
 def environment(trim_blocks: bool = True) -> jinja2.Environment:
     """The one jinja2 setup; ``trim_blocks=False`` for templates of shell macros,
-    whose line breaks are part of the command."""
-    env = jinja2.Environment(  # noqa: S701 - the output is YAML and shell, never HTML
+    whose line breaks are part of the command.
+
+    Autoescaping is chosen by the template's name: on for ``*.html.j2`` (the
+    report: every value is HTML-escaped unless marked safe), off for the YAML
+    and shell templates and for snippets, where quoting is ``shquote``'s job.
+    """
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
         keep_trailing_newline=True,
         trim_blocks=trim_blocks,
         lstrip_blocks=trim_blocks,

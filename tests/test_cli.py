@@ -23,11 +23,12 @@ def test_help_imports_nothing_heavy() -> None:
         "from ramp_fleet.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('boto3', 'dask', 'distributed', 'pandas', 'rampwf', 'sklearn',"
-        " 'pydantic', 'fabric', 'pulumi', 'rich') if m in sys.modules]\n"
+        " 'pydantic', 'fabric', 'pulumi', 'rich', 'numpy', 'bokeh', 'prometheus_client')"
+        " if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert "dispatch" in done.stdout and "leaderboard" in done.stdout
+    assert "dispatch" in done.stdout and "leaderboard" in done.stdout and "report" in done.stdout
     assert "HEAVY []" in done.stdout
 
 

@@ -13,3 +13,14 @@ def test_the_readme_lists_every_dask_host_setting() -> None:
     text = README.read_text()
     for name, value in environment().items():
         assert f"{name}={value}" in text
+
+
+def test_the_readme_lists_every_metric() -> None:
+    from ramp_fleet.metrics import DispatcherMetrics
+
+    text = README.read_text()
+    names = {family.name for family in DispatcherMetrics().registry.collect()
+             if family.name.startswith("ramp_fleet_")}
+    assert len(names) == 6
+    for name in names:
+        assert f"| `{name}" in text, f"{name} is not in the README's metrics table"

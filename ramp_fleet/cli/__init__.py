@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dispatch": ("ramp_fleet.cli.runtime:dispatch", "Train and score every new submission."),
     "status": ("ramp_fleet.cli.runtime:status", "Show the state of every submission."),
     "leaderboard": ("ramp_fleet.cli.runtime:leaderboard", "Rank the scored submissions."),
+    "report": ("ramp_fleet.cli.report:report", "Write the event's report page (or --json)."),
     "env": ("ramp_fleet.cli.env:env", "Create or update the event's conda environment."),
     "ami": ("ramp_fleet.cli.aws:ami", "Show which AMI the AWS worker would boot."),
     "reap": ("ramp_fleet.cli.aws:reap", "Terminate instances this event left behind."),

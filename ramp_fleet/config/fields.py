@@ -78,6 +78,23 @@ def _byte_size(value: Any) -> int:
     if unit not in _BYTE_UNITS or not number >= 1:
         raise ValueError(message)
     return int(number * _BYTE_UNITS[unit])
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a positive number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a positive number") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _whole_number(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+    return number
 
 
 def _flag(value: Any) -> bool:
@@ -117,6 +134,8 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonZeroInt = Annotated[int, BeforeValidator(_non_zero_int)]
 ByteSize = Annotated[int, BeforeValidator(_byte_size)]
+PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
+Port = Annotated[int, BeforeValidator(_port)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 PathField = Annotated[Path, BeforeValidator(_path)]
 Text = Annotated[str, BeforeValidator(_text)]

@@ -19,7 +19,9 @@ from ramp_fleet.config.fields import (
     Flag,
     NonZeroInt,
     PathField,
+    Port,
     PositiveInt,
+    PositiveNumber,
     Seconds,
     Text,
 )
@@ -74,6 +76,10 @@ class DispatcherSection(Section):
     max_attempts: PositiveInt = 3
     retry_backoff: Seconds = 5.0
     retry_backoff_max: Seconds = 300.0
+    #: Serve Prometheus metrics on this port while dispatching; unset: no server.
+    metrics_port: Port | None = None
+    #: Where the metrics server listens: loopback unless the organiser opens it.
+    metrics_host: Text = "127.0.0.1"
 
 
 class ResultLimits(Section):
@@ -101,6 +107,9 @@ class WorkerSection(Section):
     predictions_dir: PathField | None = None
     timeout: Seconds = 7200.0
     result_limits: ResultLimits = Field(default_factory=ResultLimits)
+    #: USD per instance-hour, for the report's cost estimate when the AWS Price
+    #: List API does not answer (and for any machine it does not price).
+    hourly_price: PositiveNumber | None = None
 
 
 class CondaWorkerSection(WorkerSection):

@@ -336,6 +336,7 @@ class Store:
     # -- run and instance records --------------------------------------------------
 
     def runs(self) -> list[RunRecord]:
+        """Every run attempt, in the order they were recorded."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT submission, attempt, slot, backend, queued, setup_start, launched, ended, "
@@ -345,10 +346,25 @@ class Store:
 
     def instances(self) -> list[InstanceRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM instances ORDER BY launched").fetchall()
+            rows = self._db.execute(
+                "SELECT * FROM instances ORDER BY launched, instance_id").fetchall()
         return [InstanceRecord(**dict(row)) for row in rows]
 
-    def record_instance(self, record: InstanceRecord) -> None:
+    def add_run(self, run: RunRecord) -> int:
+        """Record a whole attempt at once (an import, a synthetic event); returns its id.
+
+        The dispatcher records its attempts through the state changes instead.
+        """
+        values = asdict(run)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def save_instance(self, record: InstanceRecord) -> None:
+        """Record an instance, or its new state (terminated) when it is known already."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO instances (instance_id, instance_type, market, region, "

@@ -1,0 +1,129 @@
+"""Live Prometheus metrics of a dispatcher, through the standard ``prometheus_client``.
+
+The dispatcher calls the methods of :class:`DispatcherMetrics` as things
+happen; :meth:`DispatcherMetrics.serve` exposes them over HTTP while it runs
+(``dispatcher.metrics_port``, off by default; ``dispatcher.metrics_host``,
+127.0.0.1 by default). Each dispatcher has its own registry: nothing is
+global, two in one process (tests) do not mix, and the page shows only ours
+plus the process's own CPU and memory.
+
+Exported (all prefixed ``ramp_fleet_``): ``submissions{state}``,
+``runs_in_progress{backend}``, ``queue_length``, ``training_seconds{backend,
+outcome}`` (histogram), ``retries_total{backend}``, ``instances_alive``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
+
+from ramp_fleet.errors import UsageError
+
+#: Submission states (ramp-database's names), each always exported, 0 included.
+STATES = ("new", "sent_to_training", "training", "tested", "scored", "checking_error", "training_error")
+#: Training times run from seconds (a broken submission) to hours (the default timeout is 2 h).
+TRAINING_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, float("inf"))
+
+
+class DispatcherMetrics:
+    """The metrics of one dispatcher. Every method is cheap and thread-safe."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self._submissions = Gauge("ramp_fleet_submissions", "Submissions of the event by state.",
+                                  ["state"], registry=self.registry)
+        self._in_progress = Gauge("ramp_fleet_runs_in_progress", "Runs set up, running or being collected.",
+                                  ["backend"], registry=self.registry)
+        self._queue = Gauge("ramp_fleet_queue_length", "Submissions waiting for a worker slot.",
+                            registry=self.registry)
+        self._training = Histogram("ramp_fleet_training_seconds", "Training time of finished runs.",
+                                   ["backend", "outcome"], buckets=TRAINING_BUCKETS, registry=self.registry)
+        self._retries = Counter("ramp_fleet_retries", "Runs that asked to run again (a lost instance...).",
+                                ["backend"], registry=self.registry)
+        self._instances = Gauge("ramp_fleet_instances_alive", "Cloud instances the dispatcher holds.",
+                                registry=self.registry)
+        for state in STATES:
+            self._submissions.labels(state).set(0)
+
+    def submission_states(self, counts: Mapping[str, int]) -> None:
+        """Counts by state; a state missing from ``counts`` has none."""
+        for state in (*STATES, *(s for s in counts if s not in STATES)):
+            self._submissions.labels(str(state)).set(counts.get(state, 0))
+
+    def run_started(self, backend: str) -> None:
+        self._in_progress.labels(backend).inc()
+
+    def run_finished(self, backend: str, training_seconds: float | None, outcome: str) -> None:
+        """A run left its slot; ``training_seconds`` is None when it never trained (setup failed)."""
+        self._in_progress.labels(backend).dec()
+        if training_seconds is not None:
+            self._training.labels(backend, str(outcome)).observe(max(training_seconds, 0.0))
+
+    def retried(self, backend: str) -> None:
+        self._retries.labels(backend).inc()
+
+    def queue_length(self, n: int) -> None:
+        self._queue.set(n)
+
+    def instances_alive(self, n: int) -> None:
+        self._instances.set(n)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
+        """Serve ``/metrics`` (any path, in fact) on ``host:port`` until the returned stop is called."""
+        return MetricsServer(self.registry, host, port)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    #: ``server_close`` waits for the requests in flight: nothing outlives ``stop``.
+    daemon_threads = False
+    block_on_close = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds for a month: not one line each on stderr."""
+
+
+class MetricsServer:
+    """A running metrics endpoint; call it (or :meth:`stop`) to stop it. Stopping twice is harmless."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int):
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            server_class = type("MetricsHTTPServer", (_Server,), {"address_family": family})
+            self._server: WSGIServer = make_server(host, port, make_wsgi_app(registry),
+                                                   server_class=server_class, handler_class=_QuietHandler)
+        except OSError as exc:
+            raise UsageError(f"dispatcher.metrics_port: cannot serve metrics on {host}:{port}: "
+                             f"{exc.strerror or exc}") from None
+        self.host = host
+        self.port = int(self._server.server_port)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+            name=f"metrics-{self.port}", daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                return
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+            self._thread = None
+
+    __call__ = stop

@@ -136,6 +136,14 @@ def _on_instance(
     return run, current
 
 
+def forget_recorded_runs(store: Store) -> None:
+    """Drop the attempts the state changes above recorded, for the exact records to replace."""
+    import sqlite3
+
+    with sqlite3.connect(store.path) as db:
+        db.execute("DELETE FROM runs")
+
+
 def fill_store(store: Store, event: SyntheticEvent) -> None:
     """Write the event through the store's own methods: states, then run and instance records."""
     for name, attempts in event.attempts():
@@ -159,6 +167,7 @@ def fill_store(store: Store, event: SyntheticEvent) -> None:
                 store.mark_scored(name, 0.9, {"bagged": {}})
     for name in event.waiting:
         store.add(name)
+    forget_recorded_runs(store)
     for run in event.runs:
         store.add_run(run)
     for instance in event.instances:

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint typecheck unit wheel-check sshd bench clean
+.PHONY: demo test setup lint typecheck unit wheel-check sshd postgres ramp-board-venv bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,21 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 setup: $(STAMP)
 
+# ramp-board's side (ramp-database, ramp-utils, ramp-engine and their old pins:
+# numpy<2, SQLAlchemy<2) in a second venv, frozen; wheels only, so no compiler
+# and no surprise builds.
+RB_VENV  := .venv-ramp-board
+RB_STAMP := $(RB_VENV)/.installed-stamp
+
+$(RB_STAMP): requirements/ramp-board.txt
+	rm -rf $(RB_VENV)
+	$(PYTHON) -m venv $(RB_VENV)
+	$(RB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RB_VENV)/bin/python -m pip install --quiet --only-binary=:all: -r requirements/ramp-board.txt
+	touch $@
+
+ramp-board-venv: $(RB_STAMP)
+
 ## demo: train and score the bundled iris event from scratch, then show the leaderboard
 demo: $(STAMP)
 	rm -rf $(DEMO)/events
@@ -25,8 +40,8 @@ demo: $(STAMP)
 	cd $(DEMO) && ../../$(BIN)/ramp-fleet leaderboard config.yml
 
 ## test: lint, type-check, check the installed wheel and run the whole suite
-## (real ramp-test, sshd, moto, dask)
-test: $(STAMP) sshd lint typecheck wheel-check unit
+## (real ramp-test, sshd, moto, dask, PostgreSQL with ramp-board's packages)
+test: $(STAMP) sshd postgres ramp-board-venv lint typecheck wheel-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -50,8 +65,18 @@ sshd:
 	  else echo "note: /usr/sbin/sshd missing and not root: the SSH tests will be skipped"; fi; \
 	fi
 
+# The ramp-board tests need Debian's PostgreSQL server (a private cluster per run).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing postgresql for the ramp-board tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends postgresql >/dev/null; \
+	  else echo "note: PostgreSQL missing and not root: the ramp-board tests will be skipped"; fi; \
+	fi
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dispatch_local.py
 
 clean:
-	rm -rf $(VENV) $(DEMO)/events .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RB_VENV) $(DEMO)/events .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint typecheck unit wheel-check sshd postgres ramp-board-venv bench clean
+.PHONY: demo test setup lint typecheck unit wheel-check sshd postgres ramp-board-venv bench \
+	bench-ramp-board clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +78,9 @@ postgres:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dispatch_local.py
+
+bench-ramp-board: $(STAMP) $(RB_STAMP) postgres
+	$(BIN)/python benchmarks/ramp_board.py
 
 clean:
 	rm -rf $(VENV) $(RB_VENV) $(DEMO)/events .pytest_cache .mypy_cache .ruff_cache

@@ -168,6 +168,23 @@ def fresh_round(bench: Bench, number: int) -> tuple[str, Path]:
 # -- measuring ----------------------------------------------------------------
 
 
+def standalone_seconds(bench: Bench) -> float:
+    """One ``ramp-test`` of the first submission on its own: the unit of the ideal makespan."""
+    first = min(bench.deployment.submissions.values())
+    scratch = bench.work / "standalone"
+    shutil.copytree(bench.deployment.submissions_dir / f"submission_{first:09d}",
+                    scratch / "submission")
+    started = time.perf_counter()
+    subprocess.run([str(bench.python.parent / "ramp-test"), "--submission", "submission",
+                    "--ramp-kit-dir", str(bench.deployment.kit_dir), "--ramp-data-dir",
+                    str(bench.deployment.data_dir), "--ramp-submission-dir", str(scratch),
+                    "--save-output", "--ignore-warning"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                        "MKL_NUM_THREADS": "1"})
+    return time.perf_counter() - started
+
+
 def statements_of(log_file: Path, offset: int, application: str) -> int:
     """Statements logged for ``application`` after byte ``offset`` of the server log."""
     with open(log_file, "rb") as log:
@@ -278,13 +295,16 @@ def main() -> None:
         results: list[RoundResult] = []
         missing: set[str] = set()
         try:
-            number = 0
-            for _ in range(args.rounds):
+            standalone, slots = standalone_seconds(bench), DISPATCHER["n_workers"]
+            print(f"standalone ramp-test {standalone:.1f} s; ideal makespan on {slots} slots "
+                  f"{n_submissions * standalone / slots:.1f} s")
+            databases = 0
+            for round_number in range(1, args.rounds + 1):
                 for contender, run in CONTENDERS.items():
                     if contender in missing:
                         continue
-                    number += 1
-                    database, config = fresh_round(bench, number)
+                    databases += 1
+                    database, config = fresh_round(bench, databases)
                     try:
                         result = run(bench, database, config)
                     except NotImplementedError as exc:
@@ -292,7 +312,7 @@ def main() -> None:
                         missing.add(contender)
                         continue
                     results.append(result)
-                    print(f"  round {number} {contender:<12} {result.makespan:6.1f} s  "
+                    print(f"  round {round_number} {contender:<12} {result.makespan:6.1f} s  "
                           f"CPU {result.cpu_own:5.2f} s  {result.statements:6d} statements  "
                           f"states {result.states}")
         finally:

@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint typecheck unit wheel-check sshd chromium bench clean
+.PHONY: demo test setup lint typecheck unit wheel-check system-packages ramp-board-venv bench \
+	bench-ramp-board clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,21 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 setup: $(STAMP)
 
+# ramp-board's side (ramp-database, ramp-utils, ramp-engine and their old pins:
+# numpy<2, SQLAlchemy<2) in a second venv, frozen; wheels only, so no compiler
+# and no surprise builds.
+RB_VENV  := .venv-ramp-board
+RB_STAMP := $(RB_VENV)/.installed-stamp
+
+$(RB_STAMP): requirements/ramp-board.txt
+	rm -rf $(RB_VENV)
+	$(PYTHON) -m venv $(RB_VENV)
+	$(RB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RB_VENV)/bin/python -m pip install --quiet --only-binary=:all: -r requirements/ramp-board.txt
+	touch $@
+
+ramp-board-venv: $(RB_STAMP)
+
 ## demo: train and score the bundled iris event from scratch, then show the leaderboard
 demo: $(STAMP)
 	rm -rf $(DEMO)/events
@@ -25,8 +41,9 @@ demo: $(STAMP)
 	cd $(DEMO) && ../../$(BIN)/ramp-fleet leaderboard config.yml
 
 ## test: lint, type-check, check the installed wheel and run the whole suite
-## (real ramp-test, sshd, moto, dask, the report in headless Chromium)
-test: $(STAMP) sshd chromium lint typecheck wheel-check unit
+## (real ramp-test, sshd, moto, dask, PostgreSQL with ramp-board's packages,
+## the report in headless Chromium)
+test: $(STAMP) system-packages ramp-board-venv lint typecheck wheel-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,27 +58,18 @@ unit: $(STAMP)
 wheel-check: $(STAMP)
 	PYTHON=$(PYTHON) .ci/check-wheel
 
-# The AWS tests need a real OpenSSH server on 127.0.0.1; install it when missing.
-sshd:
-	@if [ ! -x /usr/sbin/sshd ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing openssh-server for the SSH tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
-	  else echo "note: /usr/sbin/sshd missing and not root: the SSH tests will be skipped"; fi; \
-	fi
-
-# The report's browser test opens the page in Debian's Chromium through Playwright
-# (never `playwright install`: no browser downloads from outside the package registries).
-chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing chromium for the report's browser test"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: /usr/bin/chromium missing and not root: the browser test will be skipped"; fi; \
-	fi
+# Debian packages the tests run for real, installed in one apt call when missing
+# (root only; otherwise the tests that need them say why they are skipped):
+# openssh-server (the instances' sshd), postgresql (ramp-board), chromium (the
+# report's browser test; never `playwright install`).
+system-packages:
+	@.ci/system-packages
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dispatch_local.py
 
+bench-ramp-board: $(STAMP) $(RB_STAMP) system-packages
+	$(BIN)/python benchmarks/ramp_board.py
+
 clean:
-	rm -rf $(VENV) $(DEMO)/events .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RB_VENV) $(DEMO)/events .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import os
 import stat
 from collections.abc import Iterator
 from importlib.metadata import entry_points
@@ -22,8 +23,11 @@ from ramp_fleet.config.sections import (
     CustomWorkerSection,
     DaskWorkerSection,
     InfraSection,
+    StoreSection,
     WorkerSection,
 )
+from ramp_fleet.errors import ConfigError
+from ramp_fleet.ramp_board.database import database_from_deployment
 
 ENTRY_POINT_GROUP = "ramp_fleet.workers"
 
@@ -77,6 +81,7 @@ def check_event(event: EventConfig, runtime_files: bool = True, check_env: bool 
     if isinstance(worker, DaskWorkerSection):
         problems.extend(_check_dask(worker, runtime_files))
     problems.extend(_check_infra(event.infra, worker))
+    problems.extend(_check_store(event.store, runtime_files))
     return problems
 
 
@@ -146,6 +151,31 @@ def _check_aws(worker: AWSWorkerSection, runtime_files: bool) -> Iterator[str]:
         yield from _private_file("worker.key_path", worker.key_path)
     if worker.ssh_config_file is not None and not worker.ssh_config_file.is_file():
         yield f"worker.ssh_config_file: no such file, got '{worker.ssh_config_file}'"
+
+
+def _check_store(store: StoreSection, runtime_files: bool) -> Iterator[str]:
+    """ramp-board's interpreter and database settings, read but never echoed."""
+    if store.backend != "ramp-board":
+        return
+    python = store.ramp_board_python
+    if python is None:
+        yield ("store.ramp_board_python: is required with store.backend ramp-board (the python "
+               "of the environment where ramp-database is installed)")
+    elif runtime_files and not python.is_file():
+        yield f"store.ramp_board_python: no such file, got '{python}'"
+    elif runtime_files and not os.access(python, os.X_OK):
+        yield f"store.ramp_board_python: is not executable, got '{python}'"
+    config = store.deployment_config
+    if not runtime_files or config is None:
+        return
+    if not config.is_file():
+        yield (f"store.deployment_config: no such file, got '{config}' (ramp-board's config.yml "
+               "with the sqlalchemy section; default <deployment_dir>/config.yml)")
+        return
+    try:
+        database_from_deployment(config)
+    except ConfigError as exc:
+        yield from (f"store.deployment_config: {problem}" for problem in exc.problems)
 
 
 #: Instance families with an NVIDIA GPU.

@@ -98,7 +98,8 @@ class EventConfig:
             | _plain(dict(self.worker.model_extra or {})),
             "dispatcher": {**self.dispatcher.model_dump(), "slots": self.n_slots},
             "infra": _plain(self.infra.model_dump(mode="json", exclude_none=True)),
-            "store": {"path": str(self.store_path)},
+            "store": {"path": str(self.store_path),
+                      **_plain(self.store.model_dump(exclude={"path"}, exclude_none=True))},
         }
 
 

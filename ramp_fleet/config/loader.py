@@ -19,13 +19,14 @@ from pydantic import BaseModel, ValidationError
 from ramp_fleet.config import checks
 from ramp_fleet.config.event import EventConfig
 from ramp_fleet.config.fields import MASK, SECRET_KEYS
-from ramp_fleet.config.layout import resolve_dirs
+from ramp_fleet.config.layout import DEPLOYMENT_CONFIG, resolve_dirs
 from ramp_fleet.config.sections import (
     BUILTIN_WORKER_TYPES,
     DIRECTORY_KEYS,
     HUNGER_POLICIES,
     IGNORED_SECTIONS,
     SECTIONS,
+    STORE_BACKENDS,
     WORKER_SECTIONS,
     DispatcherSection,
     InfraSection,
@@ -311,6 +312,8 @@ class _Builder:
             expected = error.get("ctx", {}).get("expected", "")
             if key == "dispatcher.hunger_policy":
                 expected = ", ".join("null" if p is None else p for p in HUNGER_POLICIES)
+            if key == "store.backend":
+                expected = ", ".join(STORE_BACKENDS)
             self.problem(key, f"must be one of {expected}", value)
         elif kind == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")
@@ -324,6 +327,20 @@ class _Builder:
         if value is None:
             return None
         return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    def _resolve_store(self, store: StoreSection, deployment_dir: Path) -> StoreSection:
+        updates: dict[str, Any] = {}
+        if store.ramp_board_python is not None:
+            # Not resolved: a venv's bin/python is a symlink, and following it
+            # would run the base interpreter without the venv's packages.
+            python = store.ramp_board_python
+            updates["ramp_board_python"] = Path(os.path.normpath(
+                python if python.is_absolute() else self.base_dir / python))
+        if store.deployment_config is not None:
+            updates["deployment_config"] = self._path(store.deployment_config)
+        elif store.backend == "ramp-board":
+            updates["deployment_config"] = deployment_dir / DEPLOYMENT_CONFIG
+        return store.model_copy(update=updates)
 
     def _resolve(
         self,
@@ -348,6 +365,7 @@ class _Builder:
         if infra.public_key_path is not None:
             infra = infra.model_copy(update={"public_key_path": self._path(infra.public_key_path)})
         store_path = self._path(store.path) or dirs.event / "ramp-fleet.sqlite"
+        store = self._resolve_store(store, dirs.deployment.path)
         return EventConfig(
             path=self.file.resolve(),
             display=self.display,

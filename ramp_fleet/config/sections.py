@@ -210,8 +210,26 @@ class InfraSection(Section):
     tags: dict[str, Text] = Field(default_factory=dict)
 
 
+STORE_BACKENDS = ("sqlite", "ramp-board")
+
+
 class StoreSection(Section):
+    """Where the event's state lives: our own SQLite file, or ramp-board's database too.
+
+    With ``backend: ramp-board`` the submissions come from, and the results go
+    to, the database named by the deployment config's ``sqlalchemy`` section,
+    through ramp-database's functions run by ``ramp_board_python``; the
+    SQLite store (``path``) still records runs, attempts and timings.
+    """
+
     path: PathField | None = None
+    backend: Literal["sqlite", "ramp-board"] = "sqlite"
+    #: The interpreter of the environment where ramp-database is installed.
+    ramp_board_python: PathField | None = None
+    #: ramp-board's ``config.yml`` (flask + sqlalchemy); default ``<deployment_dir>/config.yml``.
+    deployment_config: PathField | None = None
+    #: Leaderboards are recomputed at most this often when many results arrive together.
+    leaderboard_interval: Seconds = 5.0
 
 
 WORKER_SECTIONS: dict[str, type[WorkerSection]] = {
@@ -255,6 +273,7 @@ __all__ = [
     "BUILTIN_WORKER_TYPES",
     "DIRECTORY_KEYS",
     "HUNGER_POLICIES",
+    "STORE_BACKENDS",
     "WORKER_SECTIONS",
     "AWSWorkerSection",
     "CondaWorkerSection",

@@ -1,0 +1,80 @@
+"""Whether bubblewrap works on this machine: by a real try, once per process.
+
+Finding ``bwrap`` proves little: user namespaces may be disabled
+(``kernel.unprivileged_userns_clone``), restricted by AppArmor (Ubuntu
+24.04), or a container may forbid mounts. So the check builds a sandbox
+the way runs get one (:func:`~ramp_fleet.sandbox.view.bwrap_argv`) and
+runs ``true`` in it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from dataclasses import dataclass
+
+from ramp_fleet.sandbox.bwrap import INSTALL_HINT, Bwrap, BwrapMissing, find
+from ramp_fleet.sandbox.view import View, bwrap_argv
+
+TRY_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class BwrapCheck:
+    """The outcome of the try: the bwrap that works, or why none does."""
+
+    bwrap: Bwrap | None
+    problem: str | None = None
+    #: What to do about the problem.
+    advice: str = INSTALL_HINT
+
+    @property
+    def works(self) -> bool:
+        return self.bwrap is not None and self.problem is None
+
+    def describe(self) -> str:
+        if self.works:
+            assert self.bwrap is not None
+            return f"{self.bwrap.describe()} works here"
+        return f"bubblewrap does not work here: {self.problem}"
+
+    def refusal(self) -> str:
+        """Why ``mode: required`` refuses to run here, and what to do."""
+        return f"worker.isolation.mode is required, but {self.describe()}; {self.advice}"
+
+
+def check(path: str | None = None) -> BwrapCheck:
+    """Try bubblewrap (found on ``path``, default ``$PATH``); cached per process and bwrap."""
+    try:
+        bwrap = find(path)
+    except BwrapMissing as exc:
+        return BwrapCheck(None, str(exc))
+    return _try(bwrap)
+
+
+@functools.cache
+def _try(bwrap: Bwrap) -> BwrapCheck:
+    view = View(command=["true"], cwd="/", env={"PATH": "/usr/bin:/bin"})
+    try:
+        done = subprocess.run(bwrap_argv(view, bwrap), capture_output=True, text=True,
+                              timeout=TRY_TIMEOUT, check=False, env=dict(view.env),
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return BwrapCheck(bwrap, f"{bwrap.path} could not be run ({exc})")
+    if done.returncode == 0:
+        return BwrapCheck(bwrap)
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    detail = lines[0] if lines else f"exit status {done.returncode}"
+    return BwrapCheck(bwrap, f"{bwrap.describe()} failed a test sandbox ({detail})",
+                      _advice(detail))
+
+
+def _advice(detail: str) -> str:
+    """What to do about a failed try, for the failures we know."""
+    if "setting up uid map" in detail or "namespace" in detail.lower():
+        if os.path.exists("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"):
+            return ("unprivileged user namespaces are restricted by AppArmor: load the "
+                    "bwrap-userns-restrict profile (see the README, \"What a submission can reach\")")
+        return "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=1)"
+    return INSTALL_HINT

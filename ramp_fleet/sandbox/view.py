@@ -1,0 +1,195 @@
+"""What a sandboxed run sees of the machine: the bubblewrap command line.
+
+This module alone decides it, for every backend. A run gets new user, PID,
+IPC, UTS, cgroup and (unless ``network``) network namespaces, dies with its
+parent, and sees:
+
+* the system read-only (``/usr`` and the merged-``/usr`` links; of ``/etc``
+  only what programs need to start);
+* its Python environment read-only (the prefix of the program, the
+  interpreter of its ``#!`` line, and the base interpreter a venv points at);
+* the kit and the data read-only, with the event's own folders hidden if they
+  sit inside them (``kit/submissions`` always: other participants' code);
+* its own copy of the submission, writable: the one place it can leave anything;
+* a private ``/tmp``, ``HOME``, ``/proc`` (its own processes only) and ``/dev``.
+
+Nothing else: not the dispatcher's home, the event and deployment configs,
+other submissions, SSH or TLS keys, ``/run`` sockets or ``/sys``. The
+environment is an allow-list built here; bwrap is started with it and
+nothing else, since bwrap's own process is visible inside as
+``/proc/1/environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ramp_fleet.sandbox.bwrap import Bwrap
+
+SANDBOX_HOME = "/home/sandbox"
+#: The run's private /tmp: a tmpfs of its own, never the host's.
+SANDBOX_TMP = "/tmp"  # noqa: S108
+HOSTNAME = "sandbox"
+#: Caps of the private tmpfs folders (when this bwrap knows ``--size``).
+TMP_BYTES = 1 << 30
+HOME_BYTES = 256 << 20
+#: On merged-``/usr`` systems these are links into ``/usr``; elsewhere, folders.
+SYSTEM_TOP = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: Of ``/etc``: the dynamic linker, alternatives (Debian's BLAS...), time zone, fonts.
+ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime",
+               "nsswitch.conf", "fonts")
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Passed through from the caller when set (nothing else of its environment is).
+PASSED_VARIABLES = ("LANG",)
+
+
+@dataclass(frozen=True)
+class View:
+    """One run's view of the machine; every path absolute."""
+
+    command: Sequence[str]
+    #: Where the command starts (must be visible: one of the folders below or in them).
+    cwd: str
+    #: The run's whole environment (see :func:`environment`).
+    env: Mapping[str, str]
+    read_only: Sequence[str] = ()
+    writable: Sequence[str] = ()
+    #: Folders hidden under an empty tmpfs when they lie inside a read-only one.
+    hidden: Sequence[str] = ()
+    network: bool = False
+
+
+def bwrap_argv(view: View, bwrap: Bwrap) -> list[str]:
+    """The full command line: ``bwrap <options> -- <view.command>``."""
+    argv = [bwrap.path, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try"]
+    if not view.network:
+        argv.append("--unshare-net")
+    if bwrap.knows("--disable-userns"):  # no nested namespaces to escape the limits from
+        argv.append("--disable-userns")
+    argv += ["--die-with-parent", "--new-session", "--hostname", HOSTNAME]
+    argv += _system()
+    # The tmpfs folders first: later binds under /tmp are mounted on top of them.
+    argv += _tmpfs(SANDBOX_TMP, TMP_BYTES, bwrap) + _tmpfs(SANDBOX_HOME, HOME_BYTES, bwrap)
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    read_only = outermost(view.read_only)
+    for path in read_only:
+        argv += ["--ro-bind", path, path]
+    for path in sorted(set(view.hidden)):
+        if any(_inside(path, top) for top in read_only) and os.path.isdir(path):
+            argv += ["--tmpfs", path]
+    for path in sorted(set(view.writable)):
+        argv += ["--bind", path, path]
+    argv += ["--chdir", view.cwd, "--cap-drop", "ALL", "--", *view.command]
+    return argv
+
+
+def environment(path_dirs: Iterable[str], variables: Mapping[str, str],
+                caller: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A run's environment: PATH, the private HOME, LANG, and ``variables``.
+
+    Never anything else of ``caller`` (default: ours), whatever its names.
+    """
+    caller = os.environ if caller is None else caller
+    env = {"PATH": ":".join([*dict.fromkeys(path_dirs), SYSTEM_PATH]), "HOME": SANDBOX_HOME,
+           "USER": HOSTNAME, "LOGNAME": HOSTNAME, "TMPDIR": SANDBOX_TMP, "LANG": "C.UTF-8"}
+    env.update((name, caller[name]) for name in PASSED_VARIABLES if caller.get(name))
+    env.update(variables)
+    return env
+
+
+def python_env_paths(program: str) -> list[str]:
+    """The folders ``program`` needs to run, when it is a Python program or interpreter.
+
+    Its environment's prefix, the interpreter of its ``#!`` line and that
+    one's prefix, and for each the base interpreter a venv points at (its
+    ``pyvenv.cfg`` home, or where ``bin/python3`` resolves to). Folders under
+    ``/usr`` are left out: the system is there already.
+    """
+    found: list[str] = []
+    programs = [program]
+    interpreter = shebang_interpreter(program)
+    if interpreter is not None:
+        programs.append(interpreter)
+    for each in programs:
+        prefix = env_prefix(each)
+        found.append(prefix)
+        found.extend(_base_prefixes(prefix))
+        real = os.path.realpath(each)
+        if real != each:
+            found.append(env_prefix(real))
+    return [path for path in outermost(found) if not _inside(path, "/usr")]
+
+
+def env_prefix(program: str) -> str:
+    """``/x/env`` for ``/x/env/bin/prog``; the program's own folder otherwise."""
+    folder = os.path.dirname(os.path.abspath(program))
+    return os.path.dirname(folder) if os.path.basename(folder) == "bin" else folder
+
+
+def shebang_interpreter(program: str) -> str | None:
+    """The absolute path of the interpreter named by ``program``'s ``#!`` line, if any."""
+    try:
+        with open(program, "rb") as stream:
+            first = stream.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if words and os.path.basename(words[0]) == "env":
+        names = [word for word in words[1:] if not word.startswith("-") and "=" not in word]
+        search = os.pathsep.join([os.path.dirname(os.path.abspath(program)), SYSTEM_PATH])
+        located = shutil.which(names[0], path=search) if names else None
+        return os.path.abspath(located) if located else None
+    return words[0] if words and os.path.isabs(words[0]) else None
+
+
+def outermost(paths: Iterable[str]) -> list[str]:
+    """``paths`` normalised, sorted, without those inside another one."""
+    kept: list[str] = []
+    for path in sorted({os.path.normpath(p) for p in paths}):
+        if not any(_inside(path, top) for top in kept):
+            kept.append(path)
+    return kept
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _base_prefixes(prefix: str) -> list[str]:
+    bases = []
+    try:
+        with open(os.path.join(prefix, "pyvenv.cfg"), encoding="utf-8") as config:
+            for line in config:
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and value.strip():
+                    bases.append(env_prefix(os.path.join(value.strip(), "python")))
+    except OSError:
+        pass
+    for name in ("python3", "python"):
+        interpreter = os.path.join(prefix, "bin", name)
+        if os.path.lexists(interpreter):
+            bases.append(env_prefix(os.path.realpath(interpreter)))
+            break
+    return bases
+
+
+def _system() -> list[str]:
+    argv = ["--ro-bind", "/usr", "/usr"]
+    for top in SYSTEM_TOP:
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    for name in ETC_ENTRIES:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return argv
+
+
+def _tmpfs(path: str, size: int, bwrap: Bwrap) -> list[str]:
+    return (["--size", str(size)] if bwrap.knows("--size") else []) + ["--tmpfs", path]

@@ -113,6 +113,13 @@ def _path(value: Any) -> Path:
     return Path(value).expanduser()
 
 
+def _absolute_path_text(value: Any) -> str:
+    """A path on the machine of a run: not resolved here (it may be an instance's)."""
+    if not isinstance(value, str | Path) or not str(value).startswith(("/", "~/")):
+        raise ValueError("must be an absolute path (or start with ~/)")
+    return str(value)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("must be a string")
@@ -138,5 +145,6 @@ PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
 Port = Annotated[int, BeforeValidator(_port)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 PathField = Annotated[Path, BeforeValidator(_path)]
+RunPath = Annotated[str, BeforeValidator(_absolute_path_text)]
 Text = Annotated[str, BeforeValidator(_text)]
 Cidr = Annotated[str, BeforeValidator(_cidr)]

@@ -22,6 +22,7 @@ from ramp_fleet.config.fields import (
     Port,
     PositiveInt,
     PositiveNumber,
+    RunPath,
     Seconds,
     Text,
 )
@@ -92,6 +93,28 @@ class ResultLimits(Section):
     max_log_bytes: ByteSize = 4 << 20
 
 
+ISOLATION_MODES = ("auto", "required", "off")
+
+
+class IsolationSection(Section):
+    """``worker.isolation``: the sandbox every run goes through (:mod:`ramp_fleet.sandbox`).
+
+    Not called ``sandbox``: ramp-board's ``sandbox_dir`` already names the starting kit.
+    """
+
+    #: ``auto``: isolated wherever bubblewrap works, else one warning; ``required``:
+    #: refuse to run without it; ``off``: no sandbox (one warning).
+    mode: Literal["auto", "required", "off"] = "auto"
+    #: Give runs the network (otherwise a namespace of their own: not even loopback).
+    network: Flag = False
+    #: Memory per run, in MiB; unset: not limited.
+    memory_mb: PositiveInt | None = None
+    #: Processes (threads included) per run.
+    max_processes: PositiveInt = 4096
+    #: More folders runs may read, as paths on the machine of the run.
+    read_only_paths: list[RunPath] = Field(default_factory=list)
+
+
 class WorkerSection(Section):
     """Keys every worker has; the directories default to the deployment layout."""
 
@@ -107,6 +130,7 @@ class WorkerSection(Section):
     predictions_dir: PathField | None = None
     timeout: Seconds = 7200.0
     result_limits: ResultLimits = Field(default_factory=ResultLimits)
+    isolation: IsolationSection = Field(default_factory=IsolationSection)
     #: USD per instance-hour, for the report's cost estimate when the AWS Price
     #: List API does not answer (and for any machine it does not price).
     hourly_price: PositiveNumber | None = None
@@ -281,6 +305,7 @@ __all__ = [
     "DaskWorkerSection",
     "DispatcherSection",
     "InfraSection",
+    "IsolationSection",
     "Path",
     "RampSection",
     "StoreSection",

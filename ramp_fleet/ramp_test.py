@@ -1,16 +1,25 @@
-"""How a submission is trained: the ``ramp-test`` command line and its environment.
+"""How a submission is trained: the ``ramp-test`` command line, its environment, its sandbox.
 
 The one place that builds them, for every backend: the conda worker runs
 the command here, the Dask task on its worker host, the AWS worker on its
-instance (rendered, quoted, into the remote script).
+instance (rendered, quoted, into the remote script). With ``isolation``
+the command is wrapped, on the machine that runs it, in the sandbox of
+:mod:`ramp_fleet.sandbox`; the AWS worker sends the same
+:class:`~ramp_fleet.sandbox.spec.SandboxSpec` to its instance (see
+:func:`sandbox_spec`), where the shipped launcher builds it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ramp_fleet.errors import RampFleetError
+from ramp_fleet.sandbox.command import SandboxUnavailable, build
+from ramp_fleet.sandbox.spec import Isolation, SandboxSpec
 
 #: The thread-count variables of the numerical libraries a submission may use.
 THREAD_VARIABLES = (
@@ -20,6 +29,12 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
+#: How this machine starts the sandbox launcher (ramp-fleet is installed here).
+LAUNCHER = (sys.executable, "-m", "ramp_fleet.sandbox.launch")
+
+
+class IsolationUnavailable(RampFleetError):
+    """``worker.isolation.mode: required`` and bubblewrap does not work where the run is."""
 
 
 @dataclass(frozen=True)
@@ -29,22 +44,28 @@ class RunCommand:
     argv: list[str]
     #: Set for the run only (never in the dispatcher's own environment).
     env: dict[str, str] = field(default_factory=dict)
+    #: False for an isolated run: its environment is exactly ``env``, nothing of ours.
+    inherit_env: bool = True
+    #: Why a run meant to be isolated is not (``auto`` where bubblewrap does not work).
+    note: str | None = None
 
     def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The child's full environment: ``base`` (default: ours) with :attr:`env` applied."""
+        """The child's full environment: ``base`` (default: ours) with :attr:`env` applied,
+        or just :attr:`env` for an isolated run."""
+        if not self.inherit_env:
+            return dict(self.env)
         return {**(os.environ if base is None else base), **self.env}
 
 
-def ramp_test_command(
+def ramp_test_argv(
     executable: str | Path,
     submission: str,
     kit_dir: str | Path,
     data_dir: str | Path,
     submissions_dir: str | Path,
     *,
-    n_threads: int | None = None,
     quick_test: bool = False,
-) -> RunCommand:
+) -> list[str]:
     argv = [
         str(executable),
         "--submission", submission,
@@ -56,7 +77,68 @@ def ramp_test_command(
     ]
     if quick_test:
         argv.append("--quick-test")
-    return RunCommand(argv, run_variables(n_threads))
+    return argv
+
+
+def ramp_test_command(
+    executable: str | Path,
+    submission: str,
+    kit_dir: str | Path,
+    data_dir: str | Path,
+    submissions_dir: str | Path,
+    *,
+    n_threads: int | None = None,
+    quick_test: bool = False,
+    isolation: Isolation | None = None,
+    hidden: Sequence[str | Path] = (),
+    report: str | Path | None = None,
+    measure_peak: bool = False,
+) -> RunCommand:
+    """The run of ``submission`` on this machine; sandboxed as ``isolation`` says (None:
+    as it is, for reference runs). ``hidden``: the event's folders to keep out of view;
+    ``report``: where a launcher (memory limit, ``measure_peak``) writes its report.
+
+    Raises :class:`IsolationUnavailable` for ``mode: required`` without a working bwrap.
+    """
+    argv = ramp_test_argv(executable, submission, kit_dir, data_dir, submissions_dir,
+                          quick_test=quick_test)
+    variables = run_variables(n_threads)
+    if isolation is None:
+        return RunCommand(argv, variables)
+    spec = sandbox_spec(argv, submission, kit_dir, data_dir, submissions_dir,
+                        cwd=Path(submissions_dir) / submission, variables=variables,
+                        isolation=isolation, hidden=hidden, report=report,
+                        measure_peak=measure_peak)
+    try:
+        built = build(spec, LAUNCHER)
+    except SandboxUnavailable as exc:
+        raise IsolationUnavailable(str(exc)) from None
+    if built.env is None:  # not isolated, or a launcher that builds the environment itself
+        return RunCommand(built.argv, variables, note=built.note)
+    return RunCommand(built.argv, built.env, inherit_env=False)
+
+
+def sandbox_spec(
+    argv: Sequence[str],
+    submission: str,
+    kit_dir: str | Path,
+    data_dir: str | Path,
+    submissions_dir: str | Path,
+    *,
+    cwd: str | Path,
+    variables: Mapping[str, str],
+    isolation: Isolation,
+    hidden: Sequence[str | Path] = (),
+    report: str | Path | None = None,
+    measure_peak: bool = False,
+) -> SandboxSpec:
+    """What the sandbox needs to know of a run; paths as on the machine of the run."""
+    return SandboxSpec(
+        command=tuple(argv), cwd=str(cwd), kit_dir=str(kit_dir), data_dir=str(data_dir),
+        submission_dir=str(Path(submissions_dir) / submission), variables=dict(variables),
+        hidden=tuple(str(path) for path in hidden), isolation=isolation,
+        measure_peak=measure_peak, report=None if report is None else str(report),
+    )
 
 
 def run_variables(n_threads: int | None) -> dict[str, str]:

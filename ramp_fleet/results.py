@@ -198,7 +198,7 @@ def check_published(where: Destination, timed_out: bool = False) -> None:
         log.unlink(missing_ok=True)
         raise UnsafeResult(f"{log} is not a regular file (a link?): removed")
     if timed_out:
-        _append(log, TIMEOUT_NOTE.format(timeout_message(where.timeout)))
+        append_note(log, TIMEOUT_NOTE.format(timeout_message(where.timeout)))
     if where.predictions.is_symlink():
         where.predictions.unlink()
         raise UnsafeResult(f"{where.predictions} is a link: removed")
@@ -210,7 +210,8 @@ def check_published(where: Destination, timed_out: bool = False) -> None:
             raise
 
 
-def _append(path: Path, text: str) -> None:
+def append_note(path: Path, text: str) -> None:
+    """Add ramp-fleet's own words at the end of a published log (never through a link)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "a") as out:

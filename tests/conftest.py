@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -29,28 +31,59 @@ def write_submission(submissions_dir: Path, name: str, source: str = QUICK_ESTIM
     return folder
 
 
-def hanging_estimator(child_ignores_sigterm: bool = True, pid_file: str = "pids") -> str:
+def hanging_estimator(child_ignores_sigterm: bool = True, marker: str = "ramp-fleet-hang") -> str:
     """An estimator whose fit starts a child that ignores SIGTERM, then hangs.
 
-    Both pids are written to ``pid_file`` (an absolute path) so a test can
-    check that the timeout took the whole tree down. (rampwf refuses
-    submissions that mention its blacklisted words, hence ``posix_spawn``.)
+    The child's command line ends with ``marker``, so a test finds the run and
+    its child from outside with :func:`hanging_run` — the run is sandboxed: it
+    can write nothing outside its own folder, and the pids it sees are those
+    of its PID namespace. (rampwf refuses submissions that mention its
+    blacklisted words, hence ``posix_spawn``.)
     """
     ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if child_ignores_sigterm else ""
     return f'''
-        import os, pathlib, sys, time
+        import os, sys, time
         from sklearn.linear_model import LogisticRegression
 
         class Hang(LogisticRegression):
             def fit(self, X, y):
                 code = "import signal, time; {ignore}time.sleep(600)"
-                child = os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ)
-                pathlib.Path({pid_file!r}).write_text(f"{{os.getpid()}}\\n{{child}}\\n")
+                os.posix_spawn(sys.executable, [sys.executable, "-c", code, {marker!r}], os.environ)
                 time.sleep(600)
 
         def get_estimator():
             return Hang()
     '''
+
+
+def hanging_run(marker: str, running: Callable[[], bool] = lambda: True,
+                deadline: float = 120.0) -> list[int]:
+    """The pids of a run of :func:`hanging_estimator` and of its child, once the child exists.
+
+    ``running`` says whether what drives the run is still going (waiting stops if not).
+    """
+    end = time.monotonic() + deadline
+    while True:
+        for proc in psutil.process_iter(["cmdline", "ppid"]):
+            if (proc.info["cmdline"] or [])[-1:] == [marker]:
+                return [proc.info["ppid"], proc.pid]
+        assert time.monotonic() < end and running(), f"no process with {marker!r} started"
+        time.sleep(0.2)
+
+
+def alive(pids: list[int], deadline: float = 20.0) -> list[int]:
+    """Those of ``pids`` still running once ``deadline`` s have passed (or none is left)."""
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    end = time.monotonic() + deadline
+    while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < end:
+        time.sleep(0.2)
+    return left
 
 
 EventFactory = Callable[..., Path]

@@ -1,7 +1,9 @@
 """A worker written as the RAMP guide's "Create your own worker" section shows.
 
-Only the import differs from the guide. It runs ramp-test its own way (a
-plain subprocess, in a session of its own so it can stop the whole run) and
+Only the import differs from the guide, and the command line: it asks the
+base class for it (``self.ramp_test_command()``), which is ramp-test in the
+sandbox ``worker.isolation`` asks for. It runs it its own way (a plain
+subprocess, in a session of its own so it can stop the whole run) and
 collects its own results, to prove the dispatcher needs nothing beyond the
 guide's API — and that what it publishes is still held to the contract.
 """
@@ -10,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 from ramp_fleet.results import error_excerpt
 from ramp_fleet.workers import BaseWorker
@@ -33,16 +34,12 @@ class GuideWorker(BaseWorker):
         return self._proc.poll() is not None
 
     def launch_submission(self):
-        ramp_test = os.path.join(os.path.dirname(sys.executable), "ramp-test")
+        command = self.ramp_test_command()  # ramp-test on the submissions_dir, sandboxed
         log_dir = os.path.join(self.config["logs_dir"], self.submission)
         os.makedirs(log_dir, exist_ok=True)
         self._log = open(os.path.join(log_dir, "log"), "wb")  # noqa: SIM115 - as RAMP workers do
         self._proc = subprocess.Popen(
-            [ramp_test, "--submission", self.submission,
-             "--ramp-kit-dir", self.config["kit_dir"],
-             "--ramp-data-dir", self.config["data_dir"],
-             "--ramp-submission-dir", self.config["submissions_dir"],
-             "--save-output", "--ignore-warning"],
+            command.argv, env=command.environment(),
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         super().launch_submission()
 

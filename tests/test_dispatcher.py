@@ -19,7 +19,7 @@ from ramp_fleet.errors import ConfigError, UsageError
 from ramp_fleet.progress import Reporter
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.submissions import submit
-from tests.conftest import EventFactory, hanging_estimator, write_submission
+from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
 
 
 class Quiet(Reporter):
@@ -38,13 +38,6 @@ def dispatch(config: Path) -> Store:
 
 def states(store: Store) -> dict[str, State]:
     return {s.name: s.state for s in store.all()}
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_an_event_is_trained_scored_and_cleaned_up(make_event: EventFactory) -> None:
@@ -71,17 +64,20 @@ def test_an_event_is_trained_scored_and_cleaned_up(make_event: EventFactory) -> 
 def test_a_timeout_kills_the_whole_tree_even_a_child_ignoring_sigterm(
     make_event: EventFactory, tmp_path: Path
 ) -> None:
-    pids = tmp_path / "pids"
+    marker = f"hang-{tmp_path.name}"
     config = make_event(worker={"timeout": 4})
-    write_submission(config.parent / "submissions", "hang", hanging_estimator(True, str(pids)))
+    write_submission(config.parent / "submissions", "hang", hanging_estimator(True, marker))
+    found: list[int] = []
+    dispatched = threading.Thread(target=lambda: found.extend(hanging_run(marker)), daemon=True)
+    dispatched.start()
     store = dispatch(config)
+    dispatched.join(timeout=60)
     hang = store.get("hang")
     assert hang is not None and hang.state == State.TRAINING_ERROR
     assert hang.returncode == 124
     assert hang.error == "timed out after 4 s"
-    recorded = [int(p) for p in pids.read_text().split()]
-    assert len(recorded) == 2
-    assert not any(alive(pid) for pid in recorded)
+    assert len(found) == 2, "the run and its child were seen"
+    assert alive(found) == []
     log = (config.parent / "events" / "iris_test" / "logs" / "hang" / "log").read_text()
     assert "timed out after 4 s" in log
 
@@ -94,21 +90,22 @@ def test_an_unknown_conda_env_is_refused_before_anything_runs(make_event: EventF
         f"{config}: worker.conda_env: no environment at /nonexistent/env (no bin/ folder)"]
 
 
-def test_threads_and_priority_apply_to_the_child_only(make_event: EventFactory, tmp_path: Path) -> None:
-    seen = tmp_path / "seen"
+def test_threads_and_priority_apply_to_the_child_only(make_event: EventFactory) -> None:
     config = make_event(dispatcher={"n_threads": 3})
-    write_submission(config.parent / "submissions", "probe", f'''
-        import os, pathlib
+    # The run is sandboxed: it reports through its log, the one thing it hands back.
+    write_submission(config.parent / "submissions", "probe", '''
+        import os
         from sklearn.linear_model import LogisticRegression
-        pathlib.Path({str(seen)!r}).write_text(
-            os.environ.get("OMP_NUM_THREADS", "-") + " " + os.environ.get("MKL_NUM_THREADS", "-")
-            + " " + str(os.nice(0)))
+        print("SEEN", os.environ.get("OMP_NUM_THREADS", "-"), os.environ.get("MKL_NUM_THREADS", "-"),
+              os.nice(0))
         def get_estimator():
             return LogisticRegression(max_iter=500)
     ''')
     before = os.environ.get("OMP_NUM_THREADS")
     assert states(dispatch(config)) == {"probe": State.SCORED}
-    omp, mkl, niceness = seen.read_text().split()
+    log = (config.parent / "events" / "iris_test" / "logs" / "probe" / "log").read_text()
+    [seen] = {line for line in log.splitlines() if line.startswith("SEEN ")}
+    _, omp, mkl, niceness = seen.split()
     assert (omp, mkl) == ("3", "3")
     assert int(niceness) >= 5
     assert os.environ.get("OMP_NUM_THREADS") == before
@@ -257,7 +254,7 @@ def test_a_killed_dispatcher_restarts_into_a_consistent_state(make_event: EventF
     assert states(store) == dict.fromkeys(("s1", "s2", "s3", "s4"), State.SCORED)
     for name in ("s1", "s2", "s3", "s4"):
         assert [s for s, _ in store.history(name)].count("scored") == 1
-    assert not any(alive(p.pid) for p in orphans)
+    assert alive([p.pid for p in orphans]) == []
     assert ramp_tests_running(config.parent) == []
 
 

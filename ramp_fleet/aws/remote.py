@@ -2,6 +2,12 @@
 
 Each function returns the exact text sent over SSH (tests assert on it);
 every interpolated value is shell-quoted by the template.
+
+A run goes through the sandbox launcher, uploaded with the submission as
+``.ramp-fleet/<S>/sandbox.pyz`` (:mod:`ramp_fleet.sandbox.zipapp`: ramp-fleet
+is not installed on the AMI) and started with the instance's system Python:
+the instance builds the same sandbox as any other machine, checks bwrap
+itself, and writes ``.ramp-fleet/<S>/sandbox.json`` (its report).
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ import math
 from functools import cache
 from typing import Any
 
-from ramp_fleet.ramp_test import ramp_test_command
+from ramp_fleet.ramp_test import ramp_test_argv, run_variables, sandbox_spec
+from ramp_fleet.sandbox.spec import Isolation
 from ramp_fleet.templating import environment
 
 TEMPLATE = "remote_run.sh.j2"
@@ -54,14 +61,26 @@ def unpack(kit: str, submission: str, archive: str) -> str:
     return _render("unpack", kit, submission, archive)
 
 
+#: The launcher's files in a run's state folder.
+SANDBOX_PYZ = "sandbox.pyz"
+SANDBOX_REPORT = "sandbox.json"
+
+
 def start(kit: str, submission: str, *, activate: str, timeout: float,
-          n_threads: int | None, memory_profiling: bool) -> str:
-    """Start ``ramp-test`` detached, from the kit folder, as :mod:`ramp_fleet.ramp_test` says."""
-    command = ramp_test_command("ramp-test", submission, ".", ".", "submissions",
-                                n_threads=n_threads)
+          n_threads: int | None, memory_profiling: bool, isolation: Isolation) -> str:
+    """Start ``ramp-test`` detached, from the kit folder, through the sandbox launcher.
+
+    The command, its variables and its sandbox are those of :mod:`ramp_fleet.ramp_test`;
+    paths are relative to the kit folder, which holds the data too (as the AMI lays it out).
+    """
+    spec = sandbox_spec(
+        ramp_test_argv("ramp-test", submission, ".", ".", "submissions"), submission,
+        ".", ".", "submissions", cwd=".", variables=run_variables(n_threads),
+        isolation=isolation, hidden=(".ramp-fleet",),
+        report=f".ramp-fleet/{submission}/{SANDBOX_REPORT}", measure_peak=memory_profiling)
     return _render("start", kit, submission, activate,
                    str(math.ceil(timeout) + REMOTE_TIMEOUT_MARGIN),
-                   str(KILL_GRACE), command.argv, command.env, memory_profiling)
+                   str(KILL_GRACE), spec.to_json(), memory_profiling)
 
 
 def poll(kit: str, submission: str) -> str:
@@ -81,7 +100,13 @@ def peak(kit: str, submission: str) -> str:
     return _render("peak", kit, submission)
 
 
+def report(kit: str, submission: str) -> str:
+    """Print the sandbox launcher's report (JSON), at most 16 KiB of it."""
+    return _render("report", kit, submission)
+
+
 def clean(kit: str, submission: str) -> str:
+    """Remove the run's folders, refusing (non-zero) while a process of the run is alive."""
     return _render("clean", kit, submission)
 
 

@@ -19,9 +19,23 @@ from ramp_fleet.errors import UsageError
 @click.command()
 @config_argument
 def validate(config: Path) -> None:
-    """Check CONFIG and print it resolved (secrets masked). Contacts nothing."""
+    """Check CONFIG and print it resolved (secrets masked), and how submissions are
+    isolated here (bubblewrap is tried for real). Contacts nothing."""
+    from ramp_fleet import isolation
+
     event = load(config)
-    click.echo(yaml.safe_dump(event.describe(), sort_keys=False).rstrip())
+    described = {**event.describe(), "isolation": isolation.describe(event)}
+    click.echo(yaml.safe_dump(described, sort_keys=False, width=1000).rstrip())
+    _isolation_at_start(event)
+
+
+def _isolation_at_start(event: Any) -> None:
+    """One warning line when submissions will not be isolated; exit 2 when they must be."""
+    from ramp_fleet.isolation import start_check
+
+    warning = start_check(event)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @click.command()
@@ -68,6 +82,7 @@ def dispatch(config: Path) -> None:
     from ramp_fleet.progress import make_reporter
 
     event = load(config)
+    _isolation_at_start(event)
     reporter = make_reporter()
     try:
         dispatcher = Dispatcher(event, reporter)

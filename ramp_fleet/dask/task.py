@@ -3,7 +3,9 @@
 :func:`run_submission` receives the submission folder as bytes, writes it
 into a scratch folder of its own (through :mod:`ramp_fleet.archive`), runs
 the ``ramp-test`` command of :mod:`ramp_fleet.ramp_test` (through
-:mod:`ramp_fleet.dask.guard`) with the timeout enforced here, and returns
+:mod:`ramp_fleet.dask.guard`) in the sandbox built here, on the worker host
+(``mode: required`` without a working bwrap here: the run is refused), with
+the timeout enforced here, and returns
 plain values only — the return code, the log (bounded) and
 ``training_output`` packed as ``.tar.gz`` bytes — so the dispatcher never
 has to unpickle what a worker host sends.
@@ -36,8 +38,9 @@ from typing import Any
 
 from ramp_fleet import archive
 from ramp_fleet.process import TIMEOUT_RETURNCODE, kill_tree, spawn_group
-from ramp_fleet.ramp_test import ramp_test_command
+from ramp_fleet.ramp_test import IsolationUnavailable, ramp_test_command
 from ramp_fleet.results import LogSource, bounded_chunks
+from ramp_fleet.sandbox.spec import Isolation, Report
 
 logger = logging.getLogger("ramp_fleet.dask.task")
 
@@ -63,6 +66,8 @@ class RunSpec:
     max_bytes: int = 1 << 30
     max_files: int = 10_000
     max_file_bytes: int = 512 << 20
+    #: ``worker.isolation``; None: not isolated (an older dispatcher).
+    isolation: Isolation | None = None
 
     @property
     def cancel_event(self) -> str:
@@ -79,15 +84,17 @@ class RunSpec:
 
 def reply(returncode: int, *, log: bytes = b"", training_output: bytes | None = None,
           timed_out: bool = False, lost: bool = False, error: str | None = None,
-          unsafe: bool = False, host: str = "", duration: float = 0.0) -> dict[str, Any]:
+          unsafe: bool = False, host: str = "", duration: float = 0.0,
+          usage: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the task returns: plain values that msgpack carries, never a pickled object.
 
-    ``error`` is a problem of the worker host (no ramp-test...) or, with
-    ``unsafe``, a result that broke a rule; ``lost`` asks the dispatcher to retry.
+    ``error`` is a problem of the worker host (no ramp-test, no sandbox where one
+    is required...) or, with ``unsafe``, a result that broke a rule; ``lost`` asks
+    the dispatcher to retry; ``usage``: what the sandbox measured (memory limit, peak).
     """
     return {"returncode": returncode, "log": log, "training_output": training_output,
             "timed_out": timed_out, "lost": lost, "error": error, "unsafe": unsafe,
-            "host": host, "duration": duration}
+            "host": host, "duration": duration, "usage": usage}
 
 
 def run_submission(spec: RunSpec, submission_archive: bytes) -> dict[str, Any]:
@@ -117,12 +124,18 @@ def _run_in(scratch: Path, executable: Path, spec: RunSpec, data: bytes, events:
     submissions_dir = scratch / "submissions"
     submissions_dir.mkdir()
     archive.receive_archive(data, submissions_dir / spec.submission, archive.Limits.unbounded())
-    command = ramp_test_command(executable, spec.submission, spec.kit_dir, spec.data_dir,
-                                submissions_dir, n_threads=spec.n_threads)
+    try:
+        command = ramp_test_command(executable, spec.submission, spec.kit_dir, spec.data_dir,
+                                    submissions_dir, n_threads=spec.n_threads,
+                                    isolation=spec.isolation, report=scratch / "sandbox.json")
+    except IsolationUnavailable as exc:
+        return reply(1, error=f"{exc} (Dask worker host {host})", host=host)
     guarded = [sys.executable, "-m", "ramp_fleet.dask.guard", str(os.getpid()), "--", *command.argv]
     log_fd = os.open(scratch / "log", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     started = time.monotonic()
     try:
+        if command.note:
+            os.write(log_fd, f"ramp-fleet: {command.note} (Dask worker host {host})\n".encode())
         proc = spawn_group(guarded, cwd=scratch, env=command.environment(), output=log_fd)
         try:
             outcome = _watch(proc.pid, proc.wait, spec.timeout, started, events)
@@ -135,15 +148,17 @@ def _run_in(scratch: Path, executable: Path, spec: RunSpec, data: bytes, events:
         os.close(log_fd)
     returncode = {"timeout": TIMEOUT_RETURNCODE, "done": proc.returncode}.get(outcome,
                                                                            KILLED_RETURNCODE)
+    report = Report.read(scratch / "sandbox.json")
+    usage = None if report is None or report.usage is None else report.usage.to_json()
     output = submissions_dir / spec.submission / "training_output"
     packed = None
     if returncode == 0 and output.is_dir():
         try:
             packed = archive.pack_results(output, spec.limits)
         except archive.UnsafeResult as exc:
-            return reply(returncode, log=log, error=str(exc), unsafe=True, host=host)
+            return reply(returncode, log=log, error=str(exc), unsafe=True, host=host, usage=usage)
     return reply(returncode, log=log, training_output=packed, timed_out=outcome == "timeout",
-                 host=host, duration=time.monotonic() - started)
+                 host=host, duration=time.monotonic() - started, usage=usage)
 
 
 def _watch(pid: int, wait: Any, timeout: float, started: float, events: _Events) -> str:

@@ -2,7 +2,8 @@
 
 ``setup`` gets an instance from the dispatcher's :class:`~ramp_fleet.aws.fleet.Fleet`
 (new, or a finished one when ``reuse_instances`` is on) and uploads the
-submission; ``launch_submission`` starts ``ramp-test`` detached on it; polls
+submission and the sandbox launcher; ``launch_submission`` starts ``ramp-test``
+detached on it, in the sandbox the instance builds (:mod:`ramp_fleet.aws.remote`); polls
 read its exit-code file over the same SSH connection; ``fetch_output`` reads
 the log (bounded) and downloads ``training_output`` (capped) for the base
 class to publish; ``teardown`` gives the instance back (terminated unless it
@@ -29,8 +30,11 @@ from ramp_fleet.aws.fleet import Fleet, Lease
 from ramp_fleet.aws.instances import InstanceError
 from ramp_fleet.aws.ssh import ConnectionLost
 from ramp_fleet.config.sections import AWSWorkerSection
-from ramp_fleet.errors import CommandError
+from ramp_fleet.errors import CommandError, RampFleetError
+from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.results import LogSource, RunOutput
+from ramp_fleet.sandbox.spec import Report
+from ramp_fleet.sandbox.zipapp import sandbox_pyz
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.waiting import Backoff, WaitTimeout
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun, WorkerRetry
@@ -47,6 +51,8 @@ class AWSWorker(BaseWorker):
 
     section_type: ClassVar[type[AWSWorkerSection]] = AWSWorkerSection
     settings: AWSWorkerSection
+    #: Runs start on the instances; the sandbox is built (and bwrap checked) there.
+    runs_on_this_machine: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any], submission: str):
         super().__init__(config, submission)
@@ -102,6 +108,7 @@ class AWSWorker(BaseWorker):
             self.kit, self.submission, activate=self.settings.remote_activate,
             timeout=self.timeout, n_threads=self.config.get("n_threads"),
             memory_profiling=self.settings.memory_profiling,
+            isolation=isolation_settings(self.settings.isolation),
         )
         with _retry_on_infrastructure("launch"):
             self._remote(command, "start")
@@ -158,16 +165,26 @@ class AWSWorker(BaseWorker):
         with tempfile.TemporaryDirectory(prefix="ramp-fleet-") as tmp:
             archive = Path(tmp) / "submission.tar.gz"
             archive.write_bytes(packed)
+            launcher = Path(tmp) / remote.SANDBOX_PYZ
+            launcher.write_bytes(sandbox_pyz())
             lease.host.run(remote.prepare(self.kit, self.submission), "prepare")
             lease.host.put(archive, remote.remote_path(self.kit, ".ramp-fleet", self.submission,
                                                        "submission.tar.gz"))
+            lease.host.put(launcher, remote.remote_path(self.kit, ".ramp-fleet", self.submission,
+                                                        remote.SANDBOX_PYZ))
         lease.host.run(remote.unpack(self.kit, self.submission, archive_name), "unpack")
 
     def _download(self, lease: Lease) -> RunOutput:
         limits = self.settings.result_limits
         state = remote.remote_path(self.kit, ".ramp-fleet", self.submission)
         log = lease.host.read_log(f"{state}/log", limits.max_log_bytes)
-        if self.settings.memory_profiling:
+        report = Report.parse(lease.host.run(remote.report(self.kit, self.submission), "report"))
+        if report is not None and report.refused:
+            raise RampFleetError(f"{report.refused} (instance {lease.instance_id})")
+        self.usage = None if report is None else report.usage
+        if self.usage is not None and self.usage.peak_mb is not None:
+            self.peak_memory_mb = self.usage.peak_mb
+        elif self.settings.memory_profiling:
             words = lease.host.run(remote.peak(self.kit, self.submission), "peak").split()
             if words and words[-1].isdigit():
                 self.peak_memory_mb = int(words[-1]) / 1024

@@ -18,6 +18,11 @@ fills in only what differs, as hooks:
 * ``open_shared`` / ``close_shared`` / ``reconcile``: what all slots share,
   and what a dead dispatcher left behind.
 
+Every run is isolated (:mod:`ramp_fleet.sandbox`): a worker that starts
+``ramp-test`` on this machine gets the sandboxed command line from
+:meth:`BaseWorker.ramp_test_command`; a run over its memory limit gets one
+message naming the limit and the peak, whatever the backend (:meth:`collect`).
+
 The dispatcher drives :meth:`prepare` → :meth:`start` → :meth:`wait` →
 :meth:`collect` → :meth:`release`, and needs nothing else.
 """
@@ -25,6 +30,9 @@ The dispatcher drives :meth:`prepare` → :meth:`start` → :meth:`wait` →
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -35,14 +43,20 @@ from typing import Any, ClassVar
 from ramp_fleet.archive import Limits
 from ramp_fleet.config.sections import CustomWorkerSection, WorkerSection
 from ramp_fleet.errors import RampFleetError
+from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.process import TIMEOUT_RETURNCODE
+from ramp_fleet.ramp_test import RunCommand, ramp_test_command
 from ramp_fleet.results import (
     Destination,
+    LogSource,
     RunOutput,
+    append_note,
     check_published,
     publish,
     timeout_message,
 )
+from ramp_fleet.sandbox.limits import LOG_TAIL_BYTES, Usage, over_limit_message
+from ramp_fleet.sandbox.spec import Report
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.workers.status import WorkerStatus, check_transition
 
@@ -85,6 +99,9 @@ class BaseWorker:
     deadline_grace: ClassVar[float] = 0.0
     #: The longest ``_wait_for_end`` waits at once; None: the poll interval.
     wake_interval: ClassVar[float | None] = None
+    #: Runs start on the dispatcher's machine: bubblewrap is checked here, at start.
+    #: (Backends whose runs start elsewhere check it there, at each run.)
+    runs_on_this_machine: ClassVar[bool] = True
 
     def __init__(self, config: Mapping[str, Any], submission: str):
         #: The worker section as a mapping, as the guide's workers read it.
@@ -96,6 +113,9 @@ class BaseWorker:
         self.shared: Any = None
         #: Measured by workers that can; stored with the submission.
         self.peak_memory_mb: float | None = None
+        #: What the sandbox measured of the run (its memory limit and peak), when it did.
+        self.usage: Usage | None = None
+        self._report_dir: Path | None = None
         #: What this backend needs to find the run again after a dispatcher dies
         #: (stored with the run, handed to ``reconcile``); opaque to everyone else.
         self.run_state: str | None = None
@@ -219,6 +239,34 @@ class BaseWorker:
         worker publishes its own results (a guide-style ``collect_results``)."""
         return None
 
+    def ramp_test_command(self, executable: str | Path | None = None,
+                          submissions_dir: str | Path | None = None, *,
+                          quick_test: bool = False) -> RunCommand:
+        """``ramp-test`` for this submission, to start on this machine, isolated as
+        ``worker.isolation`` says: what a custom worker runs (``argv``, ``environment()``).
+
+        ``executable``: default, the ``ramp-test`` next to this Python;
+        ``submissions_dir``: the folder holding the submission's folder (default
+        ``submissions_dir``), which is the one place the run may write. Raises
+        :class:`~ramp_fleet.ramp_test.IsolationUnavailable` for ``mode: required``
+        where bubblewrap does not work.
+        """
+        if self._report_dir is None:
+            self._report_dir = Path(tempfile.mkdtemp(prefix="ramp-fleet-run-"))
+        return ramp_test_command(
+            executable or Path(sys.executable).parent / "ramp-test", self.submission,
+            self.config["kit_dir"], self.config["data_dir"],
+            submissions_dir or self.config["submissions_dir"],
+            n_threads=self.config.get("n_threads"), quick_test=quick_test,
+            isolation=isolation_settings(self.settings.isolation), hidden=self.event_folders(),
+            report=self._report_dir / "sandbox.json",
+        )
+
+    def event_folders(self) -> list[str]:
+        """The event's own folders, kept out of a run's view should they lie in the kit or data."""
+        keys = ("submissions_dir", "predictions_dir", "logs_dir", "scratch_dir")
+        return [str(self.config[key]) for key in keys if self.config.get(key)]
+
     def destination(self) -> Destination:
         limits = self.settings.result_limits
         return Destination(
@@ -278,7 +326,27 @@ class BaseWorker:
             check_published(self.destination(), timed_out)
         if timed_out:
             returncode, error = TIMEOUT_RETURNCODE, timeout_message(self.timeout)
+        else:
+            error = self._check_limits(returncode, error)
         return RunResult(returncode, error, self.peak_memory_mb)
+
+    def _check_limits(self, returncode: int, error: str) -> str:
+        """Take what the sandbox measured; a run over its memory limit says so, last."""
+        if self._report_dir is not None:
+            report = Report.read(self._report_dir / "sandbox.json")
+            if report is not None and report.usage is not None:
+                self.usage = report.usage
+        if self.usage is None:
+            return error
+        if self.peak_memory_mb is None:
+            self.peak_memory_mb = self.usage.peak_mb
+        log = LogSource.from_path(self.destination().log_file)
+        tail = log.read_at(max(0, log.size - LOG_TAIL_BYTES), LOG_TAIL_BYTES)
+        message = over_limit_message(self.usage, returncode, tail.decode("utf-8", "replace"))
+        if message is None:
+            return error
+        append_note(self.destination().log_file, f"\nramp-fleet: {message}\n")
+        return f"{error}\n{message}" if error else message
 
     def kill_submission(self, timed_out: bool = False) -> None:
         """Stop a running submission (from any thread): its timeout, or the operator."""
@@ -295,6 +363,9 @@ class BaseWorker:
             self.teardown()
         except Exception:
             logger.exception("teardown of %s failed", self.submission)
+        finally:
+            if self._report_dir is not None:
+                shutil.rmtree(self._report_dir, ignore_errors=True)
 
     def _raise_reported(self) -> None:
         """A guide-style worker reports through its status: turn that into the one channel."""

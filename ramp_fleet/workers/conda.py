@@ -3,8 +3,9 @@
 The run gets a private copy of the submission in the event's scratch folder
 (so ``training_output`` never lands in the participant's folder and a killed
 run leaves nothing stale), its own process group (so a timeout takes the
-whole tree down), a lower priority, and the thread limits of ``n_threads``.
-The base class does the rest (deadline, publishing).
+whole tree down), a lower priority, the thread limits of ``n_threads``, and
+the sandbox of ``worker.isolation`` (its copy is the one folder it may
+write). The base class does the rest (deadline, publishing, limits).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from ramp_fleet import process
 from ramp_fleet.archive import copy_submission
 from ramp_fleet.config.sections import CondaWorkerSection
 from ramp_fleet.envs import EnvError, PythonEnv, resolve_env
-from ramp_fleet.ramp_test import ramp_test_command
 from ramp_fleet.results import LogSource, RunOutput
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun
 
@@ -103,11 +103,8 @@ class CondaEnvWorker(BaseWorker):
     def launch_submission(self) -> None:
         assert self._env is not None and self._scratch is not None, "setup() first"
         self._log_fd = os.open(self._scratch / "log", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        command = ramp_test_command(
-            self._env.executable("ramp-test"), self.submission, self.config["kit_dir"],
-            self.config["data_dir"], self._scratch / "submissions",
-            n_threads=self.config.get("n_threads"),
-        )
+        command = self.ramp_test_command(self._env.executable("ramp-test"),
+                                         self._scratch / "submissions")
         self._proc = process.spawn_group(command.argv, cwd=self._scratch,
                                          env=command.environment(), output=self._log_fd,
                                          niceness=NICENESS)

@@ -30,7 +30,9 @@ from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.dask.connection import SLOT_RESOURCE, DaskConnection
 from ramp_fleet.dask.task import RunSpec, run_submission
 from ramp_fleet.errors import RampFleetError
+from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.results import LogSource, RunOutput
+from ramp_fleet.sandbox.limits import Usage
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun, WorkerRetry
 
 logger = logging.getLogger("ramp_fleet.workers.dask")
@@ -49,6 +51,8 @@ class DaskWorker(BaseWorker):
     settings: DaskWorkerSection
     deadline_grace: ClassVar[float] = TIMEOUT_GRACE
     wake_interval: ClassVar[float | None] = 0.2
+    #: Runs start on the Dask worker hosts; the sandbox is built (and bwrap checked) there.
+    runs_on_this_machine: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any], submission: str):
         super().__init__(config, submission)
@@ -121,6 +125,7 @@ class DaskWorker(BaseWorker):
             max_bytes=limits.max_bytes,
             max_files=limits.max_files,
             max_file_bytes=limits.max_file_bytes,
+            isolation=isolation_settings(self.settings.isolation),
         )
         connection = self.connection
         resources = {SLOT_RESOURCE: 1} if connection.uses_slot_resource() else None
@@ -163,6 +168,7 @@ class DaskWorker(BaseWorker):
                    f"(+{TIMEOUT_GRACE:g} s)\n").encode()
             return RunOutput(None, LogSource.from_bytes(log), timed_out=True)
         refused = reply["error"] if reply["unsafe"] else None
+        self.usage = Usage.from_json(reply.get("usage"))
         return RunOutput(reply["returncode"], LogSource.from_bytes(reply["log"] or b""),
                          reply["training_output"], timed_out=bool(reply["timed_out"]),
                          refused=refused)

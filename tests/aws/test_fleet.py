@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ramp_fleet.aws.session import make_session
 from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
 from ramp_fleet.cli import cli
 from ramp_fleet.config.sections import AWSWorkerSection
+from ramp_fleet.sandbox.spec import Isolation, SandboxSpec
 from ramp_fleet.workers.aws import AWSWorker
 from tests.fixtures.aws import AWSEventFactory
 from tests.fixtures.moto_ec2 import live_instances, register_image
@@ -183,15 +185,23 @@ def test_a_changed_host_key_is_refused(
 
 def test_remote_commands_quote_every_value() -> None:
     command = remote.start("~/ramp kit", "sub'1", activate=". ~/.profile", timeout=10,
-                           n_threads=2, memory_profiling=False)
+                           n_threads=2, memory_profiling=False, isolation=Isolation())
     assert command.startswith("cd \"$HOME\"/'ramp kit' || exit 1; setsid sh -c ")
     assert command.endswith(" > /dev/null 2>&1 < /dev/null &")
-    assert "--submission '\"'\"'sub'\"'\"'\"'\"'\"'\"'\"'\"'1'\"'\"'" in command
-    assert "timeout --kill-after=5 40 ramp-test" in command
-    assert "OMP_NUM_THREADS=2" in command
+    # Unquoted as the shells on the instance unquote it: the launcher gets one JSON spec.
+    script = shlex.split(command.split("; ", 1)[1])[3]  # setsid sh -c SCRIPT
+    [line] = [line for line in script.splitlines() if " timeout " in line]
+    words = shlex.split(line.replace('"$HOME"', "HOME").replace('"$py"', "PY"))
+    assert words[:8] == ["$@", "timeout", "--kill-after=5", "40", "PY", "-I", "-S",
+                         "HOME/ramp kit/.ramp-fleet/sub'1/sandbox.pyz"]
+    spec = SandboxSpec.from_json(words[8])
+    assert spec.command[:3] == ("ramp-test", "--submission", "sub'1")
+    assert (spec.cwd, spec.submission_dir, spec.variables["OMP_NUM_THREADS"]) == (
+        ".", "submissions/sub'1", "2")
     assert remote.poll("/srv/kit", "a b") == "cat /srv/kit/.ramp-fleet/'a b'/rc 2>/dev/null || true"
-    assert remote.clean("/srv/kit", "x;rm -rf /") == (
-        "rm -rf /srv/kit/submissions/'x;rm -rf /' /srv/kit/.ramp-fleet/'x;rm -rf /'")
+    assert remote.clean("/srv/kit", "x;rm -rf /").endswith(
+        "rm -rf /srv/kit/submissions/'x;rm -rf /' \"$S\" && [ ! -e /srv/kit/submissions/"
+        "'x;rm -rf /' ] && [ ! -e \"$S\" ]")
     assert remote.remote_path("~/ramp-kit", ".ramp-fleet", "s") == "ramp-kit/.ramp-fleet/s"
 
 

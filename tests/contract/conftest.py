@@ -7,6 +7,8 @@ workers; ``guide`` is a custom worker written as the RAMP guide shows.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,13 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 @pytest.fixture
 def contract_event(make_event: EventFactory, backend: Backend):  # type: ignore[no-untyped-def]
-    """``build(submissions, timeout=..., retrying=False, **dispatcher)`` → the EventConfig."""
+    """``build(submissions, timeout=..., retrying=False, worker={...}, **dispatcher)`` →
+    the EventConfig (``worker``: keys added to the backend's)."""
 
     def build(submissions: tuple[str, ...] = (), *, timeout: float = 120,
-              retrying: bool = False, **dispatcher: Any) -> EventConfig:
-        worker = {**backend.worker, "timeout": timeout}
+              retrying: bool = False, worker: dict[str, Any] | None = None,
+              **dispatcher: Any) -> EventConfig:
+        worker = {**backend.worker, "timeout": timeout, **(worker or {})}
         if retrying:
             worker["worker_type"] = f"tests.contract.workers:{backend.retrying}"
         config = make_event(submissions, worker=worker,
@@ -72,6 +76,67 @@ def contract_event(make_event: EventFactory, backend: Backend):  # type: ignore[
         return load_event_config(config)
 
     return build
+
+
+#: Sets variables in the environment where a backend's runs start; returns the worker
+#: keys that do it (AWS: through ``remote_activate``), to pass to ``contract_event``.
+RunEnvironment = Callable[[dict[str, str]], dict[str, Any]]
+
+
+@pytest.fixture
+def run_environment(backend: Backend, request: pytest.FixtureRequest,
+                    monkeypatch: pytest.MonkeyPatch) -> Iterator[RunEnvironment]:
+    """Variables for the processes that start runs: the dispatcher (conda, guide), the
+    instance's shell (AWS), the Dask workers; ``PATH`` values are put in front of theirs."""
+    undo: list[Callable[[], None]] = []
+
+    def plant(variables: dict[str, str]) -> dict[str, Any]:
+        if backend.name in ("conda", "guide"):
+            for name, value in variables.items():
+                monkeypatch.setenv(name, f"{value}:{os.environ['PATH']}" if name == "PATH" else value)
+            return {}
+        if backend.name == "aws":
+            exports = "; ".join(f"export {name}={value}" + (":$PATH" if name == "PATH" else "")
+                                for name, value in variables.items())
+            return {"remote_activate": f"{backend.worker['remote_activate']}; {exports}"}
+        undo.append(_plant_in_dask_workers(request.getfixturevalue("plain_cluster"), variables))
+        return {}
+
+    yield plant
+    for step in undo:
+        step()
+
+
+def _plant_in_dask_workers(cluster: Any, variables: dict[str, str]) -> Callable[[], None]:
+    from distributed import Client
+
+    def apply(values: dict[str, str | None]) -> dict[str, str | None]:
+        before = {name: os.environ.get(name) for name in values}
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            elif name == "PATH" and before[name]:
+                os.environ[name] = f"{value}:{before[name]}"
+            else:
+                os.environ[name] = value
+        return before
+
+    with Client(cluster.address, set_as_default=False) as client:
+        previous = client.run(apply, dict(variables))
+
+    def put_back(before: dict[str, str | None]) -> None:  # nested: sent by value, not by name
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def restore() -> None:
+        with Client(cluster.address, set_as_default=False) as client:
+            for worker, before in previous.items():
+                client.run(put_back, before, workers=[worker])
+
+    return restore
 
 
 def dispatch(event: EventConfig) -> Store:

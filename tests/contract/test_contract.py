@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -24,7 +23,7 @@ from ramp_fleet.results import excerpt
 from ramp_fleet.scoring import read_scores
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import Outcome
-from tests.conftest import hanging_estimator, write_submission
+from tests.conftest import alive, hanging_estimator, hanging_run, write_submission
 from tests.contract.conftest import Backend, Quiet, dispatch, submissions_dir
 from tests.contract.workers import REASON
 
@@ -37,19 +36,6 @@ HOSTILE_NAME = "it's $(touch PWNED) & `touch PWNED2`; co"
 def normalised(text: str) -> str:
     """A traceback with the folder each backend ran the submission in taken out."""
     return re.sub(r'File "[^"]*/(submissions/[^/"]+/)', r'File "<run>/\1', text)
-
-
-def alive(pids: list[int]) -> list[int]:
-    def running(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    deadline = time.monotonic() + 20
-    while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
 
 
 def runs_of(submission: str) -> list[psutil.Process]:
@@ -101,16 +87,18 @@ def test_a_timeout_kills_the_whole_tree_with_one_message(
     # Long enough for ramp-test to reach fit even on a loaded machine: the point is
     # what the timeout leaves behind, not how soon it fires.
     event = contract_event(timeout=TIMEOUT)
-    pid_file = tmp_path / "pids"
-    write_submission(submissions_dir(event), "hang", hanging_estimator(pid_file=str(pid_file)))
-    store = dispatch(event)
-    [row] = store.all()
+    marker = f"hang-{tmp_path.name}"
+    write_submission(submissions_dir(event), "hang", hanging_estimator(marker=marker))
+    dispatched = threading.Thread(target=dispatch, args=(event,), daemon=True)
+    dispatched.start()
+    pids = hanging_run(marker, dispatched.is_alive)
+    dispatched.join(timeout=180)
+    assert not dispatched.is_alive()
+    [row] = Store(event.store_path).all()
     assert (row.state, row.returncode, row.error) == (
         State.TRAINING_ERROR, 124, f"timed out after {TIMEOUT} s")
     log = (event.dirs.logs.path / "hang" / "log").read_text()
     assert log.endswith(f"\nramp-fleet: timed out after {TIMEOUT} s; the run was killed\n")
-    pids = [int(line) for line in pid_file.read_text().split()]
-    assert len(pids) == 2, "the run and its grandchild"
     assert alive(pids) == [], "the timeout must take the whole tree down, SIGTERM ignored or not"
 
 
@@ -118,22 +106,19 @@ def test_an_operator_stop_puts_the_run_back_and_stops_it(
     backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
     event = contract_event(hunger_policy=None)
-    pid_file = tmp_path / "pids"
-    write_submission(submissions_dir(event), "hang", hanging_estimator(pid_file=str(pid_file)))
+    marker = f"hang-{tmp_path.name}"
+    write_submission(submissions_dir(event), "hang", hanging_estimator(marker=marker))
     dispatcher = Dispatcher(event, Quiet())
     thread = threading.Thread(target=dispatcher.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 120
-    while not pid_file.exists():
-        assert time.monotonic() < deadline and thread.is_alive(), "the run did not start"
-        time.sleep(0.2)
+    pids = hanging_run(marker, thread.is_alive)
     dispatcher.request_stop()
     dispatcher.request_stop()  # second interrupt: stop the runs now
     thread.join(timeout=60)
     assert not thread.is_alive()
     [row] = Store(event.store_path).all()
     assert (row.state, row.attempts) == (State.NEW, 0)
-    assert alive([int(line) for line in pid_file.read_text().split()]) == []
+    assert alive(pids) == []
     assert [run.outcome for run in Store(event.store_path).runs()] == [Outcome.INTERRUPTED]
 
 

@@ -1,0 +1,101 @@
+"""Isolation as the dispatcher sees it: the settings runs carry, the check at start,
+and what ``validate`` says. The sandbox itself is :mod:`ramp_fleet.sandbox`.
+
+Where runs start on this machine (conda, custom workers), bubblewrap is
+tried here when the dispatcher starts: ``auto`` without it is one warning
+line, ``required`` without it refuses to start (exit status 2). AWS and
+Dask runs are checked where they run, at each run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ramp_fleet.config import EventConfig
+from ramp_fleet.config.sections import IsolationSection
+from ramp_fleet.errors import UsageError
+from ramp_fleet.sandbox.limits import cgroup_host, running_as_root
+from ramp_fleet.sandbox.probe import check
+from ramp_fleet.sandbox.spec import Isolation
+
+#: What a run that is not isolated can do, for the warnings.
+EXPOSED = ("a submission can read whatever the dispatcher's user can (its home and credentials, "
+           "the event and deployment configs, other submissions), write wherever it can, "
+           "and reach the network")
+
+
+def settings(section: IsolationSection) -> Isolation:
+    """The config section as the sandbox takes it (plain values, sent to remote hosts)."""
+    return Isolation(mode=section.mode, network=section.network, memory_mb=section.memory_mb,
+                     max_processes=section.max_processes,
+                     read_only_paths=tuple(section.read_only_paths))
+
+
+def runs_here(event: EventConfig) -> bool:
+    """Whether this event's runs start on this machine (else on instances or Dask hosts)."""
+    from ramp_fleet.workers import worker_class
+
+    return bool(getattr(worker_class(event.worker_type), "runs_on_this_machine", True))
+
+
+def start_check(event: EventConfig, here: bool | None = None) -> str | None:
+    """The one warning line a dispatcher starts with, if any.
+
+    Raises :class:`UsageError` (exit status 2) for ``mode: required`` when the
+    runs start here and bubblewrap does not work here.
+    """
+    mode = event.worker.isolation.mode
+    if mode == "off":
+        return f"worker.isolation.mode is off: submissions run NOT isolated: {EXPOSED}"
+    if not (runs_here(event) if here is None else here):
+        return None
+    result = check()
+    if result.works:
+        return None
+    if mode == "required":
+        raise UsageError(f"{event.display}: {result.refusal()}")
+    return f"submissions run NOT isolated ({result.describe()}): {EXPOSED}; {result.advice}"
+
+
+def describe(event: EventConfig, here: bool | None = None) -> dict[str, Any]:
+    """The isolation block of ``validate``'s output: which mode applies, and how."""
+    section = event.worker.isolation
+    local = runs_here(event) if here is None else here
+    result = check()
+    if section.mode == "off":
+        applies = "NOT isolated (mode off)"
+    elif not local:
+        applies = ("checked on each instance or Dask host when a run starts "
+                   f"({'refused' if section.mode == 'required' else 'NOT isolated'} where "
+                   "bubblewrap does not work there)")
+    elif result.works:
+        applies = "isolated"
+    else:
+        applies = "refused: dispatch exits" if section.mode == "required" else "NOT isolated"
+    info: dict[str, Any] = {"mode": section.mode, "applies": applies,
+                            "bubblewrap": result.describe(),
+                            "network": "allowed" if section.network else "none"}
+    if local:
+        info.update(_limits_here(section))
+    else:
+        info["limits"] = "on the machine of each run: cgroup v2 where possible, else rlimits"
+    return info
+
+
+def _limits_here(section: IsolationSection) -> dict[str, str]:
+    host = cgroup_host(prepare=False)
+    cgroup = None if host.parent is None else f"cgroup v2 under {host.parent}"
+    if section.memory_mb is None:
+        memory = "not limited"
+    elif cgroup:
+        memory = f"{section.memory_mb} MB per run ({cgroup})"
+    else:
+        memory = (f"{section.memory_mb} MB per process (RLIMIT_AS: {host.problem})")
+    if cgroup and section.memory_mb is not None:
+        processes = f"{section.max_processes} per run (pids.max)"
+    elif running_as_root():
+        processes = ("not capped: RLIMIT_NPROC does not apply to root and no cgroup v2 is "
+                     "usable (a run's processes still end with it: own PID namespace)")
+    else:
+        processes = f"{section.max_processes} per run (RLIMIT_NPROC in the run's user namespace)"
+    return {"memory": memory, "processes": processes}

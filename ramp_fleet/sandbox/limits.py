@@ -287,8 +287,10 @@ class Cgroup:
 
     def remove(self) -> None:
         """Kill what is left in it (nothing, normally) and remove it."""
+        kill = self.path / "cgroup.kill"  # Linux 5.14+
         with contextlib.suppress(OSError):
-            (self.path / "cgroup.kill").write_text("1")
+            if kill.exists():
+                kill.write_text("1")
         with contextlib.suppress(OSError):
             self.path.rmdir()
 

@@ -75,7 +75,7 @@ def bwrap_argv(view: View, bwrap: Bwrap) -> list[str]:
     # The tmpfs folders first: later binds under /tmp are mounted on top of them.
     argv += _tmpfs(SANDBOX_TMP, TMP_BYTES, bwrap) + _tmpfs(SANDBOX_HOME, HOME_BYTES, bwrap)
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    read_only = outermost(view.read_only)
+    read_only = [path for path in outermost(view.read_only) if not _inside(path, "/usr")]
     for path in read_only:
         argv += ["--ro-bind", path, path]
     for path in sorted(set(view.hidden)):

@@ -1,0 +1,161 @@
+"""What a run sees: the bwrap command line, its Python environment, and real sandboxes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ramp_fleet.sandbox.bwrap import Bwrap
+from ramp_fleet.sandbox.probe import check
+from ramp_fleet.sandbox.view import (
+    ETC_ENTRIES,
+    SANDBOX_HOME,
+    View,
+    bwrap_argv,
+    environment,
+    outermost,
+    python_env_paths,
+    shebang_interpreter,
+)
+from tests.conftest import alive
+
+OLD_BWRAP = Bwrap("/usr/bin/bwrap", "0.6.1", frozenset())
+NEW_BWRAP = Bwrap("/usr/bin/bwrap", "0.8.0", frozenset({"--size", "--disable-userns"}))
+
+
+def pairs(argv: list[str], option: str) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == option]
+
+
+def test_the_command_line_keeps_the_order_bind_mounts_need(tmp_path: Path) -> None:
+    kit, sub = tmp_path / "kit", tmp_path / "kit" / "submissions" / "s"
+    sub.mkdir(parents=True)
+    view = View(command=["ramp-test"], cwd=str(sub), env={"PATH": "/usr/bin"},
+                read_only=[str(kit), str(kit / "data"), "/usr/lib"], writable=[str(sub)],
+                hidden=[str(kit / "submissions"), str(tmp_path / "elsewhere"),
+                        str(kit / "missing")])
+    argv = bwrap_argv(view, NEW_BWRAP)
+    assert argv[-2:] == ["--", "ramp-test"]
+    order = [argv.index(path) for path in ("/tmp", str(kit), str(kit / "submissions"), str(sub))]
+    assert order == sorted(order), "tmpfs /tmp first, read-only binds, hidden, then writable"
+    assert pairs(argv, "--ro-bind")[1:] == [str(kit)], "nested folders are bound once"
+    # Hidden: only what lies in a bound folder and exists.
+    assert pairs(argv, "--tmpfs") == ["/tmp", SANDBOX_HOME, str(kit / "submissions")]
+    assert argv.index(str(kit / "submissions")) < argv.index("--bind")
+    assert "--unshare-net" in argv and "--cap-drop" in argv and "--die-with-parent" in argv
+
+
+def test_options_are_used_only_when_this_bwrap_knows_them() -> None:
+    view = View(command=["true"], cwd="/", env={}, network=True)
+    old, new = bwrap_argv(view, OLD_BWRAP), bwrap_argv(view, NEW_BWRAP)
+    assert "--size" not in old and "--disable-userns" not in old
+    assert "--size" in new and "--disable-userns" in new
+    assert "--unshare-net" not in new, "network: true shares the host's network"
+
+
+def test_the_environment_is_an_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("LANG", "fr_FR.UTF-8")
+    env = environment(["/env/bin"], {"OMP_NUM_THREADS": "2"})
+    assert env == {"PATH": "/env/bin:/usr/local/bin:/usr/bin:/bin", "HOME": SANDBOX_HOME,
+                   "USER": "sandbox", "LOGNAME": "sandbox", "TMPDIR": "/tmp",
+                   "LANG": "fr_FR.UTF-8", "OMP_NUM_THREADS": "2"}
+
+
+def test_a_venv_brings_its_base_interpreter() -> None:
+    paths = python_env_paths(str(Path(sys.prefix) / "bin" / "ramp-test"))
+    assert sys.prefix in paths
+    base = os.path.realpath(sys.base_prefix)
+    assert base.startswith("/usr") or any(base == p or base.startswith(p + "/") for p in paths)
+    assert not any(p == "/usr" or p.startswith("/usr/") for p in paths)
+
+
+def test_a_shebang_through_env_is_found_on_the_programs_own_bin(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python3"
+    python.symlink_to(sys.executable)
+    script = tmp_path / "bin" / "tool"
+    script.write_text("#!/usr/bin/env -S python3 -u\n")
+    assert shebang_interpreter(str(script)) == str(python)
+    assert str(tmp_path) in python_env_paths(str(script))
+
+
+def test_outermost_keeps_parents_only() -> None:
+    assert outermost(["/a/b", "/a", "/ab", "/a/b/c/", "/c"]) == ["/a", "/ab", "/c"]
+
+
+# -- real sandboxes -----------------------------------------------------------------------------
+
+needs_bwrap = pytest.mark.skipif(not check().works, reason="bubblewrap does not work here")
+
+
+def run(view: View) -> subprocess.CompletedProcess[str]:
+    bwrap = check().bwrap
+    assert bwrap is not None
+    return subprocess.run(bwrap_argv(view, bwrap), env=dict(view.env), capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@needs_bwrap
+def test_a_run_sees_its_folders_and_nothing_else(tmp_path: Path) -> None:
+    kit, own, other = tmp_path / "kit", tmp_path / "subs" / "own", tmp_path / "subs" / "other"
+    for folder in (kit / "submissions" / "starting_kit", own, other):
+        folder.mkdir(parents=True)
+    (other / "secret").write_text("someone else's")
+    probe = textwrap.dedent(f"""
+        import json, os, pathlib
+        def attempt(f):
+            try:
+                f()
+                return "yes"
+            except OSError as exc:
+                return type(exc).__name__
+        print("write own", attempt(lambda: pathlib.Path({str(own)!r}, "x").write_text("1")))
+        print("write kit", attempt(lambda: pathlib.Path({str(kit)!r}, "x").write_text("1")))
+        print("read other", attempt(lambda: pathlib.Path({str(other)!r}, "secret").read_text()))
+        print("kit submissions", sorted(os.listdir({str(kit / "submissions")!r})))
+        print("top", json.dumps(sorted(os.listdir("/"))))
+        print("etc", json.dumps(sorted(os.listdir("/etc"))))
+        print("pids", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+    """)
+    done = run(View(command=[sys.executable, "-c", probe], cwd=str(own),
+                    env=environment([str(Path(sys.executable).parent)], {}),
+                    read_only=[*python_env_paths(sys.executable), str(kit)],
+                    writable=[str(own)], hidden=[str(kit / "submissions")]))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:4] + lines[6:] == [
+        "write own yes", "write kit OSError", "read other FileNotFoundError",
+        "kit submissions []", "pids [1, 2]"]
+    top = set(json.loads(lines[4].removeprefix("top ")))
+    assert top.isdisjoint({"run", "sys", "var", "boot", "mnt", "srv", "media"}), top
+    assert set(json.loads(lines[5].removeprefix("etc "))) <= set(ETC_ENTRIES)
+    assert (own / "x").read_text() == "1"
+
+
+@needs_bwrap
+def test_a_double_forked_daemon_dies_with_the_run(tmp_path: Path) -> None:
+    marker = f"daemon-{tmp_path.name}"
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)",
+                                          {marker!r}])
+            os._exit(0)
+        time.sleep(1)
+    """)
+    done = run(View(command=[sys.executable, "-c", code], cwd="/", env={"PATH": "/usr/bin"},
+                    read_only=python_env_paths(sys.executable)))
+    assert done.returncode == 0, done.stderr
+    left = [p.pid for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [])[-1:] == [marker]]
+    assert alive(left) == []

@@ -61,7 +61,8 @@ wheel-check: $(STAMP)
 # Debian packages the tests run for real, installed in one apt call when missing
 # (root only; otherwise the tests that need them say why they are skipped):
 # openssh-server (the instances' sshd), postgresql (ramp-board), chromium (the
-# report's browser test; never `playwright install`).
+# report's browser test; never `playwright install`), bubblewrap (the sandbox
+# every run goes through).
 system-packages:
 	@.ci/system-packages
 

@@ -86,6 +86,16 @@ def alive(pids: list[int], deadline: float = 20.0) -> list[int]:
     return left
 
 
+def _bwrap_works() -> bool:
+    from ramp_fleet.sandbox.probe import check
+
+    return check().works
+
+
+#: For tests of the sandbox itself: they need a bubblewrap that works (make test installs it).
+needs_bwrap = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap does not work here "
+                                 "(make test installs Debian's bubblewrap)")
+
 EventFactory = Callable[..., Path]
 
 

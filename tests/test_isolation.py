@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ramp_fleet.store import State, Store
-from tests.conftest import EventFactory, write_submission
+from tests.conftest import EventFactory, needs_bwrap, write_submission
 from tests.contract.hostile import (
     PROBES,
     SECRETS,
@@ -35,7 +35,7 @@ from tests.fixtures.unprivileged import DEV_SITE, Unprivileged, chown_tree, unpr
 
 __all__ = ["unprivileged"]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), needs_bwrap]
 VENV_BIN = str(Path(sys.executable).parent)
 NO_BWRAP_HERE = "no bwrap on PATH; install bubblewrap (Debian/Ubuntu: apt install bubblewrap)"
 

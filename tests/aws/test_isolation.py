@@ -13,12 +13,14 @@ from typing import Any
 import psutil
 
 from ramp_fleet.workers.aws import AWSWorker
-from tests.conftest import alive, write_submission
+from tests.conftest import alive, needs_bwrap, write_submission
 from tests.fixtures.aws import AWSEventFactory
 from tests.lifecycle import run_one
 
 #: Forks a daemon that leaves the run's session and keeps trying to write into the
 #: folder the next run on this instance gets (and records, outside, each time it did).
+pytestmark = needs_bwrap
+
 FORKER = '''
     import os, sys, textwrap
     from sklearn.linear_model import LogisticRegression

@@ -17,7 +17,7 @@ import pytest
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.store import State
-from tests.conftest import write_submission
+from tests.conftest import needs_bwrap, write_submission
 from tests.contract.conftest import Backend, RunEnvironment, dispatch, submissions_dir
 from tests.contract.hostile import (
     PROBES,
@@ -31,7 +31,7 @@ from tests.contract.hostile import (
     reached,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), needs_bwrap]
 
 
 def targets_of(event: EventConfig, backend: Backend, credentials: Path, port: int) -> Targets:

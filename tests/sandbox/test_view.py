@@ -24,7 +24,7 @@ from ramp_fleet.sandbox.view import (
     python_env_paths,
     shebang_interpreter,
 )
-from tests.conftest import alive
+from tests.conftest import alive, needs_bwrap
 
 OLD_BWRAP = Bwrap("/usr/bin/bwrap", "0.6.1", frozenset())
 NEW_BWRAP = Bwrap("/usr/bin/bwrap", "0.8.0", frozenset({"--size", "--disable-userns"}))
@@ -93,7 +93,6 @@ def test_outermost_keeps_parents_only() -> None:
 
 # -- real sandboxes -----------------------------------------------------------------------------
 
-needs_bwrap = pytest.mark.skipif(not check().works, reason="bubblewrap does not work here")
 
 
 def run(view: View) -> subprocess.CompletedProcess[str]:

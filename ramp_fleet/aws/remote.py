@@ -110,9 +110,23 @@ def clean(kit: str, submission: str) -> str:
     return _render("clean", kit, submission)
 
 
-def quick_test(kit: str, activate: str, submission: str) -> str:
-    """``ramp-test --quick-test`` of one submission in the kit (``build-ami --test``)."""
-    return _render("quick_test", kit, activate, submission)
+#: The state folder of ``build-ami --test`` (``.ramp-fleet/<it>``, like a run's).
+QUICK_TEST_STATE = "ami-quick-test"
+
+
+def quick_test_prepare(kit: str) -> str:
+    """Make the folder the quick test's sandbox launcher is uploaded to."""
+    return _render("quick_test_prepare", kit, QUICK_TEST_STATE)
+
+
+def quick_test(kit: str, activate: str, submission: str, isolation: Isolation) -> str:
+    """``ramp-test --quick-test`` of one submission in the kit (``build-ami --test``), in the
+    sandbox the instance builds with the uploaded launcher, as a run would be."""
+    spec = sandbox_spec(
+        ramp_test_argv("ramp-test", submission, ".", ".", "submissions", quick_test=True),
+        submission, ".", ".", "submissions", cwd=".", variables=run_variables(None),
+        isolation=isolation, hidden=(".ramp-fleet",))
+    return _render("quick_test", kit, activate, QUICK_TEST_STATE, spec.to_json())
 
 
 def state_path(kit: str, submission: str, name: str) -> str:

@@ -10,7 +10,9 @@ import pytest
 
 from ramp_fleet.errors import CommandError
 from ramp_fleet.image.quick_test import quick_test
-from tests.conftest import EXAMPLE
+from ramp_fleet.sandbox.launch import REFUSED
+from tests.conftest import EXAMPLE, needs_bwrap
+from tests.fixtures.aws import VENV_BIN
 from tests.fixtures.moto_ec2 import live_instances
 
 
@@ -22,6 +24,7 @@ def kit_with_sandbox(remote_kit: Path) -> Path:
     return remote_kit
 
 
+@needs_bwrap  # the quick test runs isolated (mode required)
 def test_quick_test_runs_the_sandbox_and_terminates(aws_event, image_id, kit_with_sandbox,
                                                    ec2: Any):
     event = aws_event()
@@ -38,4 +41,16 @@ def test_a_failing_kit_fails_the_test_and_still_terminates(aws_event, image_id, 
     event = aws_event()  # no submissions/starting_kit in the kit
     with pytest.raises(CommandError):
         quick_test(event, image_id, echo=lambda line: None)
+    assert live_instances(ec2) == []
+
+
+def test_an_ami_where_bubblewrap_does_not_work_fails_the_test(aws_event, image_id,
+                                                              kit_with_sandbox, ec2: Any):
+    # PATH without /usr/bin: the instance's launcher finds no bwrap.
+    event = aws_event(remote_activate=f"export PATH={VENV_BIN}")
+    with pytest.raises(CommandError) as failed:
+        quick_test(event, image_id, echo=lambda line: None)
+    assert failed.value.returncode == REFUSED
+    assert "worker.isolation.mode is required, but bubblewrap does not work here: no bwrap on " \
+           "PATH" in failed.value.stderr
     assert live_instances(ec2) == []

@@ -106,8 +106,8 @@ def test_the_schema_rejects_a_broken_step(render):
 def test_build_steps_in_order(render):
     document = render("aws", private_data=True)
     assert list(steps_of(document)) == [
-        "SystemPackages", "InstallMiniforge", "CloneKit", "CreateEnvironment", "CondaOnUserPath",
-        "FetchDataFromOSF", "CheckInstall", "QuickTest",
+        "SystemPackages", "AllowBubblewrap", "InstallMiniforge", "CloneKit",
+        "CreateEnvironment", "CondaOnUserPath", "FetchDataFromOSF", "CheckInstall", "QuickTest",
     ]
 
 
@@ -129,7 +129,20 @@ def test_quick_test_runs_as_the_ami_user(render):
     command = test_phase["steps"][0]["inputs"]["commands"][0]
     argv = shlex.split(command)
     assert argv[:6] == ["sudo", "-u", "ec2-user", "-H", "--", "bash"]
-    assert "cd /home/ec2-user/kits/iris\nramp-test --submission starting_kit --quick-test" in argv[-1]
+    assert argv[-1].startswith("set -euo pipefail\ncd /home/ec2-user/kits/iris\n")
+    assert "--unshare-net" in argv[-1] and "--ro-bind \"$PWD\" \"$PWD\"" in argv[-1]
+    assert argv[-1].endswith(" --cap-drop ALL -- \\\n  ramp-test --submission starting_kit "
+                             "--quick-test\n")
+
+
+def test_the_ami_installs_bubblewrap_and_allows_it_under_apparmor(render):
+    document = render("aws")
+    assert " bubblewrap\n" in script(document, "SystemPackages")
+    allow = script(document, "AllowBubblewrap")
+    assert "apparmor_restrict_unprivileged_userns" in allow
+    assert "grep -qs '/usr/bin/bwrap' /etc/apparmor.d/*" in allow, "never two profiles for bwrap"
+    assert "apparmor_parser -r /etc/apparmor.d/bwrap-userns-restrict" in allow
+    assert "bwrap --unshare-all" in script(document, "CheckInstall")
 
 
 def test_conda_env_on_the_users_path(render):

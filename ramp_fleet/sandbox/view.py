@@ -11,7 +11,8 @@ parent, and sees:
 * the kit and the data read-only, with the event's own folders hidden if they
   sit inside them (``kit/submissions`` always: other participants' code);
 * its own copy of the submission, writable: the one place it can leave anything;
-* a private ``/tmp``, ``HOME``, ``/proc`` (its own processes only) and ``/dev``.
+* a private ``/tmp``, ``HOME``, ``/proc`` (its own processes only) and ``/dev``
+  (with the NVIDIA devices on a GPU machine).
 
 Nothing else: not the dispatcher's home, the event and deployment configs,
 other submissions, SSH or TLS keys, ``/run`` sockets or ``/sys``. The
@@ -22,6 +23,7 @@ nothing else, since bwrap's own process is visible inside as
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -74,7 +76,7 @@ def bwrap_argv(view: View, bwrap: Bwrap) -> list[str]:
     argv += _system()
     # The tmpfs folders first: later binds under /tmp are mounted on top of them.
     argv += _tmpfs(SANDBOX_TMP, TMP_BYTES, bwrap) + _tmpfs(SANDBOX_HOME, HOME_BYTES, bwrap)
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--proc", "/proc", "--dev", "/dev", *_gpus()]
     read_only = [path for path in outermost(view.read_only) if not _inside(path, "/usr")]
     for path in read_only:
         argv += ["--ro-bind", path, path]
@@ -188,6 +190,14 @@ def _system() -> list[str]:
             argv += ["--ro-bind", top, top]
     for name in ETC_ENTRIES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return argv
+
+
+def _gpus() -> list[str]:
+    """NVIDIA's device files, when this machine has them (a GPU event's instances)."""
+    argv = []
+    for device in sorted(glob.glob("/dev/nvidia*")):
+        argv += ["--dev-bind", device, device]
     return argv
 
 

@@ -73,11 +73,11 @@ def bwrap_argv(view: View, bwrap: Bwrap) -> list[str]:
     if bwrap.knows("--disable-userns"):  # no nested namespaces to escape the limits from
         argv.append("--disable-userns")
     argv += ["--die-with-parent", "--new-session", "--hostname", HOSTNAME]
-    argv += _system()
+    argv += _system_binds()
     # The tmpfs folders first: later binds under /tmp are mounted on top of them.
     argv += _tmpfs(SANDBOX_TMP, TMP_BYTES, bwrap) + _tmpfs(SANDBOX_HOME, HOME_BYTES, bwrap)
     argv += ["--proc", "/proc", "--dev", "/dev", *_gpus()]
-    read_only = [path for path in outermost(view.read_only) if not _inside(path, "/usr")]
+    read_only = outermost(p for p in view.read_only if not _system(os.path.normpath(p)))
     for path in read_only:
         argv += ["--ro-bind", path, path]
     for path in sorted(set(view.hidden)):
@@ -108,8 +108,9 @@ def python_env_paths(program: str) -> list[str]:
 
     Its environment's prefix, the interpreter of its ``#!`` line and that
     one's prefix, and for each the base interpreter a venv points at (its
-    ``pyvenv.cfg`` home, or where ``bin/python3`` resolves to). Folders under
-    ``/usr`` are left out: the system is there already.
+    ``pyvenv.cfg`` home, or where ``bin/python3`` resolves to). The system's
+    folders are left out: they are there already — and ``/`` (the "prefix" of
+    ``/bin/sh``) must never be bound.
     """
     found: list[str] = []
     programs = [program]
@@ -123,7 +124,7 @@ def python_env_paths(program: str) -> list[str]:
         real = os.path.realpath(each)
         if real != each:
             found.append(env_prefix(real))
-    return [path for path in outermost(found) if not _inside(path, "/usr")]
+    return outermost(path for path in found if not _system(os.path.normpath(path)))
 
 
 def env_prefix(program: str) -> str:
@@ -159,6 +160,11 @@ def outermost(paths: Iterable[str]) -> list[str]:
     return kept
 
 
+def _system(path: str) -> bool:
+    """``/``, or a folder the system part of the view provides already."""
+    return path == "/" or any(_inside(path, top) for top in ("/usr", *SYSTEM_TOP))
+
+
 def _inside(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
@@ -181,7 +187,7 @@ def _base_prefixes(prefix: str) -> list[str]:
     return bases
 
 
-def _system() -> list[str]:
+def _system_binds() -> list[str]:
     argv = ["--ro-bind", "/usr", "/usr"]
     for top in SYSTEM_TOP:
         if os.path.islink(top):

@@ -87,6 +87,15 @@ def test_a_shebang_through_env_is_found_on_the_programs_own_bin(tmp_path: Path) 
     assert str(tmp_path) in python_env_paths(str(script))
 
 
+def test_a_shell_script_never_binds_the_root(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    script = tmp_path / "bin" / "ramp-test"
+    script.write_text("#!/bin/sh\nexec true\n")
+    assert python_env_paths(str(script)) == [str(tmp_path)]
+    view = View(command=[str(script)], cwd="/", env={}, read_only=["/", "/bin", str(tmp_path)])
+    assert pairs(bwrap_argv(view, NEW_BWRAP), "--ro-bind") == ["/usr", str(tmp_path)]
+
+
 def test_outermost_keeps_parents_only() -> None:
     assert outermost(["/a/b", "/a", "/ab", "/a/b/c/", "/c"]) == ["/a", "/ab", "/c"]
 

@@ -1,24 +1,32 @@
-"""How much the dispatcher costs on top of ramp-test, with the conda worker.
+"""How much the dispatcher costs on top of ramp-test, with the conda worker, and what isolation adds.
 
 N identical quick submissions on 2 slots. Prints:
 
 * standalone: one ``ramp-test`` run on its own (median of 3);
-* makespan, ideal makespan (N × standalone / slots) and efficiency = ideal / makespan;
+* the per-run cost of isolation: building the command and starting a run
+  that does nothing, sandboxed vs not, in alternating rounds (medians) — the
+  sandbox of every run, and the launcher a memory limit adds;
+* makespans, in alternating rounds (medians): ``xargs -P <slots>`` running
+  plain ``ramp-test`` (what a person would do by hand), the dispatcher with
+  isolation off, and the dispatcher with isolation on (the default); the
+  efficiency of each dispatcher = xargs makespan / its makespan, and against
+  the ideal (N × standalone / slots);
 * collection latency: from the moment a run's process exits to the moment
-  its result is recorded (median and max);
+  its result is recorded (median and max, isolated runs);
 * the dispatcher process's own CPU time (its children, the runs, excluded).
 
 Runs go through a tiny wrapper ``ramp-test`` that prints the instant the real
 one exited, so the latency is measured, not guessed. Everything stays on this
 machine.
 
-    python benchmarks/dispatch_local.py [--submissions 12] [--workers 2]
+    python benchmarks/dispatch_local.py [--submissions 12] [--workers 2] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import sqlite3
 import statistics
@@ -33,6 +41,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "iris"
 END_MARK = "RAMP_FLEET_RUN_END"
+#: Starts of a run that does nothing, per mode, for the per-run cost.
+COST_SAMPLES = 40
 
 WRAPPER = f"""#!{sys.executable}
 import os, sys, time
@@ -44,24 +54,36 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def make_event(root: Path, n_submissions: int, n_workers: int) -> tuple[Path, Path]:
-    shutil.copytree(EXAMPLE / "ramp-kits", root / "ramp-kits")
-    shutil.copytree(EXAMPLE / "ramp-data", root / "ramp-data")
-    for i in range(n_submissions):
-        shutil.copytree(EXAMPLE / "submissions" / "logreg", root / "submissions" / f"sub_{i:02d}")
+def make_env(root: Path) -> Path:
     env = root / "bench-env"
     (env / "bin").mkdir(parents=True)
     wrapper = env / "bin" / "ramp-test"
     wrapper.write_text(WRAPPER)
     wrapper.chmod(0o755)
+    return wrapper
+
+
+def make_event(root: Path, env: Path, n_submissions: int, n_workers: int, mode: str) -> Path:
+    shutil.copytree(EXAMPLE / "ramp-kits", root / "ramp-kits")
+    shutil.copytree(EXAMPLE / "ramp-data", root / "ramp-data")
+    for i in range(n_submissions):
+        shutil.copytree(EXAMPLE / "submissions" / "logreg", root / "submissions" / f"sub_{i:02d}")
     config = {
         "ramp": {"problem_name": "iris", "event_name": "bench", "submissions_dir": "submissions"},
-        "worker": {"worker_type": "conda", "conda_env": str(env), "timeout": 600},
+        "worker": {"worker_type": "conda", "conda_env": str(env), "timeout": 600,
+                   "isolation": {"mode": mode}},
         "dispatcher": {"hunger_policy": "exit", "n_workers": n_workers, "n_threads": 1},
     }
     path = root / "config.yml"
     path.write_text(yaml.safe_dump(config))
-    return path, wrapper
+    return path
+
+
+def ramp_test_argv(wrapper: Path, root: Path, name: str, submissions: Path) -> list[str]:
+    return [str(wrapper), "--submission", name,
+            "--ramp-kit-dir", str(root / "ramp-kits" / "iris"),
+            "--ramp-data-dir", str(root / "ramp-data" / "iris"),
+            "--ramp-submission-dir", str(submissions), "--save-output", "--ignore-warning"]
 
 
 def standalone_seconds(root: Path, wrapper: Path, runs: int = 3) -> float:
@@ -70,15 +92,79 @@ def standalone_seconds(root: Path, wrapper: Path, runs: int = 3) -> float:
         scratch = root / f"standalone_{i}"
         shutil.copytree(EXAMPLE / "submissions" / "logreg", scratch / "logreg")
         started = time.perf_counter()
-        subprocess.run(
-            [str(wrapper), "--submission", "logreg",
-             "--ramp-kit-dir", str(root / "ramp-kits" / "iris"),
-             "--ramp-data-dir", str(root / "ramp-data" / "iris"),
-             "--ramp-submission-dir", str(scratch), "--save-output", "--ignore-warning"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        subprocess.run(ramp_test_argv(wrapper, root, "logreg", scratch), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def isolation_cost(root: Path) -> dict[str, float]:
+    """Median ms to build and run a command that does nothing: plain, sandboxed, limited.
+
+    The "ramp-test" here is ``true``'s twin in a Python environment of its own
+    (a venv's layout), so the sandbox binds what a real run's would.
+    """
+    from ramp_fleet.ramp_test import ramp_test_command
+    from ramp_fleet.sandbox.spec import Isolation
+
+    env = root / "cost-env"
+    (env / "bin").mkdir(parents=True)
+    program = env / "bin" / "ramp-test"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    (root / "cost" / "submissions" / "s").mkdir(parents=True)
+    kit, data = root / "ramp-kits" / "iris", root / "ramp-data" / "iris"
+    modes = {"plain": Isolation(mode="off"), "isolated": Isolation(max_processes=4096),
+             "isolated + memory_mb": Isolation(max_processes=4096, memory_mb=2048)}
+    samples: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(COST_SAMPLES):  # alternating, so a busy moment hits every mode alike
+        for name, isolation in modes.items():
+            started = time.perf_counter()
+            command = ramp_test_command(program, "s", kit, data, root / "cost" / "submissions",
+                                        n_threads=1, isolation=isolation,
+                                        report=root / "cost" / "report.json")
+            subprocess.run(command.argv, env=command.environment(), check=True,
+                           stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            samples[name].append(1000 * (time.perf_counter() - started))
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def xargs_seconds(root: Path, wrapper: Path, n_submissions: int, n_workers: int) -> float:
+    subs = root / "submissions"
+    for i in range(n_submissions):
+        shutil.copytree(EXAMPLE / "submissions" / "logreg", subs / f"sub_{i:02d}")
+    from ramp_fleet.ramp_test import run_variables
+
+    names = "".join(f"sub_{i:02d}\n" for i in range(n_submissions))
+    template = ramp_test_argv(wrapper, root.parent, "{}", subs)
+    started = time.perf_counter()  # the same thread limits as the dispatcher's n_threads: 1
+    subprocess.run(["xargs", "-P", str(n_workers), "-I{}", *template], input=names.encode(),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, **run_variables(1)})
+    return time.perf_counter() - started
+
+
+def dispatch_once(root: Path, env: Path, n_submissions: int, n_workers: int,
+                  mode: str) -> tuple[float, float, int, int, list[float]]:
+    """One dispatcher run: makespan, its CPU time, scored, failed, collection latencies."""
+    from ramp_fleet.config import load_event_config
+    from ramp_fleet.dispatcher import Dispatcher
+    from ramp_fleet.progress import LogReporter
+    from ramp_fleet.store import State, Store
+
+    config = make_event(root, env, n_submissions, n_workers, mode)
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, LogReporter(io.StringIO()))
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    summary = dispatcher.run()
+    makespan = time.perf_counter() - wall_before
+    dispatcher_cpu = time.process_time() - cpu_before
+    store = Store(event.store_path)
+    scored = store.count(State.SCORED)
+    store.close()
+    latencies = collection_latencies(event.store_path, event.event_dir / "logs")
+    return makespan, dispatcher_cpu, scored, summary.training_error + summary.checking_error, \
+        latencies
 
 
 def collection_latencies(store_path: Path, logs_dir: Path) -> list[float]:
@@ -96,38 +182,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-
-    from ramp_fleet.config import load_event_config
-    from ramp_fleet.dispatcher import Dispatcher
-    from ramp_fleet.progress import LogReporter
-    from ramp_fleet.store import State, Store
+    n, slots = args.submissions, args.workers
 
     with tempfile.TemporaryDirectory(prefix="ramp-fleet-bench-") as tmp:
         root = Path(tmp)
-        config, wrapper = make_event(root, args.submissions, args.workers)
+        wrapper = make_env(root)
+        shutil.copytree(EXAMPLE / "ramp-kits", root / "ramp-kits")
+        shutil.copytree(EXAMPLE / "ramp-data", root / "ramp-data")
         standalone = standalone_seconds(root, wrapper)
-        event = load_event_config(config)
-        dispatcher = Dispatcher(event, LogReporter(io.StringIO()))
-        cpu_before, wall_before = time.process_time(), time.perf_counter()
-        summary = dispatcher.run()
-        makespan = time.perf_counter() - wall_before
-        dispatcher_cpu = time.process_time() - cpu_before
-        store = Store(event.store_path)
-        scored = store.count(State.SCORED)
-        store.close()
-        latencies = collection_latencies(event.store_path, event.event_dir / "logs")
+        cost = isolation_cost(root)
+        makespans: dict[str, list[float]] = {"xargs": [], "off": [], "isolated": []}
+        cpu: list[float] = []
+        latencies: list[float] = []
+        failed = scored = 0
+        for number in range(args.rounds):  # alternating: each round runs all three
+            makespans["xargs"].append(xargs_seconds(root / f"xargs_{number}", wrapper, n, slots))
+            for mode, key in (("off", "off"), ("auto", "isolated")):
+                made, used, ok, bad, seen = dispatch_once(root / f"{key}_{number}", root / "bench-env",
+                                                          n, slots, mode)
+                makespans[key].append(made)
+                failed += bad
+                if key == "isolated":
+                    cpu.append(used)
+                    latencies += seen
+                    scored += ok
 
-    ideal = args.submissions * standalone / args.workers
-    print(f"submissions            {args.submissions} on {args.workers} slots "
-          f"({scored} scored, {summary.training_error + summary.checking_error} failed)")
+    median = {key: statistics.median(values) for key, values in makespans.items()}
+    ideal = n * standalone / slots
+    print(f"submissions            {n} on {slots} slots, {args.rounds} alternating rounds "
+          f"({scored} isolated runs scored, {failed} failed in all)")
     print(f"standalone ramp-test   {standalone:.2f} s (median of 3)")
-    print(f"makespan               {makespan:.2f} s")
-    print(f"ideal makespan         {ideal:.2f} s")
-    print(f"efficiency             {ideal / makespan:.3f}   (target >= 0.90)")
+    print(f"isolation, per run     {cost['isolated'] - cost['plain']:.1f} ms   (target <= 20 ms; "
+          f"start of a no-op run: plain {cost['plain']:.1f} ms, sandboxed {cost['isolated']:.1f} ms,"
+          f" median of {COST_SAMPLES})")
+    print(f"  with memory_mb       {cost['isolated + memory_mb'] - cost['plain']:.1f} ms   "
+          "(the launcher that applies the limit and measures the peak)")
+    print(f"makespan, xargs -P {slots}    {median['xargs']:.2f} s   (plain ramp-test, medians; "
+          f"rounds: {', '.join(f'{m:.1f}' for m in makespans['xargs'])})")
+    for key, label in (("off", "isolation off"), ("isolated", "isolated")):
+        print(f"makespan, {label:<13} {median[key]:.2f} s   efficiency vs xargs "
+              f"{median['xargs'] / median[key]:.3f}, vs ideal {ideal / median[key]:.3f} "
+              f"(rounds: {', '.join(f'{m:.1f}' for m in makespans[key])})")
+    print(f"ideal makespan         {ideal:.2f} s   (target: efficiency vs xargs does not drop "
+          "with isolation)")
     print(f"collection latency     median {1000 * statistics.median(latencies):.1f} ms, "
           f"max {1000 * max(latencies):.1f} ms   (target: median <= 50 ms)")
-    print(f"dispatcher CPU time    {dispatcher_cpu:.2f} s   (target <= 1 s)")
+    print(f"dispatcher CPU time    {statistics.median(cpu):.2f} s   (target <= 1 s; median)")
 
 
 if __name__ == "__main__":

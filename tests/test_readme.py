@@ -24,3 +24,14 @@ def test_the_readme_lists_every_metric() -> None:
     assert len(names) == 6
     for name in names:
         assert f"| `{name}" in text, f"{name} is not in the README's metrics table"
+
+
+def test_the_readme_documents_every_isolation_key() -> None:
+    from ramp_fleet.config.sections import IsolationSection
+
+    text = README.read_text()
+    for key, field in IsolationSection.model_fields.items():
+        default = "unset" if field.default is None else str(field.default).lower()
+        if key == "read_only_paths":
+            default = "[]"
+        assert f"| `{key}` | {default} |" in text or f"| `{key}` | `{default}` |" in text, key

@@ -76,13 +76,14 @@ def describe(event: EventConfig, here: bool | None = None) -> dict[str, Any]:
                             "bubblewrap": result.describe(),
                             "network": "allowed" if section.network else "none"}
     if local:
-        info.update(_limits_here(section))
+        info.update(_limits_here(section, isolated=applies == "isolated"))
     else:
         info["limits"] = "on the machine of each run: cgroup v2 where possible, else rlimits"
     return info
 
 
-def _limits_here(section: IsolationSection) -> dict[str, str]:
+def _limits_here(section: IsolationSection, isolated: bool) -> dict[str, str]:
+    """How memory_mb and max_processes are enforced on this machine (see the launcher)."""
     host = cgroup_host(prepare=False)
     cgroup = None if host.parent is None else f"cgroup v2 under {host.parent}"
     if section.memory_mb is None:
@@ -91,7 +92,9 @@ def _limits_here(section: IsolationSection) -> dict[str, str]:
         memory = f"{section.memory_mb} MB per run ({cgroup})"
     else:
         memory = (f"{section.memory_mb} MB per process (RLIMIT_AS: {host.problem})")
-    if cgroup and section.memory_mb is not None:
+    if not isolated:
+        processes = "not capped: runs are not isolated"
+    elif cgroup and section.memory_mb is not None:
         processes = f"{section.max_processes} per run (pids.max)"
     elif running_as_root():
         processes = ("not capped: RLIMIT_NPROC does not apply to root and no cgroup v2 is "

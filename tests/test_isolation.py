@@ -68,7 +68,21 @@ def test_validate_says_which_mode_applies_and_that_bwrap_works_here(
         "auto", "isolated", "none")
     assert isolation["bubblewrap"].startswith("bubblewrap ")
     assert isolation["bubblewrap"].endswith("/bwrap works here")
+    assert isolation["memory"] == "not limited"
+    assert isolation["processes"] in (
+        "4096 per run (RLIMIT_NPROC in the run's user namespace)",
+        "not capped: RLIMIT_NPROC does not apply to root and no cgroup v2 is usable (a run's "
+        "processes still end with it: own PID namespace)")
     assert done.stderr == ""
+
+
+def test_validate_of_an_unisolated_event_claims_no_process_cap(make_event: EventFactory) -> None:
+    config = make_event(worker={"isolation": {"mode": "off", "memory_mb": 512}})
+    done = cli("validate", str(config), path=os.environ["PATH"])
+    isolation = yaml.safe_load(done.stdout)["isolation"]
+    assert (isolation["applies"], isolation["processes"]) == (
+        "NOT isolated (mode off)", "not capped: runs are not isolated")
+    assert isolation["memory"].startswith("512 MB per")
 
 
 def test_required_without_bwrap_exits_2_with_one_line(make_event: EventFactory) -> None:

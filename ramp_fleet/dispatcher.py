@@ -24,7 +24,7 @@ from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.records import RunPlace
-from ramp_fleet.store.submissions import discover
+from ramp_fleet.store.submissions import FolderSource, SubmissionSource
 from ramp_fleet.waiting import backoff_delay
 from ramp_fleet.workers import BaseWorker, worker_class
 from ramp_fleet.workers.base import InterruptedRun, RunResult, WorkerRetry
@@ -70,10 +70,12 @@ class _Interrupted(WorkerRetry):
 
 class Dispatcher:
     def __init__(self, event: EventConfig, reporter: Reporter | None = None,
-                 observers: Sequence[RunObserver] = ()):
+                 observers: Sequence[RunObserver] = (), source: SubmissionSource | None = None):
         self.event = event
         self.reporter = reporter or LogReporter()
         self.observers = Observers(observers)
+        #: Where new submissions come from: the submissions folder, or ramp-board's database.
+        self.source: SubmissionSource = source or FolderSource(event)
         self.config = event.worker_mapping()
         self.worker_cls: type[BaseWorker] = worker_class(event.worker_type)
         self.shared: Any = None
@@ -119,15 +121,18 @@ class Dispatcher:
             store = Store(self.event.store_path)
             try:
                 interrupted = self._recover(store)
-                self.shared = self.worker_cls.open_shared(self.config, self.event)
                 try:
-                    self.worker_cls.reconcile(self.shared, self.event, interrupted)
-                    with self._metrics():
-                        self._serve(store)
-                        self.observers.tick(store, final=True)
+                    self.source.start(store)
+                    self.shared = self.worker_cls.open_shared(self.config, self.event)
+                    try:
+                        self.worker_cls.reconcile(self.shared, self.event, interrupted)
+                        with self._metrics():
+                            self._serve(store)
+                            self.observers.tick(store, final=True)
+                    finally:
+                        self.worker_cls.close_shared(self.shared)
                 finally:
-                    self.observers.close()
-                    self.worker_cls.close_shared(self.shared)
+                    self.observers.close()  # after the runs: what they recorded is sent
                 return self._summary(store)
             finally:
                 store.close()
@@ -176,7 +181,7 @@ class Dispatcher:
                     else self.event.dispatcher.time_between_collection)
         self.reporter.total(store.count(*State))
         while True:
-            added = discover(self.event, store)
+            added = self.source.discover(store)
             if added:
                 self.reporter.total(store.count(*State))
                 self.observers.discovered(added)

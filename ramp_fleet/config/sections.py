@@ -229,7 +229,7 @@ class StoreSection(Section):
     #: ramp-board's ``config.yml`` (flask + sqlalchemy); default ``<deployment_dir>/config.yml``.
     deployment_config: PathField | None = None
     #: Leaderboards are recomputed at most this often when many results arrive together.
-    leaderboard_interval: Seconds = 5.0
+    leaderboard_interval: Seconds = 10.0
 
 
 WORKER_SECTIONS: dict[str, type[WorkerSection]] = {

@@ -59,8 +59,8 @@ class _Write:
 
     what: str
     call: Callable[[RampBoardClient], object]
-    #: The submission it is about; a state change is dropped when a later write for the
-    #: same submission is already waiting (the later one says where it is now).
+    #: The submission it is about; a state change is dropped when a later state or result
+    #: of the same submission is already waiting (the later one says where it is now).
     submission: str | None = None
     #: A result (score or error): the leaderboards are refreshed after it.
     result: bool = False
@@ -93,6 +93,7 @@ class _WriteQueue:
             while self._items:
                 write = self._items.popleft()
                 if write.state_only and any(later.submission == write.submission
+                                            and (later.state_only or later.result)
                                             for later in self._items):
                     continue
                 self.in_flight += 1

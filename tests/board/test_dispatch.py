@@ -161,7 +161,7 @@ def test_postgresql_restarting_mid_event_loses_nothing(
     slow_down(config, ramp_board.submissions["bob/knn"])
     process = subprocess.Popen([sys.executable, "-m", "ramp_fleet", "dispatch", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: "training" in states(postgres, ramp_board).values(), "a run to start", 300)
+    wait_for(lambda: states(postgres, ramp_board)["bob/knn"] == "training", "knn to start", 300)
     postgres.stop()
     time.sleep(3)  # the runs go on, their results wait for the database
     postgres.start()

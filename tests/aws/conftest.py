@@ -7,9 +7,7 @@ a packet outside 127.0.0.0/8.
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 
 from ramp_fleet.config import EventConfig, load_event_config
 from tests.conftest import EXAMPLE, EventFactory
+from tests.fixtures.loopback import loopback_only
 from tests.fixtures.moto_ec2 import (
     MotoServer,
     aws_environment,
@@ -29,33 +28,15 @@ from tests.fixtures.moto_ec2 import (
 )
 from tests.fixtures.sshd import SSHServer, sshd
 
-__all__ = ["moto_server", "sshd"]
+__all__ = ["loopback_only", "moto_server", "sshd"]
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 IMAGE_NAME = "ramp-iris"
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """Refuse, and fail the test on, any TCP connection outside 127.0.0.0/8."""
-    refused: list[object] = []
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = host == "localhost"
-            if not loopback:
-                refused.append(address)
-                raise OSError(f"test guard: no connection outside 127.0.0.0/8 ({host})")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    yield refused
-    assert not refused, f"tried to connect outside loopback: {refused}"
+def _loopback(loopback_only: list[object]) -> list[object]:
+    return loopback_only
 
 
 @pytest.fixture(autouse=True)

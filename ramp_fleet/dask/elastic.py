@@ -1,0 +1,318 @@
+"""An elastic Dask cluster on EC2 for one event, opened and closed by its owner.
+
+    cluster = ElasticCluster.open(settings, event)     # scheduler up, adaptive on
+    client = Client(cluster.address, security=cluster.security)
+    ...
+    cluster.close()                                     # every host terminated
+
+The hosts boot the newest event AMI (the AWS worker's version-aware
+resolution), run Dask from the event's conda environment (no Docker), talk
+TLS with certificates of the cluster's own (:mod:`.elastic_tls`; the hosts'
+key through SSM, :mod:`.elastic_keys`), and carry the event tag. Adaptive
+scaling follows the queue between ``min_workers`` and ``max_workers`` and
+retires a worker idle for ``idle_timeout``.
+
+An event's cluster has one owner at a time: the dispatcher, or
+``ramp-fleet dask ec2``, each under the event's dispatcher lock. So what
+opening finds of an earlier cluster is a dead owner's, and is reaped (hosts
+by tag, keys in SSM, client files); :func:`reap` does the same on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+import botocore.exceptions
+
+from ramp_fleet.aws import instances
+from ramp_fleet.aws.ami import ImageChoice, ImageNotFound, resolve_image
+from ramp_fleet.aws.session import CLIENT_CONFIG
+from ramp_fleet.config import EventConfig
+from ramp_fleet.config.sections import ElasticDaskSection
+from ramp_fleet.dask.certs import TLSFiles
+from ramp_fleet.dask.connection import DaskConnection
+from ramp_fleet.dask.elastic_boot import TARGET_DURATION_SECONDS, HostBoot, conda_python
+from ramp_fleet.dask.elastic_instances import ElasticHost, HostLaunch, reap_instances
+from ramp_fleet.dask.elastic_keys import HostKeys
+from ramp_fleet.dask.elastic_tls import ClusterCertificates, client_security
+from ramp_fleet.errors import RampFleetError, UsageError
+from ramp_fleet.names import EventNames, elastic_section, event_tags
+
+logger = logging.getLogger("ramp_fleet.dask.elastic")
+
+#: Under the event folder: the client certificates of the open cluster.
+LOCAL_FOLDER = ".dask-elastic"
+#: How long closing may take before the cluster's hosts are terminated by tag.
+CLOSE_TIMEOUT = 120.0
+
+
+class ElasticClusterError(RampFleetError):
+    """The elastic cluster could not be opened."""
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Dask's adaptive scaling, with a worker retired after ≈ ``interval × wait_count`` idle."""
+
+    minimum: int
+    maximum: int
+    interval: float
+    wait_count: int
+    target_duration: float = TARGET_DURATION_SECONDS
+
+    @classmethod
+    def of(cls, settings: ElasticDaskSection) -> Scaling:
+        interval = min(5.0, max(0.5, settings.idle_timeout / 6))
+        wait_count = max(1, round(settings.idle_timeout / interval))
+        return cls(settings.min_workers, settings.max_workers, interval, wait_count)
+
+
+@dataclass(frozen=True)
+class _Clients:
+    ec2: Any
+    ssm: Any
+    region: str
+
+
+class ElasticCluster:
+    """An open elastic cluster: ``address`` and ``security`` for clients, ``close()`` when done."""
+
+    def __init__(self, vm: Any, *, cluster_id: str, image: ImageChoice, tls: TLSFiles,
+                 cleanup: _Cleanup):
+        self._vm = vm
+        self.cluster_id = cluster_id
+        self.image = image
+        #: The client's TLS files (CA, certificate, key) for ``dask_tls``.
+        self.tls = tls
+        #: ``tls://host:port`` as this machine reaches the scheduler.
+        self.address: str = vm.scheduler_address
+        #: ``distributed.security.Security`` for a client of this cluster.
+        self.security = client_security(tls)
+        self._cleanup = cleanup
+        self._closed = False
+
+    @classmethod
+    def open(cls, settings: ElasticDaskSection, event: EventConfig, *,
+             workdir: Path | None = None, workers: int | None = None) -> ElasticCluster:
+        """Boot the scheduler and scale adaptively (or to a fixed number of ``workers``)."""
+        clients = _clients(settings, event)
+        names = EventNames.of(event)
+        keys = HostKeys(clients.ssm, names, event_tags(event))
+        _reap(clients, keys, event)
+        image = _image(clients.ec2, settings, names)
+        cluster_id = uuid.uuid4().hex[:8]
+        folder = workdir if workdir is not None else event.event_dir / LOCAL_FOLDER / cluster_id
+        cleanup = _Cleanup(clients.ec2, keys, event.event_name, cluster_id,
+                           folder if workdir is None else None)
+        try:
+            launch = _launch_plan(settings, event, clients.ec2, cluster_id, image.chosen.image_id)
+            certificates = ClusterCertificates.generate(f"ramp-fleet {event.event_name} {cluster_id}")
+            tls = certificates.write_client_files(folder)
+            boot = _boot(settings, event, clients.region, cluster_id, certificates,
+                         keys.put(cluster_id, certificates.host_key_pem))
+            logger.info("opening elastic Dask cluster %s of %s from %s (%s)", cluster_id,
+                        event.event_name, image.chosen.image_id, image.chosen.name)
+            vm = _cluster_class()(launch=launch, boot=boot, boot_timeout=settings.boot_timeout,
+                                  security=client_security(tls, require_encryption=False),
+                                  name=f"ramp-fleet-{cluster_id}")
+        except BaseException as exc:
+            cleanup.run()
+            if isinstance(exc, RampFleetError) or not isinstance(exc, Exception):
+                raise
+            raise ElasticClusterError(f"the elastic Dask cluster did not start: {exc}") from exc
+        cluster = cls(vm, cluster_id=cluster_id, image=image, tls=tls, cleanup=cleanup)
+        try:
+            if workers is None:
+                cluster.adapt(Scaling.of(settings))
+            else:
+                vm.scale(workers)
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+
+    def adapt(self, scaling: Scaling) -> None:
+        self._vm.adapt(minimum=scaling.minimum, maximum=scaling.maximum,
+                       interval=f"{scaling.interval}s", wait_count=scaling.wait_count,
+                       target_duration=f"{scaling.target_duration}s")
+
+    def requested_workers(self) -> int:
+        """Workers the cluster has asked for (booting or running)."""
+        return len(self._vm.worker_spec)
+
+    def close(self) -> None:
+        """Retire the workers, stop the scheduler, terminate every host; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._vm.close(timeout=CLOSE_TIMEOUT)
+        except Exception as exc:  # the hosts are terminated by tag below all the same
+            logger.warning("closing elastic Dask cluster %s: %s", self.cluster_id, exc)
+            self._vm._loop_runner.stop()  # SpecCluster.close skips it when _close raises
+        finally:
+            self._cleanup.run()
+
+    def __enter__(self) -> ElasticCluster:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class ElasticConnection(DaskConnection):
+    """The dispatcher's connection to the cluster it opened: closing it closes the cluster."""
+
+    def __init__(self, cluster: ElasticCluster, connect_timeout: float = 30.0):
+        super().__init__(cluster.address, cluster.security, connect_timeout)
+        self.cluster = cluster
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.cluster.close()
+
+
+def open_connection(config: Mapping[str, Any], event: EventConfig) -> ElasticConnection:
+    """For ``DaskWorker.open_shared``: open the event's elastic cluster and a client of it."""
+    settings = ElasticDaskSection.model_validate(config["dask_cluster"])
+    cluster = ElasticCluster.open(settings, event)
+    try:
+        connection = ElasticConnection(cluster, float(config.get("dask_connect_timeout") or 30.0))
+        connection.client()
+        return connection
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def reap(event: EventConfig, *, dry_run: bool = False) -> list[ElasticHost]:
+    """Terminate every host of the event's elastic clusters and delete their keys.
+
+    Only for an event no owner serves (take the dispatcher lock first).
+    """
+    settings = elastic_section(event)
+    if settings is None:
+        raise UsageError(f"{event.display}: worker.dask_cluster: is not set; this event has no "
+                         "elastic Dask cluster")
+    clients = _clients(settings, event)
+    keys = HostKeys(clients.ssm, EventNames.of(event), event_tags(event))
+    if dry_run:
+        return reap_instances(clients.ec2, event.event_name, dry_run=True)
+    return _reap(clients, keys, event)
+
+
+@dataclass
+class _Cleanup:
+    """What closing (or failing to open) leaves to do, each step on its own."""
+
+    ec2: Any
+    keys: HostKeys
+    event_name: str
+    cluster_id: str
+    folder: Path | None
+
+    def run(self) -> None:
+        steps = (lambda: reap_instances(self.ec2, self.event_name, self.cluster_id),
+                 lambda: self.keys.delete(self.cluster_id))
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # one failure must not keep the others from running
+                logger.error("cleaning up elastic Dask cluster %s: %s (`ramp-fleet reap` "
+                             "finishes it)", self.cluster_id, exc)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _reap(clients: _Clients, keys: HostKeys, event: EventConfig) -> list[ElasticHost]:
+    found = reap_instances(clients.ec2, event.event_name)
+    keys.reap()
+    shutil.rmtree(event.event_dir / LOCAL_FOLDER, ignore_errors=True)
+    return found
+
+
+def _clients(settings: ElasticDaskSection, event: EventConfig) -> _Clients:
+    try:
+        session = boto3.Session(profile_name=settings.profile_name,
+                                region_name=settings.region_name or event.infra.region)
+    except botocore.exceptions.ProfileNotFound:
+        raise UsageError(f"worker.dask_cluster.profile_name: no AWS profile named "
+                         f"{settings.profile_name!r}") from None
+    if session.region_name is None:
+        raise UsageError("worker.dask_cluster.region_name: no AWS region given (set it, "
+                         "infra.region, AWS_DEFAULT_REGION or a region in the profile)")
+    return _Clients(session.client("ec2", config=CLIENT_CONFIG),
+                    session.client("ssm", config=CLIENT_CONFIG), session.region_name)
+
+
+def _image(ec2: Any, settings: ElasticDaskSection, names: EventNames) -> ImageChoice:
+    try:
+        return resolve_image(ec2, image_id=settings.ami_image_id,
+                             name_prefix=settings.ami_image_name or names.ami_base,
+                             owners=settings.ami_owners)
+    except ImageNotFound as exc:
+        raise ImageNotFound(str(exc).replace("worker.", "worker.dask_cluster.")) from None
+
+
+def _launch_plan(settings: ElasticDaskSection, event: EventConfig, ec2: Any, cluster_id: str,
+                 image_id: str) -> HostLaunch:
+    names = EventNames.of(event)
+    subnet = settings.subnet_id
+    return HostLaunch(
+        ec2=ec2, event_name=event.event_name, cluster_id=cluster_id, image_id=image_id,
+        scheduler_instance_type=settings.scheduler_instance_type,
+        worker_instance_type=settings.instance_type,
+        scheduler_groups=_groups(ec2, "scheduler_security_group",
+                                 settings.scheduler_security_group or names.dask_scheduler_group,
+                                 subnet),
+        worker_groups=_groups(ec2, "security_group",
+                              settings.security_group or names.dask_workers_group, subnet),
+        subnet_id=subnet, instance_profile=settings.instance_profile or names.dask_elastic_role,
+        key_name=settings.key_name, spot_workers=settings.use_spot_instance,
+        private_only=settings.use_private_ip, extra_tags=dict(event.infra.tags),
+    )
+
+
+def _groups(ec2: Any, key: str, group: str, subnet_id: str | None) -> tuple[str, ...]:
+    try:
+        return instances.security_group_ids(ec2, group, subnet_id)
+    except instances.InstanceError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise UsageError(f"worker.dask_cluster.{key}: {detail} (`pulumi up` creates "
+                         "the event's groups)") from None
+
+
+def _boot(settings: ElasticDaskSection, event: EventConfig, region: str, cluster_id: str,
+          certificates: ClusterCertificates, key_parameter: str) -> HostBoot:
+    from ramp_fleet.image.document import conda_env_name
+
+    return HostBoot(
+        event_name=event.event_name, cluster_id=cluster_id, region=region,
+        python=conda_python(conda_env_name(event)),
+        ca_pem=certificates.ca_pem.decode("ascii"),
+        host_cert_pem=certificates.host_cert_pem.decode("ascii"), key_parameter=key_parameter,
+        scheduler_port=settings.scheduler_port, dashboard_port=settings.dashboard_port,
+        worker_port=settings.worker_port,
+    )
+
+
+def _cluster_class() -> Any:
+    try:
+        from ramp_fleet.dask.elastic_hosts import ElasticVMCluster
+    except ImportError as exc:
+        if not (exc.name or "").startswith("dask_cloudprovider"):
+            raise
+        raise UsageError("worker.dask_cluster: needs dask-cloudprovider "
+                         "(pip install 'ramp-fleet[infra]')") from exc
+    return ElasticVMCluster

@@ -37,6 +37,7 @@ __all__ = ["loopback_only", "moto_server"]
 
 EVENT = "iris_test"  # tests.conftest.make_event's event
 BASE = f"ramp-{EVENT}"
+PROCESS_POOLS = ("Dask-Offload", "Dask-Callback-Thread")
 #: The newest image is the one booted (versions compare as numbers: 1.10.0 > 1.9.0).
 IMAGES = (f"{BASE} 1.9.0", f"{BASE} 1.10.0", f"{BASE} 1.2.0")
 
@@ -87,9 +88,9 @@ def no_thread_left() -> Iterator[None]:
 
 
 def _new_threads(before: set[int | None]) -> list[str]:
-    # Dask keeps one offload thread per process for good; it is not a cluster's.
+    # Dask's offload and future-callback pools live as long as the process; not a cluster's.
     return [thread.name for thread in threading.enumerate()
-            if thread.ident not in before and not thread.name.startswith("Dask-Offload")]
+            if thread.ident not in before and not thread.name.startswith(PROCESS_POOLS)]
 
 
 @pytest.fixture

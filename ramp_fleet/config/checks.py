@@ -157,6 +157,11 @@ def _check_infra(infra: InfraSection, worker: WorkerSection) -> Iterator[str]:
         if infra.dask_cluster is not None:
             yield ("infra.dask_cluster: a static Dask cluster and worker.dask_cluster (an "
                    "elastic one) exclude each other; keep one")
+        own_groups = elastic.security_group and elastic.scheduler_security_group
+        if elastic.subnet_id is not None and infra.vpc_id is None and not own_groups:
+            yield ("worker.dask_cluster.subnet_id: needs infra.vpc_id (the cluster's security "
+                   "groups go in that VPC), or name your own security_group and "
+                   "scheduler_security_group")
     if infra.public_key_path is not None and not infra.public_key_path.is_file():
         yield f"infra.public_key_path: no such file, got '{infra.public_key_path}'"
     if infra.subnet_id is not None and infra.vpc_id is None:

@@ -116,6 +116,14 @@ def test_the_regions_must_agree(tmp_path: Path) -> None:
     assert "worker.dask_cluster.region_name 'eu-west-3'" in info.value.problems[0]
 
 
+def test_a_subnet_needs_the_vpc_of_the_clusters_groups(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, dask_cluster={**ELASTIC, "subnet_id": "subnet-1"})
+    assert len(problems) == 1 and "worker.dask_cluster.subnet_id: needs infra.vpc_id" in problems[0]
+    path = _write(tmp_path, dask_cluster={**ELASTIC, "subnet_id": "subnet-1"},
+                  infra={"vpc_id": "vpc-1", "subnet_id": "subnet-1"})
+    assert load_event_config(path).infra.vpc_id == "vpc-1"
+
+
 def test_names_and_region_come_from_the_cluster_section(tmp_path: Path) -> None:
     path = _write(tmp_path, dask_cluster={**ELASTIC, "ami_image_name": "iris-dask",
                                           "region_name": "eu-west-3"})

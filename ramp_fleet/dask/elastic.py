@@ -29,19 +29,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-import botocore.exceptions
-
-from ramp_fleet.aws import instances
-from ramp_fleet.aws.ami import ImageChoice, ImageNotFound, resolve_image
-from ramp_fleet.aws.session import CLIENT_CONFIG
+from ramp_fleet.aws.ami import ImageChoice
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import ElasticDaskSection
 from ramp_fleet.dask.certs import TLSFiles
 from ramp_fleet.dask.connection import DaskConnection
-from ramp_fleet.dask.elastic_boot import TARGET_DURATION_SECONDS, HostBoot, conda_python
-from ramp_fleet.dask.elastic_instances import ElasticHost, HostLaunch, reap_instances
+from ramp_fleet.dask.elastic_boot import TARGET_DURATION_SECONDS
+from ramp_fleet.dask.elastic_instances import ElasticHost, reap_instances
 from ramp_fleet.dask.elastic_keys import HostKeys
+from ramp_fleet.dask.elastic_plan import (
+    AwsClients,
+    aws_clients,
+    choose_image,
+    host_boot,
+    launch_plan,
+)
 from ramp_fleet.dask.elastic_tls import ClusterCertificates, client_security
 from ramp_fleet.errors import RampFleetError, UsageError
 from ramp_fleet.names import EventNames, elastic_section, event_tags
@@ -75,13 +77,6 @@ class Scaling:
         return cls(settings.min_workers, settings.max_workers, interval, wait_count)
 
 
-@dataclass(frozen=True)
-class _Clients:
-    ec2: Any
-    ssm: Any
-    region: str
-
-
 class ElasticCluster:
     """An open elastic cluster: ``address`` and ``security`` for clients, ``close()`` when done."""
 
@@ -103,21 +98,23 @@ class ElasticCluster:
     def open(cls, settings: ElasticDaskSection, event: EventConfig, *,
              workdir: Path | None = None, workers: int | None = None) -> ElasticCluster:
         """Boot the scheduler and scale adaptively (or to a fixed number of ``workers``)."""
-        clients = _clients(settings, event)
+        clients = aws_clients(settings, event)
         names = EventNames.of(event)
         keys = HostKeys(clients.ssm, names, event_tags(event))
         _reap(clients, keys, event)
-        image = _image(clients.ec2, settings, names)
+        image = choose_image(clients.ec2, settings, names)
         cluster_id = uuid.uuid4().hex[:8]
-        folder = workdir if workdir is not None else event.event_dir / LOCAL_FOLDER / cluster_id
+        folder = workdir or event.event_dir / LOCAL_FOLDER / cluster_id
+        # A folder of our own goes with the cluster; one we were given is kept.
         cleanup = _Cleanup(clients.ec2, keys, event.event_name, cluster_id,
-                           folder if workdir is None else None)
+                           None if workdir else folder)
         try:
-            launch = _launch_plan(settings, event, clients.ec2, cluster_id, image.chosen.image_id)
+            launch = launch_plan(settings, event, clients.ec2, cluster_id, image.chosen.image_id)
             certificates = ClusterCertificates.generate(f"ramp-fleet {event.event_name} {cluster_id}")
             tls = certificates.write_client_files(folder)
-            boot = _boot(settings, event, clients.region, cluster_id, certificates,
-                         keys.put(cluster_id, certificates.host_key_pem))
+            key_parameter = keys.put(cluster_id, certificates.host_key_pem)
+            boot = host_boot(settings, event, clients.region, cluster_id, certificates,
+                             key_parameter)
             logger.info("opening elastic Dask cluster %s of %s from %s (%s)", cluster_id,
                         event.event_name, image.chosen.image_id, image.chosen.name)
             vm = _cluster_class()(launch=launch, boot=boot, boot_timeout=settings.boot_timeout,
@@ -205,7 +202,7 @@ def reap(event: EventConfig, *, dry_run: bool = False) -> list[ElasticHost]:
     if settings is None:
         raise UsageError(f"{event.display}: worker.dask_cluster: is not set; this event has no "
                          "elastic Dask cluster")
-    clients = _clients(settings, event)
+    clients = aws_clients(settings, event)
     keys = HostKeys(clients.ssm, EventNames.of(event), event_tags(event))
     if dry_run:
         return reap_instances(clients.ec2, event.event_name, dry_run=True)
@@ -235,76 +232,11 @@ class _Cleanup:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _reap(clients: _Clients, keys: HostKeys, event: EventConfig) -> list[ElasticHost]:
+def _reap(clients: AwsClients, keys: HostKeys, event: EventConfig) -> list[ElasticHost]:
     found = reap_instances(clients.ec2, event.event_name)
     keys.reap()
     shutil.rmtree(event.event_dir / LOCAL_FOLDER, ignore_errors=True)
     return found
-
-
-def _clients(settings: ElasticDaskSection, event: EventConfig) -> _Clients:
-    try:
-        session = boto3.Session(profile_name=settings.profile_name,
-                                region_name=settings.region_name or event.infra.region)
-    except botocore.exceptions.ProfileNotFound:
-        raise UsageError(f"worker.dask_cluster.profile_name: no AWS profile named "
-                         f"{settings.profile_name!r}") from None
-    if session.region_name is None:
-        raise UsageError("worker.dask_cluster.region_name: no AWS region given (set it, "
-                         "infra.region, AWS_DEFAULT_REGION or a region in the profile)")
-    return _Clients(session.client("ec2", config=CLIENT_CONFIG),
-                    session.client("ssm", config=CLIENT_CONFIG), session.region_name)
-
-
-def _image(ec2: Any, settings: ElasticDaskSection, names: EventNames) -> ImageChoice:
-    try:
-        return resolve_image(ec2, image_id=settings.ami_image_id,
-                             name_prefix=settings.ami_image_name or names.ami_base,
-                             owners=settings.ami_owners)
-    except ImageNotFound as exc:
-        raise ImageNotFound(str(exc).replace("worker.", "worker.dask_cluster.")) from None
-
-
-def _launch_plan(settings: ElasticDaskSection, event: EventConfig, ec2: Any, cluster_id: str,
-                 image_id: str) -> HostLaunch:
-    names = EventNames.of(event)
-    subnet = settings.subnet_id
-    return HostLaunch(
-        ec2=ec2, event_name=event.event_name, cluster_id=cluster_id, image_id=image_id,
-        scheduler_instance_type=settings.scheduler_instance_type,
-        worker_instance_type=settings.instance_type,
-        scheduler_groups=_groups(ec2, "scheduler_security_group",
-                                 settings.scheduler_security_group or names.dask_scheduler_group,
-                                 subnet),
-        worker_groups=_groups(ec2, "security_group",
-                              settings.security_group or names.dask_workers_group, subnet),
-        subnet_id=subnet, instance_profile=settings.instance_profile or names.dask_elastic_role,
-        key_name=settings.key_name, spot_workers=settings.use_spot_instance,
-        private_only=settings.use_private_ip, extra_tags=dict(event.infra.tags),
-    )
-
-
-def _groups(ec2: Any, key: str, group: str, subnet_id: str | None) -> tuple[str, ...]:
-    try:
-        return instances.security_group_ids(ec2, group, subnet_id)
-    except instances.InstanceError as exc:
-        detail = str(exc).split(": ", 1)[-1]
-        raise UsageError(f"worker.dask_cluster.{key}: {detail} (`pulumi up` creates "
-                         "the event's groups)") from None
-
-
-def _boot(settings: ElasticDaskSection, event: EventConfig, region: str, cluster_id: str,
-          certificates: ClusterCertificates, key_parameter: str) -> HostBoot:
-    from ramp_fleet.image.document import conda_env_name
-
-    return HostBoot(
-        event_name=event.event_name, cluster_id=cluster_id, region=region,
-        python=conda_python(conda_env_name(event)),
-        ca_pem=certificates.ca_pem.decode("ascii"),
-        host_cert_pem=certificates.host_cert_pem.decode("ascii"), key_parameter=key_parameter,
-        scheduler_port=settings.scheduler_port, dashboard_port=settings.dashboard_port,
-        worker_port=settings.worker_port,
-    )
 
 
 def _cluster_class() -> Any:

@@ -141,9 +141,9 @@ class ElasticCluster:
                        interval=f"{scaling.interval}s", wait_count=scaling.wait_count,
                        target_duration=f"{scaling.target_duration}s")
 
-    def requested_workers(self) -> int:
-        """Workers the cluster has asked for (booting or running)."""
-        return len(self._vm.worker_spec)
+    def requested_workers(self) -> list[str]:
+        """The names of the workers the cluster has asked for (booting or running)."""
+        return sorted(str(name) for name in self._vm.worker_spec)
 
     def close(self) -> None:
         """Retire the workers, stop the scheduler, terminate every host; never raises."""

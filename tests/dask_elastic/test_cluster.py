@@ -43,6 +43,10 @@ def slow_square(number: int, seconds: float = 2.0) -> int:
     return number * number
 
 
+def unknown_task_duration(dask_scheduler: Any) -> float:
+    return float(dask_scheduler.UNKNOWN_TASK_DURATION)
+
+
 def tags_of(instance: dict[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in instance.get("Tags") or []}
 
@@ -122,15 +126,21 @@ def test_a_burst_grows_the_cluster_to_max_workers_then_it_shrinks_to_min_workers
     with ElasticCluster.open(settings_of(event), event) as cluster, \
             Client(cluster.address, security=cluster.security, set_as_default=False) as client:
         client.wait_for_workers(1, timeout=60)
+        # Every waiting task asks for a worker before the scheduler has seen one end.
+        assert client.run_on_scheduler(unknown_task_duration) == 1.0
         futures = client.map(slow_square, range(6), seconds=3.0)
-        most = 0
+        most, names = 0, set()
         while not all(future.done() for future in futures):
-            most = max(most, len(client.scheduler_info(n_workers=-1)["workers"]))
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+            most = max(most, len(workers))
+            names |= {worker["name"] for worker in workers}
             time.sleep(0.25)
         assert client.gather(futures) == [n * n for n in range(6)]
         assert most == 3
+        # Dask knows each worker by its name in the cluster's spec: Adaptive can retire it.
+        assert names == {f"dask-{cluster.cluster_id}-worker-{n}" for n in range(3)}
         del futures
-        assert wait_for(lambda: cluster.requested_workers() == 1
+        assert wait_for(lambda: len(cluster.requested_workers()) == 1
                         and len(hosts(ec2, cluster.cluster_id, "worker")) == 1)
         assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
         assert len(hosts(ec2, cluster.cluster_id, "scheduler")) == 1

@@ -14,8 +14,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
+from dask_network import DaskPorts, dask_security_groups
 from image_pipeline import EC2_TRUST_POLICY, MANAGED_POLICIES
-from worker_access import allow_all_egress, allow_ingress
 
 from ramp_fleet.config.sections import DaskClusterSection
 from ramp_fleet.dask import host_settings
@@ -120,26 +120,11 @@ class DaskCluster(pulumi.ComponentResource):
                                           tags=tags, opts=child)
 
         # -- security groups ----------------------------------------------------------
-        scheduler_sg = aws.ec2.SecurityGroup(
-            f"{name}-scheduler-sg", name=names.dask_scheduler_group, vpc_id=args.vpc_id,
-            description="Dask scheduler: from the allowed CIDRs and the workers only",
-            tags={**tags, "Name": names.dask_scheduler_group}, opts=child)
-        workers_sg = aws.ec2.SecurityGroup(
-            f"{name}-workers-sg", name=names.dask_workers_group, vpc_id=args.vpc_id,
-            description="Dask workers: from the scheduler (and each other) only",
-            tags={**tags, "Name": names.dask_workers_group}, opts=child)
-        port, dashboard = cluster.scheduler_port, cluster.dashboard_port
-        worker_ports = (cluster.worker_port, cluster.worker_port + 1)
-        allow_ingress(self, f"{name}-scheduler", scheduler_sg.id, (port, port), "Dask scheduler",
-                      tags, cidrs=args.allowed_cidrs, source_group_id=workers_sg.id)
-        allow_ingress(self, f"{name}-dashboard", scheduler_sg.id, (dashboard, dashboard),
-                      "Dask dashboard", tags, cidrs=args.allowed_cidrs)
-        allow_ingress(self, f"{name}-workers", workers_sg.id, worker_ports,
-                      "Dask worker and nanny", tags, source_group_id=scheduler_sg.id)
-        allow_ingress(self, f"{name}-peers", workers_sg.id, worker_ports,
-                      "Dask worker to worker", tags, source_group_id=workers_sg.id)
-        allow_all_egress(self, f"{name}-scheduler-egress", scheduler_sg.id, tags)
-        allow_all_egress(self, f"{name}-workers-egress", workers_sg.id, tags)
+        port = cluster.scheduler_port
+        groups = dask_security_groups(
+            self, name, names, DaskPorts(port, cluster.dashboard_port, cluster.worker_port),
+            args.allowed_cidrs, tags, args.vpc_id)
+        scheduler_sg, workers_sg = groups.scheduler, groups.workers
 
         # -- hosts ------------------------------------------------------------------
         host: dict[str, Any] = {

@@ -61,6 +61,9 @@ class DaskConnection:
     def from_settings(cls, settings: DaskWorkerSection) -> DaskConnection:
         """From the Dask worker's section (``dask_scheduler``, ``dask_tls``...)."""
         tls = settings.dask_tls
+        if settings.dask_scheduler is None:
+            raise DaskUnavailable("worker.dask_scheduler: is not set (an elastic cluster opens "
+                                  "its own scheduler)")
         return cls(
             address=settings.dask_scheduler,
             security=security_from_tls(tls.model_dump() if tls is not None else None),

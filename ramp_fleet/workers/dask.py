@@ -67,6 +67,10 @@ class DaskWorker(BaseWorker):
     def open_shared(cls, config: Mapping[str, Any], event: Any) -> DaskConnection:
         settings = cls.settings_of(config)
         assert isinstance(settings, DaskWorkerSection)
+        if settings.dask_cluster is not None:  # elastic: opened here, closed with the connection
+            from ramp_fleet.dask.elastic import open_connection
+
+            return open_connection(settings, event)
         connection = DaskConnection.from_settings(settings)
         connection.client()  # fail now, at start-up, if the scheduler is unreachable
         return connection

@@ -51,6 +51,13 @@ BASE_CONFIGS: dict[str, dict[str, Any]] = {
                   "data_source": {"kind": "s3", "location": "s3://ramp-data/iris"},
                   "dask_cluster": {"n_workers": 3}},
     },
+    "elastic": {
+        "ramp": {"problem_name": "iris", "event_name": "iris_elastic"},
+        "worker": {"worker_type": "dask", "conda_env": "ramp-iris",
+                   "dask_cluster": {"provider": "ec2", "max_workers": 8}},
+        "infra": {"region": "eu-west-1", "allowed_cidrs": ["198.51.100.0/24"],
+                  "tags": {"team": "ramp"}},
+    },
 }
 
 

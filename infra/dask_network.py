@@ -1,7 +1,7 @@
 """The security groups of an event's Dask cluster, static or elastic: least privilege.
 
 * scheduler: its port from the allowed CIDRs (the dispatcher) and the workers;
-  the dashboard from the allowed CIDRs only;
+  the dashboard (unauthenticated) from nowhere, unless ``dashboard_cidrs`` says;
 * workers: the worker and nanny ports from the scheduler and from each other only;
 * outbound: everything (package mirrors, SSM, the data).
 """
@@ -34,7 +34,7 @@ class DaskGroups:
 
 def dask_security_groups(parent: pulumi.Resource, name: str, names: EventNames, ports: DaskPorts,
                          allowed_cidrs: Sequence[str], tags: dict[str, str],
-                         vpc_id: str | None) -> DaskGroups:
+                         vpc_id: str | None, dashboard_cidrs: Sequence[str] = ()) -> DaskGroups:
     """Both groups and their rules, children of ``parent``, named ``<name>-...``."""
     child = pulumi.ResourceOptions(parent=parent)
     scheduler = aws.ec2.SecurityGroup(
@@ -48,8 +48,9 @@ def dask_security_groups(parent: pulumi.Resource, name: str, names: EventNames, 
     worker_ports = (ports.worker, ports.worker + 1)
     allow_ingress(parent, f"{name}-scheduler", scheduler.id, (ports.scheduler, ports.scheduler),
                   "Dask scheduler", tags, cidrs=allowed_cidrs, source_group_id=workers.id)
-    allow_ingress(parent, f"{name}-dashboard", scheduler.id, (ports.dashboard, ports.dashboard),
-                  "Dask dashboard", tags, cidrs=allowed_cidrs)
+    if dashboard_cidrs:
+        allow_ingress(parent, f"{name}-dashboard", scheduler.id, (ports.dashboard, ports.dashboard),
+                      "Dask dashboard", tags, cidrs=dashboard_cidrs)
     allow_ingress(parent, f"{name}-workers", workers.id, worker_ports,
                   "Dask worker and nanny", tags, source_group_id=scheduler.id)
     allow_ingress(parent, f"{name}-peers", workers.id, worker_ports,

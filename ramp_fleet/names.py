@@ -127,9 +127,9 @@ class EventNames:
     def dask_workers_group(self) -> str:
         return f"{self.base}-dask-workers"
 
-    @property
-    def dask_role(self) -> str:
-        return f"{self.base}-dask-hosts"
+    def dask_role(self, role: str) -> str:
+        """The IAM role (and instance profile) of the Dask ``scheduler`` or ``worker`` hosts."""
+        return f"{self.base}-dask-{role}s"
 
     # -- elastic dask cluster ---------------------------------------------------------
     @property

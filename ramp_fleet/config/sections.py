@@ -229,6 +229,9 @@ class DaskClusterSection(Section):
     dashboard_port: PositiveInt = 8787
     #: Each worker host listens here (its nanny on the next port).
     worker_port: PositiveInt = 9000
+    #: Who may open the (unauthenticated) dashboard; empty: only the scheduler itself,
+    #: through an SSH tunnel.
+    dashboard_cidrs: list[Cidr] = Field(default_factory=list)
 
 
 class InfraSection(Section):

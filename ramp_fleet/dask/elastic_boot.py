@@ -60,8 +60,8 @@ class HostBoot:
                 "--port", str(self.scheduler_port)]
         if self.listen_host:
             argv += ["--host", self.listen_host]
-        if self.dashboard:
-            argv += ["--dashboard-address", f"{self.listen_host or ''}:{self.dashboard_port}"]
+        if self.dashboard:  # unauthenticated: on the host's loopback only (an SSH tunnel reaches it)
+            argv += ["--dashboard-address", f"127.0.0.1:{self.dashboard_port}"]
         else:
             argv += ["--no-dashboard"]
         return argv + self._tls_options()

@@ -22,7 +22,7 @@ WORKER_ARGV = BOOT.worker_argv("tls://10.0.0.5:8786", "dask-c0ffee00-worker-3")
 def test_the_scheduler_runs_from_the_event_env_with_tls_and_no_docker() -> None:
     script = BOOT.user_data("scheduler", BOOT.scheduler_argv())
     assert ("ExecStart=/opt/conda/envs/ramp-iris/bin/python -m distributed.cli.dask_scheduler "
-            "--protocol tls --port 8786 --dashboard-address :8787 "
+            "--protocol tls --port 8786 --dashboard-address 127.0.0.1:8787 "
             "--tls-ca-file /etc/ramp-fleet/dask/ca.pem --tls-cert /etc/ramp-fleet/dask/cert.pem "
             "--tls-key /etc/ramp-fleet/dask/key.pem\n") in script
     assert "docker run" not in script and "apt-get" not in script

@@ -7,7 +7,6 @@ mocks, Image Builder calls to botocore's Stubber.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ import pulumi
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "infra"))
+from tests.infra.pulumi_mocks import Deployment, install, run_program
 
-from pulumi_mocks import Deployment, install, run_program  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 MOCKS = install()
 

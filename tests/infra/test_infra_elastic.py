@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from pulumi_mocks import Deployment
-
 from ramp_fleet.names import EVENT_TAG
+from tests.infra.pulumi_mocks import Deployment
 from tests.infra.test_infra_stack import (
     IMAGE_AND_ACCESS,
     INGRESS,
@@ -32,7 +31,7 @@ def test_the_elastic_cluster_gets_groups_and_a_profile_but_no_hosts(deploy):
     assert types(deployment) == IMAGE_AND_ACCESS + Counter({
         "ramp-fleet:aws:ElasticDaskAccess": 1,
         "aws:ec2/securityGroup:SecurityGroup": 2,
-        INGRESS: 5,  # scheduler from the CIDR and the workers, dashboard, workers, peers
+        INGRESS: 4,  # scheduler from the CIDR and the workers, workers, peers (no dashboard)
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2,
         "aws:iam/role:Role": 1,
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
@@ -48,12 +47,11 @@ def test_the_groups_have_the_static_clusters_least_privilege_rules(deploy):
     found = rules(deployment)
     assert found["scheduler-198-51-100-0-24"]["fromPort"] == 8786
     assert found["scheduler-group"]["referencedSecurityGroupId"] == f"{PREFIX}-workers-sg-id"
-    assert found["dashboard-198-51-100-0-24"]["fromPort"] == 8787
     assert found["workers-group"]["referencedSecurityGroupId"] == f"{PREFIX}-scheduler-sg-id"
     assert (found["workers-group"]["fromPort"], found["workers-group"]["toPort"]) == (9000, 9001)
     assert found["peers-group"]["referencedSecurityGroupId"] == f"{PREFIX}-workers-sg-id"
-    assert set(found) == {"scheduler-198-51-100-0-24", "scheduler-group",
-                          "dashboard-198-51-100-0-24", "workers-group", "peers-group"}
+    assert set(found) == {"scheduler-198-51-100-0-24", "scheduler-group", "workers-group",
+                          "peers-group"}
     assert WORLD not in ingress_cidrs(deployment)
     names = {g.inputs["name"] for g in deployment.of_type("aws:ec2/securityGroup:SecurityGroup")}
     assert {"ramp-iris_elastic-dask-scheduler", "ramp-iris_elastic-dask-workers"} <= names
@@ -64,7 +62,6 @@ def test_the_ports_come_from_the_cluster_section(deploy):
                "dashboard_port": 9787, "worker_port": 9100}
     found = rules(deploy("elastic", worker={"dask_cluster": cluster}))
     assert found["scheduler-group"]["fromPort"] == 9786
-    assert found["dashboard-198-51-100-0-24"]["toPort"] == 9787
     assert (found["peers-group"]["fromPort"], found["peers-group"]["toPort"]) == (9100, 9101)
 
 
@@ -111,6 +108,6 @@ def test_children_are_prefixed_by_their_component(deploy):
     deployment = deploy("elastic")
     children = [r.name for r in deployment.resources if r.name.startswith(PREFIX)
                 and r.typ != "ramp-fleet:aws:ElasticDaskAccess"]
-    assert len(children) == 13
+    assert len(children) == 12
     assert "ramp-fleet:aws:ElasticDaskAccess" in {r.typ for r in deployment.resources
                                                   if r.name == PREFIX}

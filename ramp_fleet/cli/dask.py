@@ -26,7 +26,9 @@ def dask() -> None:
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
               help="Single-slot Dask workers to start [default: the dispatcher's n_workers].")
-@click.option("--tls", is_flag=True, help="Encrypt with throw-away certificates.")
+@click.option("--tls/--plaintext", default=True, show_default=True,
+              help="Mutual TLS with certificates made for this run (plaintext lets any local "
+                   "user run code in the workers).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep logs and certificates here [default: a temporary folder, removed].")
 def local(config: Path, n_workers: int | None, tls: bool, workdir: Path | None) -> None:

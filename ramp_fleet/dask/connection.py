@@ -110,10 +110,19 @@ class DaskConnection:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: What the dispatcher accepts from the cluster: plain data only. It sends pickle (the task
+#: and its arguments), but never unpickles what a worker or scheduler sends back: a
+#: compromised host could otherwise run code on the dispatcher.
+SENDS = ["dask", "pickle", "msgpack"]
+ACCEPTS = ["msgpack", "error"]
+
+
 def open_client(address: str, security: Any, timeout: float) -> Any:
-    """A connected ``distributed.Client``, or an exception and nothing left running."""
+    """A connected ``distributed.Client`` that never unpickles what the cluster sends, or an
+    exception and nothing left running."""
     return _discarding_client_class()(address, security=security, timeout=timeout,
-                                      set_as_default=False)
+                                      set_as_default=False, serializers=SENDS,
+                                      deserializers=ACCEPTS)
 
 
 @functools.cache

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ramp_fleet.dask.local import LocalDaskCluster
-from ramp_fleet.ramp_test import ramp_test_argv, run_environment
+from ramp_fleet.ramp_test import ramp_test_command
 from ramp_fleet.workers.dask import DaskWorker
 
 IRIS = Path(__file__).resolve().parents[1] / "examples" / "iris"
@@ -98,11 +98,11 @@ def _prepare(root: Path, n: int) -> list[str]:
 
 
 def _ramp_test(root: Path, name: str) -> float:
-    argv = ramp_test_argv(Path(sys.executable).parent / "ramp-test", name,
-                          root / "ramp-kits" / "iris", root / "ramp-data" / "iris",
-                          root / "submissions")
+    command = ramp_test_command(Path(sys.executable).parent / "ramp-test", name,
+                                root / "ramp-kits" / "iris", root / "ramp-data" / "iris",
+                                root / "submissions", n_threads=1)
     started = time.monotonic()
-    subprocess.run(argv, env=run_environment(1), stdout=subprocess.DEVNULL,
+    subprocess.run(command.argv, env=command.environment(), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True)
     elapsed = time.monotonic() - started
     shutil.rmtree(root / "submissions" / name / "training_output", ignore_errors=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "infra"))
+sys.path[:0] = [str(ROOT / "infra"), str(ROOT)]  # the program's modules, and the test mocks
 
-from pulumi_mocks import install, run_program  # noqa: E402
+from tests.infra.pulumi_mocks import install, run_program  # noqa: E402
 
 install()
 

@@ -236,17 +236,20 @@ def run_ramp_engine_round(bench: Bench, database: str, config: Path) -> RoundRes
 
 
 def run_ramp_fleet_round(bench: Bench, database: str, config: Path) -> RoundResult:
-    """ramp-fleet's ``dispatch`` on the same database — TO BE FILLED IN by the lead.
-
-    Once the dispatcher serves ramp-board (``store: {backend: ramp-board}``):
-    run ``<.venv>/bin/ramp-fleet dispatch <event config>`` through
-    :func:`measure`, with ``store.ramp_board_python: bench.python`` and
-    ``store.deployment_config: config`` (this round's database), and the same
-    worker (conda env: ``bench.python.parent.parent``, 2 slots, n_threads 1).
-    ``measure`` sets ``PGAPPNAME``, which the helper inherits, so its
-    statements are counted like ramp-engine's.
-    """
-    raise NotImplementedError("ramp-fleet does not serve ramp-board events yet")
+    """ramp-fleet's ``dispatch`` on the same database, with the same worker: ramp-board's
+    environment (its ramp-test) on 2 slots. ``measure`` sets ``PGAPPNAME``, which the helper
+    inherits, so its statements are counted like ramp-engine's."""
+    event_config = yaml.safe_load(bench.deployment.event_config.read_text())
+    event_config["worker"] = {"worker_type": "conda", "conda_env": str(bench.python.parent.parent),
+                              "timeout": WORKER.get("timeout", 600)}
+    event_config["store"] = {"backend": "ramp-board", "ramp_board_python": str(bench.python),
+                             "deployment_config": str(config),
+                             "path": str(bench.work / database / "ramp-fleet.sqlite")}
+    path = bench.deployment.event_config.with_name(f"ramp-fleet-{database}.yml")
+    path.write_text(yaml.safe_dump(event_config, sort_keys=False))
+    argv = [str(Path(sys.executable).parent / "ramp-fleet"), "dispatch", str(path)]
+    return measure(bench, "ramp-fleet", database, argv, dict(os.environ),
+                   bench.work / database / "ramp-fleet")
 
 
 # -- report -------------------------------------------------------------------

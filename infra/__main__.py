@@ -4,13 +4,7 @@
     pulumi up
 """
 
-import sys
-from pathlib import Path
-
 import pulumi
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the components beside this file
-
 from event_stack import StackSettings, provision
 
 from ramp_fleet.errors import RampFleetError

@@ -14,8 +14,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
+from dask_network import DaskPorts, dask_security_groups
 from image_pipeline import EC2_TRUST_POLICY, MANAGED_POLICIES
-from worker_access import allow_all_egress, allow_ingress
 
 from ramp_fleet.config.sections import DaskClusterSection
 from ramp_fleet.dask import host_settings
@@ -25,6 +25,9 @@ from ramp_fleet.templating import render
 TLS_DIR = "/etc/ramp-fleet/dask"
 CERT_VALIDITY_HOURS = 24 * 365
 CERT_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
+#: Who gets a certificate, and which of them run on hosts (the client is the dispatcher).
+ROLES = ("scheduler", "worker", "client")
+HOST_ROLES = ("scheduler", "worker")
 
 
 @dataclass
@@ -74,104 +77,32 @@ class DaskCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: DaskClusterArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("ramp-fleet:aws:DaskCluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        names, tags, cluster = args.names, args.tags, args.cluster
-        self._args = args
-
+        self._name, self._args = name, args
+        self._child = pulumi.ResourceOptions(parent=self)
         ami = aws.ec2.get_ami_output(
             most_recent=True, owners=["self"],
-            filters=[{"name": "name", "values": [names.ami_name_filter]},
+            filters=[{"name": "name", "values": [args.names.ami_name_filter]},
                      {"name": "state", "values": ["available"]}],
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-
-        # -- TLS ---------------------------------------------------------------
-        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        ca_cert = tls.SelfSignedCert(
-            f"{name}-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
-            subject={"common_name": f"{names.event} Dask CA", "organization": "ramp-fleet"},
-            validity_period_hours=CERT_VALIDITY_HOURS,
-            allowed_uses=["cert_signing", "crl_signing", "digital_signature"], opts=child,
-        )
-        identities = {role: _Identity(self, f"{name}-{role}", f"{names.base}-dask-{role}",
-                                      ca_key, ca_cert)
-                      for role in ("scheduler", "worker", "client")}
-        key_parameters = [
-            aws.ssm.Parameter(
-                f"{name}-{role}-key-parameter", name=names.dask_key_parameter(role),
-                type="SecureString", value=_secret(identities[role].key.private_key_pem),
-                description=f"TLS key of the Dask {role}s of {names.event}", tags=tags, opts=child,
-            )
-            for role in ("scheduler", "worker")
-        ]
-
-        # -- IAM: the hosts read their TLS key ------------------------------------
-        role = aws.iam.Role(f"{name}-role", name=names.dask_role,
-                            assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST_POLICY),
-                            tags=tags, opts=child)
-        aws.iam.RolePolicyAttachment(f"{name}-role-ssm", role=role.name,
-                                     policy_arn=MANAGED_POLICIES["ssm"], opts=child)
-        aws.iam.RolePolicy(f"{name}-read-keys", role=role.id, policy=pulumi.Output.json_dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["ssm:GetParameter"],
-                           "Resource": [p.arn for p in key_parameters]}],
-        }), opts=child)
-        profile = aws.iam.InstanceProfile(f"{name}-profile", name=names.dask_role, role=role.name,
-                                          tags=tags, opts=child)
-
-        # -- security groups ----------------------------------------------------------
-        scheduler_sg = aws.ec2.SecurityGroup(
-            f"{name}-scheduler-sg", name=names.dask_scheduler_group, vpc_id=args.vpc_id,
-            description="Dask scheduler: from the allowed CIDRs and the workers only",
-            tags={**tags, "Name": names.dask_scheduler_group}, opts=child)
-        workers_sg = aws.ec2.SecurityGroup(
-            f"{name}-workers-sg", name=names.dask_workers_group, vpc_id=args.vpc_id,
-            description="Dask workers: from the scheduler (and each other) only",
-            tags={**tags, "Name": names.dask_workers_group}, opts=child)
-        port, dashboard = cluster.scheduler_port, cluster.dashboard_port
-        worker_ports = (cluster.worker_port, cluster.worker_port + 1)
-        allow_ingress(self, f"{name}-scheduler", scheduler_sg.id, (port, port), "Dask scheduler",
-                      tags, cidrs=args.allowed_cidrs, source_group_id=workers_sg.id)
-        allow_ingress(self, f"{name}-dashboard", scheduler_sg.id, (dashboard, dashboard),
-                      "Dask dashboard", tags, cidrs=args.allowed_cidrs)
-        allow_ingress(self, f"{name}-workers", workers_sg.id, worker_ports,
-                      "Dask worker and nanny", tags, source_group_id=scheduler_sg.id)
-        allow_ingress(self, f"{name}-peers", workers_sg.id, worker_ports,
-                      "Dask worker to worker", tags, source_group_id=workers_sg.id)
-        allow_all_egress(self, f"{name}-scheduler-egress", scheduler_sg.id, tags)
-        allow_all_egress(self, f"{name}-workers-egress", workers_sg.id, tags)
-
-        # -- hosts ------------------------------------------------------------------
-        host: dict[str, Any] = {
-            "ami": ami.id, "key_name": args.key_name, "subnet_id": args.subnet_id,
-            "iam_instance_profile": profile.name,
-            "metadata_options": {"http_tokens": "required"},
-            "user_data_replace_on_change": True,
-        }
-        scheduler_data = pulumi.Output.all(ca_cert.cert_pem, identities["scheduler"].cert.cert_pem)
-        scheduler = aws.ec2.Instance(
-            f"{name}-scheduler", instance_type=cluster.scheduler_instance_type,
-            vpc_security_group_ids=[scheduler_sg.id, args.ssh_security_group_id],
-            user_data=scheduler_data.apply(lambda pems: self._user_data(
-                "scheduler", pems[0], pems[1], self._scheduler_argv())),
-            tags={**tags, "Name": f"{names.base}-dask-scheduler"}, **host, opts=child,
-        )
-        worker_data = pulumi.Output.all(ca_cert.cert_pem, identities["worker"].cert.cert_pem,
-                                        scheduler.private_ip)
-        workers = [
-            aws.ec2.Instance(
-                f"{name}-worker-{index}", instance_type=cluster.instance_type,
-                vpc_security_group_ids=[workers_sg.id, args.ssh_security_group_id],
-                user_data=worker_data.apply(lambda values: self._user_data(
-                    "worker", values[0], values[1], self._worker_argv(values[2]))),
-                tags={**tags, "Name": f"{names.base}-dask-worker-{index}"}, **host, opts=child,
-            )
-            for index in range(cluster.n_workers)
-        ]
+        ca_key, ca_cert = self._certificate_authority()
+        identities = {role: _Identity(self, f"{name}-{role}", f"{args.names.base}-dask-{role}",
+                                      ca_key, ca_cert) for role in ROLES}
+        profiles = {role: self._host_profile(role, identities[role]) for role in HOST_ROLES}
+        cluster = args.cluster
+        groups = dask_security_groups(
+            self, name, args.names, DaskPorts(cluster.scheduler_port, cluster.dashboard_port,
+                                              cluster.worker_port),
+            args.allowed_cidrs, args.tags, args.vpc_id, dashboard_cidrs=cluster.dashboard_cidrs)
+        scheduler = self._scheduler(ami.id, profiles["scheduler"], groups.scheduler, ca_cert,
+                                    identities["scheduler"])
+        workers = self._workers(ami.id, profiles["worker"], groups.workers, ca_cert,
+                                identities["worker"], scheduler)
 
         self.scheduler_address = pulumi.Output.all(scheduler.public_ip, scheduler.private_ip).apply(
-            lambda ips: f"tls://{ips[0] or ips[1]}:{port}")
+            lambda ips: f"tls://{ips[0] or ips[1]}:{cluster.scheduler_port}")
         self.ca_cert_pem = ca_cert.cert_pem
+        # The client's identity is the dispatcher's: a stack output, never on a host.
         self.client_cert_pem = _secret(identities["client"].cert.cert_pem)
         self.client_key_pem = _secret(identities["client"].key.private_key_pem)
         self.register_outputs({
@@ -183,6 +114,81 @@ class DaskCluster(pulumi.ComponentResource):
             "client_key_pem": self.client_key_pem,
         })
 
+    # -- TLS -------------------------------------------------------------------------
+
+    def _certificate_authority(self) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+        ca_key = tls.PrivateKey(f"{self._name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256",
+                                opts=self._child)
+        ca_cert = tls.SelfSignedCert(
+            f"{self._name}-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
+            subject={"common_name": f"{self._args.names.event} Dask CA", "organization": "ramp-fleet"},
+            validity_period_hours=CERT_VALIDITY_HOURS,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"], opts=self._child,
+        )
+        return ca_key, ca_cert
+
+    # -- IAM: each host role reads its own TLS key, and nothing else ----------------------
+
+    def _host_profile(self, role: str, identity: _Identity) -> aws.iam.InstanceProfile:
+        name, names, tags = self._name, self._args.names, self._args.tags
+        parameter = aws.ssm.Parameter(
+            f"{name}-{role}-key-parameter", name=names.dask_key_parameter(role),
+            type="SecureString", value=_secret(identity.key.private_key_pem),
+            description=f"TLS key of the Dask {role}s of {names.event}", tags=tags, opts=self._child,
+        )
+        iam_role = aws.iam.Role(f"{name}-{role}-role", name=names.dask_role(role),
+                                assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST_POLICY),
+                                tags=tags, opts=self._child)
+        aws.iam.RolePolicyAttachment(f"{name}-{role}-role-ssm", role=iam_role.name,
+                                     policy_arn=MANAGED_POLICIES["ssm"], opts=self._child)
+        aws.iam.RolePolicy(f"{name}-{role}-read-key", role=iam_role.id,
+                           policy=pulumi.Output.json_dumps({
+                               "Version": "2012-10-17",
+                               "Statement": [{"Effect": "Allow", "Action": ["ssm:GetParameter"],
+                                              "Resource": [parameter.arn]}],
+                           }), opts=self._child)
+        return aws.iam.InstanceProfile(f"{name}-{role}-profile", name=names.dask_role(role),
+                                       role=iam_role.name, tags=tags, opts=self._child)
+
+    # -- hosts --------------------------------------------------------------------------
+
+    def _host(self, ami_id: pulumi.Input[str], profile: aws.iam.InstanceProfile) -> dict[str, Any]:
+        return {"ami": ami_id, "key_name": self._args.key_name, "subnet_id": self._args.subnet_id,
+                "iam_instance_profile": profile.name,
+                "metadata_options": {"http_tokens": "required"},
+                "user_data_replace_on_change": True}
+
+    def _scheduler(self, ami_id: pulumi.Input[str], profile: aws.iam.InstanceProfile,
+                   group: aws.ec2.SecurityGroup, ca_cert: tls.SelfSignedCert,
+                   identity: _Identity) -> aws.ec2.Instance:
+        args = self._args
+        pems = pulumi.Output.all(ca_cert.cert_pem, identity.cert.cert_pem)
+        return aws.ec2.Instance(
+            f"{self._name}-scheduler", instance_type=args.cluster.scheduler_instance_type,
+            vpc_security_group_ids=[group.id, args.ssh_security_group_id],
+            user_data=pems.apply(lambda values: self._user_data(
+                "scheduler", values[0], values[1], self._scheduler_argv())),
+            tags={**args.tags, "Name": f"{args.names.base}-dask-scheduler"},
+            **self._host(ami_id, profile), opts=self._child,
+        )
+
+    def _workers(self, ami_id: pulumi.Input[str], profile: aws.iam.InstanceProfile,
+                 group: aws.ec2.SecurityGroup, ca_cert: tls.SelfSignedCert, identity: _Identity,
+                 scheduler: aws.ec2.Instance) -> list[aws.ec2.Instance]:
+        args = self._args
+        values = pulumi.Output.all(ca_cert.cert_pem, identity.cert.cert_pem, scheduler.private_ip)
+        return [
+            aws.ec2.Instance(
+                f"{self._name}-worker-{index}", instance_type=args.cluster.instance_type,
+                vpc_security_group_ids=[group.id, args.ssh_security_group_id],
+                user_data=values.apply(lambda found: self._user_data(
+                    "worker", found[0], found[1], self._worker_argv(found[2]))),
+                tags={**args.tags, "Name": f"{args.names.base}-dask-worker-{index}"},
+                **self._host(ami_id, profile), opts=self._child,
+            )
+            for index in range(args.cluster.n_workers)
+        ]
+
     def _dask(self) -> str:
         return f"{CONDA_PREFIX}/envs/{self._args.env_name}/bin/dask"
 
@@ -192,9 +198,12 @@ class DaskCluster(pulumi.ComponentResource):
 
     def _scheduler_argv(self) -> list[str]:
         cluster = self._args.cluster
+        # The dashboard is unauthenticated: on the scheduler's loopback (an SSH tunnel
+        # reaches it) unless infra.dask_cluster.dashboard_cidrs opens it.
+        host = "" if cluster.dashboard_cidrs else "127.0.0.1"
         return [self._dask(), "scheduler", "--protocol", "tls",
                 "--port", str(cluster.scheduler_port),
-                "--dashboard-address", f":{cluster.dashboard_port}", *self._tls_args()]
+                "--dashboard-address", f"{host}:{cluster.dashboard_port}", *self._tls_args()]
 
     def _worker_argv(self, scheduler_ip: str) -> list[str]:
         cluster = self._args.cluster

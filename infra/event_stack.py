@@ -14,14 +14,16 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 from dask_cluster import DaskCluster, DaskClusterArgs
+from dask_elastic import ElasticDaskAccess, ElasticDaskAccessArgs
+from dask_network import DaskPorts
 from image_pipeline import ImagePipeline, ImagePipelineArgs
 from worker_access import WorkerAccess, WorkerAccessArgs
 
 from ramp_fleet.config import EventConfig, load_event_config
-from ramp_fleet.config.sections import AWSWorkerSection
+from ramp_fleet.config.sections import AWSWorkerSection, ElasticDaskSection
 from ramp_fleet.errors import UsageError
 from ramp_fleet.image.document import ami_user, conda_env_name, render_document
-from ramp_fleet.names import EventNames, event_region, event_tags, parent_image
+from ramp_fleet.names import EventNames, elastic_section, event_region, event_tags, parent_image
 
 PROJECT = "ramp-fleet"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -130,7 +132,10 @@ def provision(settings: StackSettings) -> dict[str, Any]:
         outputs["writeSshKeyCommand"] = (
             f"(umask 077 && pulumi stack output --show-secrets sshPrivateKey > {key_path})")
 
-    if event.worker_type == "dask" and infra.dask_cluster is not None and settings.dask_cluster:
+    elastic = elastic_section(event)
+    if elastic is not None:
+        outputs.update(_elastic_dask(event, names, region, tags, elastic, opts))
+    elif event.worker_type == "dask" and infra.dask_cluster is not None and settings.dask_cluster:
         cluster = DaskCluster(f"{names.base}-dask", DaskClusterArgs(
             names=names, region=region, cluster=infra.dask_cluster,
             env_name=conda_env_name(event), user=ami_user(event), allowed_cidrs=infra.allowed_cidrs,
@@ -144,3 +149,20 @@ def provision(settings: StackSettings) -> dict[str, Any]:
             "daskClientKey": cluster.client_key_pem,
         })
     return outputs
+
+
+def _elastic_dask(event: EventConfig, names: EventNames, region: str, tags: dict[str, str],
+                  elastic: ElasticDaskSection, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+    """What the elastic cluster's hosts need (no hosts: the dispatcher starts them)."""
+    access = ElasticDaskAccess(f"{names.base}-dask-elastic", ElasticDaskAccessArgs(
+        names=names, region=region,
+        ports=DaskPorts(elastic.scheduler_port, elastic.dashboard_port, elastic.worker_port),
+        allowed_cidrs=event.infra.allowed_cidrs, tags=tags, vpc_id=event.infra.vpc_id,
+    ), opts)
+    return {
+        "daskElasticSchedulerSecurityGroup": access.scheduler_security_group_id,
+        "daskElasticWorkersSecurityGroup": access.workers_security_group_id,
+        "daskElasticInstanceProfile": access.instance_profile,
+        "daskElasticKeyParameters": names.dask_elastic_parameters,
+        "daskElasticDispatcherPolicy": access.dispatcher_policy,
+    }

@@ -82,63 +82,103 @@ class ImagePipeline(pulumi.ComponentResource):
     def __init__(self, name: str, args: ImagePipelineArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("ramp-fleet:aws:ImagePipeline", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        names, tags = args.names, args.tags
-
-        role = aws.iam.Role(
-            f"{name}-role", name=names.build_role,
-            description=f"Image Builder instances of the RAMP event {names.event}",
-            assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST_POLICY), tags=tags, opts=child,
-        )
-        for label, arn in MANAGED_POLICIES.items():
-            aws.iam.RolePolicyAttachment(f"{name}-role-{label}", role=role.name, policy_arn=arn,
-                                         opts=child)
-
-        statements: list[Any] = []
-        parameter_arns = [
-            aws.ssm.Parameter(
-                f"{name}-secret-{parameter.rsplit('/', 1)[-1]}", name=parameter,
-                type="SecureString", value=pulumi.Output.secret(value),
-                description=f"read by the AMI build of {names.event}", tags=tags, opts=child,
-            ).arn
-            for parameter, value in args.build_secrets.items()
-        ]
-        if parameter_arns:
-            statements.append({"Effect": "Allow", "Action": ["ssm:GetParameter"],
-                               "Resource": parameter_arns})
-        if args.data_s3_location:
-            statements.extend(s3_read_statements(args.data_s3_location))
-
-        logging: Any = None
-        self.log_bucket: pulumi.Output[str] | None = None
-        if args.log_bucket:
-            bucket = aws.s3.Bucket(f"{name}-logs", bucket=args.log_bucket, force_destroy=True,
-                                   tags=tags, opts=child)
-            aws.s3.BucketPublicAccessBlock(
-                f"{name}-logs-private", bucket=bucket.id, block_public_acls=True,
-                block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-                opts=child,
-            )
-            statements.append({"Effect": "Allow", "Action": "s3:PutObject",
-                               "Resource": bucket.arn.apply(lambda arn: f"{arn}/{names.pipeline}/*")})
-            logging = {"s3_logs": {"s3_bucket_name": bucket.bucket, "s3_key_prefix": names.pipeline}}
-            self.log_bucket = bucket.bucket
+        self._name, self._args = name, args
+        self._child = pulumi.ResourceOptions(parent=self)
+        role = self._build_role()
+        statements: list[Any] = [*self._secret_statements(), *self._data_statements()]
+        logging = self._log_bucket(statements)
         if statements:
             aws.iam.RolePolicy(
                 f"{name}-read", role=role.id,
                 policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
-                opts=child,
+                opts=self._child,
             )
-        profile = aws.iam.InstanceProfile(f"{name}-profile", name=names.build_role,
-                                          role=role.name, tags=tags, opts=child)
-
-        component = aws.imagebuilder.Component(
-            f"{name}-component", name=names.component, platform="Linux",
-            version=content_version(args.document), data=args.document,
-            description=f"AMI build steps of the RAMP event {names.event}", tags=tags, opts=child,
+        profile = aws.iam.InstanceProfile(f"{name}-profile", name=args.names.build_role,
+                                          role=role.name, tags=args.tags, opts=self._child)
+        pipeline = aws.imagebuilder.ImagePipeline(
+            f"{name}-pipeline", name=args.names.pipeline,
+            description=f"AMI of the RAMP event {args.names.event}; run by `ramp-fleet build-ami`",
+            image_recipe_arn=self._recipe().arn,
+            infrastructure_configuration_arn=self._infrastructure(profile, logging).arn,
+            distribution_configuration_arn=self._distribution().arn,
+            enhanced_image_metadata_enabled=True,
+            image_tests_configuration={"image_tests_enabled": True, "timeout_minutes": 120},
+            status="ENABLED", tags=args.tags, opts=self._child,
         )
-        recipe = aws.imagebuilder.ImageRecipe(
-            f"{name}-recipe", name=names.recipe,
+        self.pipeline_arn = pipeline.arn
+        self.pipeline_name = pipeline.name
+        self.register_outputs({
+            "pipeline_arn": self.pipeline_arn,
+            "pipeline_name": self.pipeline_name,
+            "role_arn": role.arn,
+            "log_bucket": self.log_bucket,
+        })
+
+    # -- the build instance's identity ---------------------------------------------------
+
+    def _build_role(self) -> aws.iam.Role:
+        name, names = self._name, self._args.names
+        role = aws.iam.Role(
+            f"{name}-role", name=names.build_role,
+            description=f"Image Builder instances of the RAMP event {names.event}",
+            assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST_POLICY), tags=self._args.tags,
+            opts=self._child,
+        )
+        for label, arn in MANAGED_POLICIES.items():
+            aws.iam.RolePolicyAttachment(f"{name}-role-{label}", role=role.name, policy_arn=arn,
+                                         opts=self._child)
+        return role
+
+    def _secret_statements(self) -> list[dict[str, Any]]:
+        """The private data's credentials in SSM, readable by the build (never in the document)."""
+        names, tags = self._args.names, self._args.tags
+        parameter_arns = [
+            aws.ssm.Parameter(
+                f"{self._name}-secret-{parameter.rsplit('/', 1)[-1]}", name=parameter,
+                type="SecureString", value=pulumi.Output.secret(value),
+                description=f"read by the AMI build of {names.event}", tags=tags, opts=self._child,
+            ).arn
+            for parameter, value in self._args.build_secrets.items()
+        ]
+        if not parameter_arns:
+            return []
+        return [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns}]
+
+    def _data_statements(self) -> list[dict[str, Any]]:
+        location = self._args.data_s3_location
+        return s3_read_statements(location) if location else []
+
+    def _log_bucket(self, statements: list[Any]) -> Any:
+        """A private bucket for the build logs when asked (and the right to write there)."""
+        self.log_bucket: pulumi.Output[str] | None = None
+        args = self._args
+        if not args.log_bucket:
+            return None
+        bucket = aws.s3.Bucket(f"{self._name}-logs", bucket=args.log_bucket, force_destroy=True,
+                               tags=args.tags, opts=self._child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{self._name}-logs-private", bucket=bucket.id, block_public_acls=True,
+            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
+            opts=self._child,
+        )
+        pipeline = args.names.pipeline
+        statements.append({"Effect": "Allow", "Action": "s3:PutObject",
+                           "Resource": bucket.arn.apply(lambda arn: f"{arn}/{pipeline}/*")})
+        self.log_bucket = bucket.bucket
+        return {"s3_logs": {"s3_bucket_name": bucket.bucket, "s3_key_prefix": pipeline}}
+
+    # -- what the pipeline builds, on what, and where it sends it -----------------------
+
+    def _recipe(self) -> aws.imagebuilder.ImageRecipe:
+        args, names = self._args, self._args.names
+        component = aws.imagebuilder.Component(
+            f"{self._name}-component", name=names.component, platform="Linux",
+            version=content_version(args.document), data=args.document,
+            description=f"AMI build steps of the RAMP event {names.event}", tags=args.tags,
+            opts=self._child,
+        )
+        return aws.imagebuilder.ImageRecipe(
+            f"{self._name}-recipe", name=names.recipe,
             version=content_version(args.document, args.parent_image, str(args.volume_size)),
             parent_image=args.parent_image,
             components=[{"component_arn": component.arn}],
@@ -148,44 +188,32 @@ class ImagePipeline(pulumi.ComponentResource):
                 "ebs": {"volume_size": args.volume_size, "volume_type": "gp3",
                         "delete_on_termination": "true"},
             }],
-            tags=tags, opts=child,
+            tags=args.tags, opts=self._child,
         )
-        infrastructure = aws.imagebuilder.InfrastructureConfiguration(
-            f"{name}-infrastructure", name=names.infrastructure,
+
+    def _infrastructure(self, profile: aws.iam.InstanceProfile,
+                        logging: Any) -> aws.imagebuilder.InfrastructureConfiguration:
+        args = self._args
+        return aws.imagebuilder.InfrastructureConfiguration(
+            f"{self._name}-infrastructure", name=args.names.infrastructure,
             instance_profile_name=profile.name, instance_types=list(args.instance_types),
             security_group_ids=args.security_group_ids, subnet_id=args.subnet_id,
             terminate_instance_on_failure=True, logging=logging,
             instance_metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 2},
-            resource_tags=tags, tags=tags, opts=child,
+            resource_tags=args.tags, tags=args.tags, opts=self._child,
         )
-        distribution = aws.imagebuilder.DistributionConfiguration(
-            f"{name}-distribution", name=names.distribution,
+
+    def _distribution(self) -> aws.imagebuilder.DistributionConfiguration:
+        args, names = self._args, self._args.names
+        return aws.imagebuilder.DistributionConfiguration(
+            f"{self._name}-distribution", name=names.distribution,
             distributions=[{
                 "region": args.region,
                 "ami_distribution_configuration": {
                     "name": names.ami_name,
                     "description": f"RAMP event {names.event}",
-                    "ami_tags": {**tags, "Name": names.ami_base},
+                    "ami_tags": {**args.tags, "Name": names.ami_base},
                 },
             }],
-            tags=tags, opts=child,
+            tags=args.tags, opts=self._child,
         )
-        pipeline = aws.imagebuilder.ImagePipeline(
-            f"{name}-pipeline", name=names.pipeline,
-            description=f"AMI of the RAMP event {names.event}; run by `ramp-fleet build-ami`",
-            image_recipe_arn=recipe.arn,
-            infrastructure_configuration_arn=infrastructure.arn,
-            distribution_configuration_arn=distribution.arn,
-            enhanced_image_metadata_enabled=True,
-            image_tests_configuration={"image_tests_enabled": True, "timeout_minutes": 120},
-            status="ENABLED", tags=tags, opts=child,
-        )
-
-        self.pipeline_arn = pipeline.arn
-        self.pipeline_name = pipeline.name
-        self.register_outputs({
-            "pipeline_arn": self.pipeline_arn,
-            "pipeline_name": self.pipeline_name,
-            "role_arn": role.arn,
-            "log_bucket": self.log_bucket,
-        })

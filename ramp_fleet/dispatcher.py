@@ -13,14 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
+from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
-from ramp_fleet.store.submissions import discover
+from ramp_fleet.store.records import RunPlace
+from ramp_fleet.store.submissions import FolderSource, SubmissionSource
 from ramp_fleet.waiting import backoff_delay
 from ramp_fleet.workers import BaseWorker, worker_class
 from ramp_fleet.workers.base import InterruptedRun, RunResult, WorkerRetry
@@ -41,6 +45,21 @@ class Summary:
     total: int
 
 
+@dataclass
+class _Timing:
+    """When one attempt launched and ended (epoch seconds), as it goes."""
+
+    launched: float | None = None
+    ended: float | None = None
+    #: Where it runs, as its worker learns (a Dask worker's host is known at the end).
+    place: RunPlace | None = None
+
+    def training_seconds(self) -> float | None:
+        if self.launched is None:
+            return None
+        return (self.ended or time.time()) - self.launched
+
+
 class _Interrupted(WorkerRetry):
     """The run was stopped by the dispatcher (second signal), not by its own fault:
     it runs again, and the attempt is not counted."""
@@ -50,9 +69,13 @@ class _Interrupted(WorkerRetry):
 
 
 class Dispatcher:
-    def __init__(self, event: EventConfig, reporter: Reporter | None = None):
+    def __init__(self, event: EventConfig, reporter: Reporter | None = None,
+                 observers: Sequence[RunObserver] = (), source: SubmissionSource | None = None):
         self.event = event
         self.reporter = reporter or LogReporter()
+        self.observers = Observers(observers)
+        #: Where new submissions come from: the submissions folder, or ramp-board's database.
+        self.source: SubmissionSource = source or FolderSource(event)
         self.config = event.worker_mapping()
         self.worker_cls: type[BaseWorker] = worker_class(event.worker_type)
         self.shared: Any = None
@@ -98,15 +121,41 @@ class Dispatcher:
             store = Store(self.event.store_path)
             try:
                 interrupted = self._recover(store)
-                self.shared = self.worker_cls.open_shared(self.config, self.event)
                 try:
-                    self.worker_cls.reconcile(self.shared, self.event, interrupted)
-                    self._serve(store)
+                    self.source.start(store)
+                    self.shared = self.worker_cls.open_shared(self.config, self.event)
+                    try:
+                        self.worker_cls.reconcile(self.shared, self.event, interrupted)
+                        with self._metrics():
+                            self._serve(store)
+                            self.observers.tick(store, final=True)
+                    finally:
+                        self.worker_cls.close_shared(self.shared)
                 finally:
-                    self.worker_cls.close_shared(self.shared)
+                    self.observers.close()  # after the runs: what they recorded is sent
                 return self._summary(store)
             finally:
                 store.close()
+
+    @contextmanager
+    def _metrics(self) -> Iterator[None]:
+        """Serve Prometheus metrics while dispatching, when ``dispatcher.metrics_port`` says so."""
+        settings = self.event.dispatcher
+        if settings.metrics_port is None:
+            yield
+            return
+        from ramp_fleet.metrics import DispatcherMetrics, MetricsObserver
+
+        metrics = DispatcherMetrics()
+        server = metrics.serve(settings.metrics_host, settings.metrics_port)
+        self.reporter.message(f"metrics at {server.url}")
+        self.observers.observers.append(MetricsObserver(
+            metrics, self.event.worker_type,
+            lambda: self.worker_cls.instances_alive(self.shared)))
+        try:
+            yield
+        finally:
+            server.stop()
 
     def _serve(self, store: Store) -> None:
         slots = [
@@ -132,10 +181,12 @@ class Dispatcher:
                     else self.event.dispatcher.time_between_collection)
         self.reporter.total(store.count(*State))
         while True:
-            added = discover(self.event, store)
+            added = self.source.discover(store)
             if added:
                 self.reporter.total(store.count(*State))
+                self.observers.discovered(added)
                 self._notify()
+            self.observers.tick(store)
             waiting, running = store.outstanding()
             if self._stop_launching.is_set() and running == 0:
                 return
@@ -175,18 +226,22 @@ class Dispatcher:
         with self._active_lock:
             self._active[label] = worker
         self.reporter.started(name, label, submission.attempts)
+        self.observers.claimed(submission, label)
         # A submission goes back to the queue only once its attempt is torn down: its next
         # attempt must never meet the remains of this one.
         again: WorkerRetry | None = None
+        run = _Timing(place=worker.place)
         try:
             worker.prepare()
             worker.start()
             store.mark_training(name, worker.run_state, worker.place)
+            run.launched = time.time()
+            self.observers.launched(name)
             worker.wait(self.event.dispatcher.time_between_collection, self._kill_now)
             if self._kill_now.is_set():
                 raise _Interrupted
-            ended = time.time()
-            self._record(store, name, worker.collect(), ended)
+            run.ended = time.time()
+            self._record(store, name, worker.collect(), run)
         except WorkerRetry as retry:
             again = retry
         except Exception as exc:
@@ -195,54 +250,62 @@ class Dispatcher:
             else:
                 message = _one_line(exc)
                 logger.debug("%s: %s", name, message, exc_info=True)
-                store.mark_failed(name, State.CHECKING_ERROR, message)
-                self.reporter.finished(name, State.CHECKING_ERROR, message)
+                self._fail(store, name, State.CHECKING_ERROR, message, run=run)
         finally:
             worker.release()
             with self._active_lock:
                 self._active.pop(label, None)
         if isinstance(again, _Interrupted):
-            store.requeue(name, 0, again.reason, count_attempt=False)
+            store.requeue(name, 0, again.reason, count_attempt=False, place=run.place)
+            self.observers.requeued(name, again.reason, False, run.training_seconds())
             self.reporter.finished(name, State.NEW, "stopped; will run again next time")
         elif again is not None:
-            self._retry(store, submission, again.reason)
+            self._retry(store, submission, again.reason, run)
 
-    def _retry(self, store: Store, submission: Submission, reason: str) -> None:
+    def _retry(self, store: Store, submission: Submission, reason: str, run: _Timing) -> None:
         attempts = submission.attempts
         limit = self.event.dispatcher.max_attempts
         if attempts >= limit:
-            message = f"gave up after {attempts} attempts: {reason}"
-            store.mark_failed(submission.name, State.CHECKING_ERROR, message)
-            self.reporter.finished(submission.name, State.CHECKING_ERROR, message)
+            self._fail(store, submission.name, State.CHECKING_ERROR,
+                       f"gave up after {attempts} attempts: {reason}", run=run)
             return
         delay = backoff_delay(attempts, self.event.dispatcher.retry_backoff,
                               self.event.dispatcher.retry_backoff_max)
-        store.requeue(submission.name, time.time() + delay, reason)
+        store.requeue(submission.name, time.time() + delay, reason, place=run.place)
+        self.observers.requeued(submission.name, reason, True, run.training_seconds())
         self.reporter.finished(submission.name, State.NEW, f"retry in {delay:g} s: {reason}")
 
-    def _record(self, store: Store, name: str, result: RunResult, ended: float) -> None:
+    def _record(self, store: Store, name: str, result: RunResult, run: _Timing) -> None:
         if result.returncode != 0:
-            error = result.error or f"exited with {result.returncode}"
-            store.mark_failed(name, State.TRAINING_ERROR, error, result.returncode,
-                              result.peak_memory_mb, ended)
-            self.reporter.finished(name, State.TRAINING_ERROR, error)
+            self._fail(store, name, State.TRAINING_ERROR,
+                       result.error or f"exited with {result.returncode}", result, run)
             return
-        store.mark_tested(name, result.returncode, result.peak_memory_mb, ended)
+        store.mark_tested(name, result.returncode, result.peak_memory_mb, run.ended, run.place)
         from ramp_fleet.scoring import ScoreError, read_scores
 
         try:
             scores = read_scores(Path(self.config["predictions_dir"]) / name)
         except ScoreError as exc:
-            store.mark_failed(name, State.CHECKING_ERROR, str(exc), result.returncode,
-                              result.peak_memory_mb, ended)
-            self.reporter.finished(name, State.CHECKING_ERROR, str(exc))
+            self._fail(store, name, State.CHECKING_ERROR, str(exc), result, run)
             return
         test_scores = scores.bagged.get("test", {})
         official = next(iter(test_scores.items()), None)
         store.mark_scored(name, official[1] if official else None,
                           {"folds": scores.folds, "bagged": scores.bagged})
+        self.observers.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
+                                         run.training_seconds()))
         detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
         self.reporter.finished(name, State.SCORED, detail)
+
+    def _fail(self, store: Store, name: str, state: State, error: str,
+              result: RunResult | None = None, run: _Timing | None = None) -> None:
+        returncode = result.returncode if result is not None else None
+        peak = result.peak_memory_mb if result is not None else None
+        store.mark_failed(name, state, error, returncode, peak, run.ended if run else None,
+                          run.place if run else None)
+        self.observers.finished(Finished(name, state, error, returncode, peak,
+                                         run.training_seconds() if run else None))
+        self.reporter.finished(name, state, error)
 
     # -- start and end -------------------------------------------------------------------
 

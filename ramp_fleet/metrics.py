@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -24,6 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
 
 from ramp_fleet.errors import UsageError
+from ramp_fleet.observers import Finished, RunObserver
+from ramp_fleet.store import State, Store, Submission
 
 #: Submission states (ramp-database's names), each always exported, 0 included.
 STATES = ("new", "sent_to_training", "training", "tested", "scored", "checking_error", "training_error")
@@ -127,3 +130,39 @@ class MetricsServer:
             self._thread = None
 
     __call__ = stop
+
+
+class MetricsObserver(RunObserver):
+    """Feeds a dispatcher's events to its :class:`DispatcherMetrics`."""
+
+    #: The counts by state are read from the store at most this often.
+    COUNT_INTERVAL = 1.0
+
+    def __init__(self, metrics: DispatcherMetrics, backend: str, instances: Callable[[], int]):
+        self.metrics = metrics
+        self.backend = backend
+        self._instances = instances
+        self._counted_at = -float("inf")
+
+    def claimed(self, submission: Submission, slot: str) -> None:
+        self.metrics.run_started(self.backend)
+
+    def finished(self, result: Finished) -> None:
+        self.metrics.run_finished(self.backend, result.training_seconds, result.state.value)
+
+    def requeued(self, name: str, reason: str, counted: bool,
+                 training_seconds: float | None) -> None:
+        self.metrics.run_finished(self.backend, training_seconds,
+                                  "retry" if counted else "interrupted")
+        if counted:
+            self.metrics.retried(self.backend)
+
+    def tick(self, store: Store, final: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._counted_at < self.COUNT_INTERVAL and not final:
+            return
+        self._counted_at = now
+        counts = store.counts()
+        self.metrics.submission_states({state.value: count for state, count in counts.items()})
+        self.metrics.queue_length(counts[State.NEW])
+        self.metrics.instances_alive(self._instances())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ramp_fleet.config import EventConfig
-from ramp_fleet.config.sections import AWSWorkerSection
+from ramp_fleet.config.sections import AWSWorkerSection, DaskWorkerSection, ElasticDaskSection
 from ramp_fleet.errors import UsageError
 
 #: The tag every resource of an event carries; its value is the event name.
@@ -50,11 +50,14 @@ class EventNames:
         base = f"ramp-{slug(event.event_name)}"
         worker = event.worker
         aws = worker if isinstance(worker, AWSWorkerSection) else None
+        elastic = elastic_section(event)
         key_path = aws.key_path if aws and aws.key_path else Path(f"~/.ssh/{base}")
+        ami_name = (aws.ami_image_name if aws else None) or \
+            (elastic.ami_image_name if elastic else None)
         return cls(
             event=event.event_name,
             base=base,
-            ami_base=(aws.ami_image_name if aws and aws.ami_image_name else base),
+            ami_base=ami_name or base,
             security_group=(aws.security_group if aws and aws.security_group else f"{base}-workers"),
             key_name=(aws.key_name if aws and aws.key_name else base),
             key_path=key_path,
@@ -124,9 +127,29 @@ class EventNames:
     def dask_workers_group(self) -> str:
         return f"{self.base}-dask-workers"
 
+    def dask_role(self, role: str) -> str:
+        """The IAM role (and instance profile) of the Dask ``scheduler`` or ``worker`` hosts."""
+        return f"{self.base}-dask-{role}s"
+
+    # -- elastic dask cluster ---------------------------------------------------------
     @property
-    def dask_role(self) -> str:
-        return f"{self.base}-dask-hosts"
+    def dask_elastic_role(self) -> str:
+        """The role and instance profile of the elastic cluster's hosts."""
+        return f"{self.base}-dask-elastic"
+
+    @property
+    def dask_elastic_parameters(self) -> str:
+        """Where the elastic clusters' host keys live in SSM (one folder per cluster)."""
+        return f"{self.parameter_prefix}/dask-elastic"
+
+    def dask_elastic_key_parameter(self, cluster_id: str) -> str:
+        return f"{self.dask_elastic_parameters}/{cluster_id}/host-key"
+
+
+def elastic_section(event: EventConfig) -> ElasticDaskSection | None:
+    """``worker.dask_cluster`` of a Dask event, else None."""
+    worker = event.worker
+    return worker.dask_cluster if isinstance(worker, DaskWorkerSection) else None
 
 
 def event_tags(event: EventConfig) -> dict[str, str]:
@@ -137,9 +160,10 @@ def event_tags(event: EventConfig) -> dict[str, str]:
 def event_region(event: EventConfig, override: str | None = None) -> str:
     """The AWS region of the event: ``override`` (Pulumi's aws:region), else the config's."""
     worker = event.worker
+    elastic = elastic_section(event)
     configured = event.infra.region or (
         worker.region_name if isinstance(worker, AWSWorkerSection) else None
-    )
+    ) or (elastic.region_name if elastic else None)
     if override and configured and override != configured:
         raise UsageError(
             f"{event.display}: infra.region: the stack's aws:region is {override!r} but the "

@@ -37,7 +37,7 @@ def problems(config: Path) -> list[str]:
 def test_the_store_is_sqlite_unless_asked(tmp_path: Path) -> None:
     store = load_event_config(make_deployment(tmp_path / "deploy")).store
     assert (store.backend, store.ramp_board_python, store.deployment_config) == ("sqlite", None, None)
-    assert store.leaderboard_interval == 5.0
+    assert store.leaderboard_interval == 10.0
 
 
 def test_ramp_board_backend_finds_the_deployment_config(tmp_path: Path) -> None:

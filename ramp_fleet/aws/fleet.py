@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ramp_fleet.aws.ssh import KnownHosts, RemoteHost, SSHSettings
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import UsageError
+from ramp_fleet.store.records import InstanceLog, InstanceRecord
 
 logger = logging.getLogger("ramp_fleet.aws")
 
@@ -55,9 +57,12 @@ class Lease:
 
 
 class Fleet:
-    def __init__(self, settings: AWSWorkerSection, *, event_name: str, event_dir: Path):
+    def __init__(self, settings: AWSWorkerSection, *, event_name: str, event_dir: Path,
+                 instance_log: InstanceLog | None = None):
         self.settings = settings
         self.event_name = event_name
+        #: Each instance launched and terminated, for the operator's report.
+        self.instance_log = instance_log
         self.ec2 = ec2_client(make_session(settings))
         self.known_hosts = KnownHosts(event_dir / KNOWN_HOSTS_NAME)
         self.stats = FleetStats()
@@ -77,7 +82,10 @@ class Fleet:
         if not isinstance(event.worker, AWSWorkerSection):
             raise UsageError(f"{event.display}: worker.worker_type: is {event.worker_type!r}; "
                              "this needs the AWS worker's keys")
-        return cls(event.worker, event_name=event.event_name, event_dir=event.event_dir)
+        from ramp_fleet.store import Store
+
+        return cls(event.worker, event_name=event.event_name, event_dir=event.event_dir,
+                   instance_log=Store(event.store_path))
 
     # -- image ------------------------------------------------------------------
 
@@ -164,6 +172,9 @@ class Fleet:
             )
             launched = instances.launch(self.ec2, spec)
             self.stats.add("instances_launched")
+            self._logged(lambda log: log.save_instance(InstanceRecord(
+                launched.instance_id, spec.instance_type, launched.lifecycle,
+                self.ec2.meta.region_name, time.time())))
             host = RemoteHost("", launched.instance_id, self.ssh_settings(), self.known_hosts,
                               on_connect=lambda: self.stats.add("ssh_connections"))
             lease = Lease(launched.instance_id, host, slot, launched.lifecycle)
@@ -200,6 +211,7 @@ class Fleet:
         instances.terminate(self.ec2, [lease.instance_id for lease in leases])
         for lease in leases:
             self.known_hosts.forget(lease.instance_id)
+            self._log_terminated(lease.instance_id)
 
     def _start_janitor(self) -> None:
         if self._janitor is None:
@@ -222,6 +234,11 @@ class Fleet:
                 except Exception:
                     logger.exception("terminating idle instances failed; reaped at stop")
 
+    def instance_count(self) -> int:
+        """Instances this fleet holds: lent to a run, being launched, or idle."""
+        with self._lock:
+            return len(self._busy) + len(self._idle) + len(self._reserved_slots)
+
     def idle_instances(self) -> list[str]:
         with self._lock:
             return [lease.instance_id for lease in self._idle]
@@ -240,6 +257,7 @@ class Fleet:
             instances.terminate(self.ec2, [item.instance_id for item in found])
             for item in found:
                 self.known_hosts.forget(item.instance_id)
+                self._log_terminated(item.instance_id)
             self.stats.add("instances_reaped", len(found))
         return found
 
@@ -258,4 +276,18 @@ class Fleet:
                 self.reap()
         if self._janitor is not None:
             self._janitor.join(timeout=10)
+        if self.instance_log is not None:
+            self.instance_log.close()
+
+    def _log_terminated(self, instance_id: str) -> None:
+        self._logged(lambda log: log.instance_terminated(instance_id))
+
+    def _logged(self, write: Callable[[InstanceLog], None]) -> None:
+        """Record an instance's launch or end; a failure to record never stops the fleet."""
+        if self.instance_log is None:
+            return
+        try:
+            write(self.instance_log)
+        except Exception:
+            logger.exception("could not record an instance in the event's store")
 

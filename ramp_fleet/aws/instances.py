@@ -72,6 +72,13 @@ class LaunchSpec:
     subnet_id: str | None = None
     use_spot: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    user_data: str | None = None
+    #: An instance profile name, or its ARN.
+    instance_profile: str | None = None
+    #: True/False: ask for a public IP or none; None: the subnet's default.
+    public_ip: bool | None = None
+    #: Instance metadata through IMDSv2 session tokens only.
+    require_imdsv2: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,10 +128,8 @@ def _run(ec2: Any, spec: LaunchSpec, *, spot: bool) -> Launched:
     }
     if spec.key_name:
         request["KeyName"] = spec.key_name
-    if spec.security_group_ids:
-        request["SecurityGroupIds"] = list(spec.security_group_ids)
-    if spec.subnet_id:
-        request["SubnetId"] = spec.subnet_id
+    request.update(_network(spec))
+    request.update(_host_options(spec))
     if spot:
         request["InstanceMarketOptions"] = {
             "MarketType": "spot",
@@ -143,6 +148,35 @@ def _run(ec2: Any, spec: LaunchSpec, *, spot: bool) -> Launched:
     logger.info("launched %s instance %s from %s", launched.lifecycle, launched.instance_id,
                 spec.image_id)
     return launched
+
+
+def _network(spec: LaunchSpec) -> dict[str, Any]:
+    if spec.public_ip is None:
+        placed: dict[str, Any] = {}
+        if spec.security_group_ids:
+            placed["SecurityGroupIds"] = list(spec.security_group_ids)
+        if spec.subnet_id:
+            placed["SubnetId"] = spec.subnet_id
+        return placed
+    interface: dict[str, Any] = {"DeviceIndex": 0, "DeleteOnTermination": True,
+                                 "AssociatePublicIpAddress": spec.public_ip}
+    if spec.security_group_ids:
+        interface["Groups"] = list(spec.security_group_ids)
+    if spec.subnet_id:
+        interface["SubnetId"] = spec.subnet_id
+    return {"NetworkInterfaces": [interface]}
+
+
+def _host_options(spec: LaunchSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if spec.user_data is not None:
+        options["UserData"] = spec.user_data
+    if spec.instance_profile:
+        kind = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
+        options["IamInstanceProfile"] = {kind: spec.instance_profile}
+    if spec.require_imdsv2:
+        options["MetadataOptions"] = {"HttpTokens": "required", "HttpEndpoint": "enabled"}
+    return options
 
 
 def security_group_ids(ec2: Any, group: str | None, subnet_id: str | None) -> tuple[str, ...]:

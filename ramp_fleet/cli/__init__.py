@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("ramp_fleet.cli.env:env", "Create or update the event's conda environment."),
     "ami": ("ramp_fleet.cli.aws:ami", "Show which AMI the AWS worker would boot."),
     "reap": ("ramp_fleet.cli.aws:reap", "Terminate instances this event left behind."),
-    "dask": ("ramp_fleet.cli.dask:dask", "Dask helpers (a local cluster for one big machine)."),
+    "dask": ("ramp_fleet.cli.dask:dask", "Dask helpers: a local cluster, the elastic one on EC2."),
     "image": ("ramp_fleet.cli.image:image", "Render the AMI build's component document."),
     "build-ami": ("ramp_fleet.cli.image:build_ami", "Run the event's image pipeline."),
 }

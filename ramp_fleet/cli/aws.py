@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import click
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
+from ramp_fleet.names import elastic_section
 
 if TYPE_CHECKING:
     from ramp_fleet.aws.fleet import Fleet
@@ -18,7 +20,10 @@ RUNNERS_UP = 5
 
 
 def _aws_event(config: Path) -> EventConfig:
-    event = load(config, runtime_files=False)
+    return _require_aws(load(config, runtime_files=False))
+
+
+def _require_aws(event: EventConfig) -> EventConfig:
     if event.worker_type != "aws":
         raise UsageError(f"{event.display}: worker.worker_type: is {event.worker_type!r}; "
                          "this command is for worker_type: aws")
@@ -57,11 +62,16 @@ def reap(config: Path, dry_run: bool) -> None:
 
     While a dispatcher serves the event its instances are its own: reap then
     only lists them (the dispatcher reaps by itself when it starts and stops).
+    For a Dask event with worker.dask_cluster: the hosts of its elastic
+    clusters, and their TLS keys in SSM.
     """
     from ramp_fleet.store import DispatcherLock
 
-    event = _aws_event(config)
-    fleet = _fleet(event)
+    event = load(config, runtime_files=False)
+    if elastic_section(event) is not None:
+        _reap_elastic(event, dry_run)
+        return
+    fleet = _fleet(_require_aws(event))
     try:
         with DispatcherLock(event.store_path, event.event_name):
             found = fleet.reap(dry_run=dry_run)
@@ -75,3 +85,23 @@ def reap(config: Path, dry_run: bool) -> None:
     for item in found:
         click.echo(f"{verb} {item.instance_id} ({item.state}, submission "
                    f"{item.submission or '?'}, slot {item.slot or '?'}, launched {item.launched})")
+
+
+def _reap_elastic(event: EventConfig, dry_run: bool) -> None:
+    from ramp_fleet.dask.elastic import reap as reap_elastic
+    from ramp_fleet.store import DispatcherLock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(DispatcherLock(event.store_path, event.event_name))
+        except UsageError as busy:  # its owner's cluster: look, do not touch
+            click.echo(f"note: {busy}; listing only", err=True)
+            dry_run = True
+        found = reap_elastic(event, dry_run=dry_run)
+    if not found:
+        click.echo(f"no elastic Dask host of event {event.event_name!r} is left")
+        return
+    verb = "would terminate" if dry_run else "terminated"
+    for host in found:
+        click.echo(f"{verb} {host.instance_id} ({host.state}, Dask {host.role} of cluster "
+                   f"{host.cluster_id}, launched {host.launched})")

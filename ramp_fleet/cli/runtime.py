@@ -72,29 +72,46 @@ def _stop_on_signals(request_stop: Any) -> Iterator[None]:
 
 @click.command()
 @config_argument
-def dispatch(config: Path) -> None:
+@click.option("--ramp-board", "ramp_board", is_flag=True,
+              help="Serve the event from ramp-board's database (as store.backend: ramp-board).")
+@click.option("--deployment-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ramp-board's config.yml, with the database [default: store.deployment_config, "
+                   "whose default is <deployment_dir>/config.yml].")
+def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> None:
     """Train and score every new submission of the event.
 
     Ctrl-C once: launch nothing new and finish the running submissions;
-    twice: stop them now (they will run again next time).
+    twice: stop them now (they will run again next time). On a ramp-board
+    site the submissions come from its database and every state and score
+    goes back there (a drop-in for `ramp-launch dispatcher`).
     """
     from ramp_fleet.dispatcher import Dispatcher
     from ramp_fleet.progress import make_reporter
 
     event = load(config)
-    _isolation_at_start(event)
+    _isolation_at_start(event)  # before connecting anything: required may refuse to start
+    board = None
+    if ramp_board or event.store.backend == "ramp-board":
+        from ramp_fleet.ramp_board.sync import connect
+
+        board = connect(event, deployment_config)
     reporter = make_reporter()
     try:
-        dispatcher = Dispatcher(event, reporter)
+        dispatcher = Dispatcher(event, reporter, observers=[board] if board else [], source=board)
         with _stop_on_signals(dispatcher.request_stop):
             summary = dispatcher.run()
     finally:
         reporter.close()
+        if board is not None:
+            board.close()
     click.echo(
         f"{summary.scored} scored, {summary.training_error} training errors, "
         f"{summary.checking_error} checking errors, {summary.waiting} waiting"
     )
-    if summary.total == 0:
+    if summary.total == 0 and board is not None:
+        click.echo(f"warning: event {event.event_name!r} has no submissions to train in "
+                   f"ramp-board's database {board.client.where}", err=True)
+    elif summary.total == 0:
         click.echo(f"warning: event {event.event_name!r} has no submissions: nothing in "
                    f"{event.dirs.submissions.path} (from {event.dirs.submissions.source})", err=True)
 

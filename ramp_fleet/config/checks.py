@@ -94,7 +94,8 @@ def local_dirs(event: EventConfig) -> tuple[str, ...]:
     this machine's folders. A custom worker class may set ``local_dirs``.
     """
     worker = event.worker
-    if isinstance(worker, DaskWorkerSection) and _is_loopback(_host(worker.dask_scheduler)):
+    if isinstance(worker, DaskWorkerSection) and worker.dask_scheduler is not None \
+            and _is_loopback(_host(worker.dask_scheduler)):
         return ("kit_dir", "data_dir", "submissions_dir")
     if isinstance(worker, CustomWorkerSection) or worker.worker_type not in BUILTIN_WORKER_TYPES:
         declared = getattr(_custom_class(worker.worker_type), "local_dirs", None)
@@ -187,6 +188,19 @@ def _check_infra(infra: InfraSection, worker: WorkerSection) -> Iterator[str]:
     if infra.region and region and infra.region != region:
         yield (f"infra.region: the AMI is built in {infra.region!r} but the AWS worker "
                f"looks for it in worker.region_name {region!r}")
+    elastic = worker.dask_cluster if isinstance(worker, DaskWorkerSection) else None
+    if elastic is not None:
+        if infra.region and elastic.region_name and infra.region != elastic.region_name:
+            yield (f"infra.region: the AMI is built in {infra.region!r} but the elastic Dask "
+                   f"cluster boots it in worker.dask_cluster.region_name {elastic.region_name!r}")
+        if infra.dask_cluster is not None:
+            yield ("infra.dask_cluster: a static Dask cluster and worker.dask_cluster (an "
+                   "elastic one) exclude each other; keep one")
+        own_groups = elastic.security_group and elastic.scheduler_security_group
+        if elastic.subnet_id is not None and infra.vpc_id is None and not own_groups:
+            yield ("worker.dask_cluster.subnet_id: needs infra.vpc_id (the cluster's security "
+                   "groups go in that VPC), or name your own security_group and "
+                   "scheduler_security_group")
     if infra.public_key_path is not None and not infra.public_key_path.is_file():
         yield f"infra.public_key_path: no such file, got '{infra.public_key_path}'"
     if infra.subnet_id is not None and infra.vpc_id is None:
@@ -215,7 +229,14 @@ def _private_file(key: str, path: Path) -> Iterator[str]:
 
 
 def _check_dask(worker: DaskWorkerSection, runtime_files: bool) -> Iterator[str]:
+    if worker.dask_cluster is not None:
+        yield from _check_elastic(worker)
+        return
     address = worker.dask_scheduler
+    if address is None:
+        yield ("worker.dask_scheduler: is required (the address of a running cluster), "
+               "or worker.dask_cluster for an elastic cluster on EC2")
+        return
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
         port = parts.port
@@ -240,6 +261,20 @@ def _check_dask(worker: DaskWorkerSection, runtime_files: bool) -> Iterator[str]
             if not path.is_file():
                 yield f"worker.dask_tls.{name}: no such file, got '{path}'"
         yield from _private_file("worker.dask_tls.key", worker.dask_tls.key)
+
+
+def _check_elastic(worker: DaskWorkerSection) -> Iterator[str]:
+    cluster = worker.dask_cluster
+    assert cluster is not None
+    if worker.dask_scheduler is not None:
+        yield ("worker.dask_cluster: give dask_scheduler (a running cluster) or dask_cluster "
+               "(an elastic one), not both")
+    if worker.dask_tls is not None:
+        yield ("worker.dask_tls: the elastic cluster makes its own certificates; remove "
+               "dask_tls (it is for dask_scheduler)")
+    if cluster.min_workers > cluster.max_workers:
+        yield (f"worker.dask_cluster.min_workers: must not exceed max_workers "
+               f"({cluster.max_workers}), got {cluster.min_workers}")
 
 
 def _is_loopback(host: str) -> bool:

@@ -48,6 +48,13 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    number = _whole_number(value)
+    if number < 0:
+        raise ValueError("must be a whole number of at least 0")
+    return number
+
+
 def _non_zero_int(value: Any) -> int:
     number = _whole_number(value)
     if number == 0:
@@ -139,6 +146,7 @@ def _cidr(value: Any) -> str:
 Seconds = Annotated[float, BeforeValidator(_positive_seconds)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
 NonZeroInt = Annotated[int, BeforeValidator(_non_zero_int)]
 ByteSize = Annotated[int, BeforeValidator(_byte_size)]
 PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,18 @@ def _did_you_mean(key: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _nested_keys(model: type[BaseModel] | None, path: list[str]) -> list[str]:
+    """The keys of the sub-section at ``path`` of ``model`` (``["dask_cluster"]``...)."""
+    for part in path:
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return []
+        found = [arg for arg in (*typing.get_args(field.annotation), field.annotation)
+                 if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        model = found[0] if found else None
+    return list(model.model_fields) if model is not None else []
+
+
 class _Builder:
     """Validates the sections of one config, collecting every problem."""
 
@@ -290,10 +303,11 @@ class _Builder:
             return model.model_validate(dict(raw))
         except ValidationError as exc:
             for error in exc.errors():
-                self._report(name, error, keys)
+                self._report(name, error, keys, model)
             return None
 
-    def _report(self, section: str, error: Mapping[str, Any], keys: list[str]) -> None:
+    def _report(self, section: str, error: Mapping[str, Any], keys: list[str],
+                model: type[BaseModel] | None = None) -> None:
         loc = [str(part) for part in error["loc"]]
         # Errors inside Annotated validators carry the field in loc already;
         # pydantic adds a type tag ("function-before[...]") that readers
@@ -303,8 +317,9 @@ class _Builder:
         kind = error["type"]
         value = error.get("input")
         if kind == "extra_forbidden":
+            candidates = _nested_keys(model, loc[:-1]) if len(loc) > 1 else keys
             self.problems.append(
-                f"{self.display}: {key}: unknown key{_did_you_mean(loc[-1], keys)}"
+                f"{self.display}: {key}: unknown key{_did_you_mean(loc[-1], candidates)}"
             )
         elif kind == "missing":
             self.problem(key, "is required", show_value=False)

@@ -17,6 +17,7 @@ from ramp_fleet.config.fields import (
     ByteSize,
     Cidr,
     Flag,
+    NonNegativeInt,
     NonZeroInt,
     PathField,
     Port,
@@ -175,13 +176,56 @@ class DaskTLS(Section):
     key: PathField
 
 
+class ElasticDaskSection(Section):
+    """``worker.dask_cluster``: an elastic Dask cluster on EC2 that the dispatcher
+    opens and closes, scaled with the queue between min_workers and max_workers.
+
+    Unset names default to what the Pulumi program creates for the event
+    (see :class:`ramp_fleet.names.EventNames`).
+    """
+
+    provider: Literal["ec2"]
+    max_workers: PositiveInt
+    min_workers: NonNegativeInt = 0
+    #: Worker hosts (one single-thread Dask worker each: one submission at a time).
+    instance_type: Text = "t3.large"
+    scheduler_instance_type: Text = "t3.medium"
+    #: A worker idle this long is retired (and its instance terminated), down to min_workers.
+    idle_timeout: Seconds = 300.0
+    #: The workers' and the scheduler's security groups (names or sg- ids).
+    security_group: Text | None = None
+    scheduler_security_group: Text | None = None
+    subnet_id: Text | None = None
+    region_name: Text | None = None
+    profile_name: Text | None = None
+    #: Base name of the event AMI (newest version wins), or a pinned image id.
+    ami_image_name: Text | None = None
+    ami_image_id: Text | None = None
+    ami_owners: list[Text] = Field(default_factory=lambda: ["self"])
+    #: The hosts' instance profile: reads the cluster's TLS host key from SSM.
+    instance_profile: Text | None = None
+    #: Only for looking into a host with SSH; the hosts need no key.
+    key_name: Text | None = None
+    use_spot_instance: Flag = False
+    #: Reach the scheduler at its private address (a dispatcher inside the VPC).
+    use_private_ip: Flag = False
+    scheduler_port: PositiveInt = 8786
+    dashboard_port: PositiveInt = 8787
+    #: Each worker host listens here (its nanny on the next port).
+    worker_port: PositiveInt = 9000
+    #: How long the scheduler host may take to boot and listen.
+    boot_timeout: Seconds = 600.0
+
+
 class DaskWorkerSection(WorkerSection):
     worker_type: Literal["dask"] = "dask"
     #: Name or prefix of the environment on the Dask worker hosts; unset: the
     #: Dask worker's own environment.
     conda_env: Text | None = None
-    #: ``tls://host:port`` (or ``tcp://`` on loopback, or with allow_insecure_dask).
-    dask_scheduler: Text
+    #: ``tls://host:port`` (or ``tcp://`` on loopback, or with allow_insecure_dask);
+    #: exactly one of dask_scheduler (a running cluster) and dask_cluster (an elastic one).
+    dask_scheduler: Text | None = None
+    dask_cluster: ElasticDaskSection | None = None
     dask_tls: DaskTLS | None = None
     allow_insecure_dask: Flag = False
     #: How long to keep trying to reach the scheduler (at start and after it restarts).
@@ -209,6 +253,9 @@ class DaskClusterSection(Section):
     dashboard_port: PositiveInt = 8787
     #: Each worker host listens here (its nanny on the next port).
     worker_port: PositiveInt = 9000
+    #: Who may open the (unauthenticated) dashboard; empty: only the scheduler itself,
+    #: through an SSH tunnel.
+    dashboard_cidrs: list[Cidr] = Field(default_factory=list)
 
 
 class InfraSection(Section):
@@ -253,7 +300,7 @@ class StoreSection(Section):
     #: ramp-board's ``config.yml`` (flask + sqlalchemy); default ``<deployment_dir>/config.yml``.
     deployment_config: PathField | None = None
     #: Leaderboards are recomputed at most this often when many results arrive together.
-    leaderboard_interval: Seconds = 5.0
+    leaderboard_interval: Seconds = 10.0
 
 
 WORKER_SECTIONS: dict[str, type[WorkerSection]] = {
@@ -304,6 +351,7 @@ __all__ = [
     "CustomWorkerSection",
     "DaskWorkerSection",
     "DispatcherSection",
+    "ElasticDaskSection",
     "InfraSection",
     "IsolationSection",
     "Path",

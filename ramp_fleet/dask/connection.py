@@ -61,6 +61,9 @@ class DaskConnection:
     def from_settings(cls, settings: DaskWorkerSection) -> DaskConnection:
         """From the Dask worker's section (``dask_scheduler``, ``dask_tls``...)."""
         tls = settings.dask_tls
+        if settings.dask_scheduler is None:
+            raise DaskUnavailable("worker.dask_scheduler: is not set (an elastic cluster opens "
+                                  "its own scheduler)")
         return cls(
             address=settings.dask_scheduler,
             security=security_from_tls(tls.model_dump() if tls is not None else None),
@@ -107,10 +110,19 @@ class DaskConnection:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: What the dispatcher accepts from the cluster: plain data only. It sends pickle (the task
+#: and its arguments), but never unpickles what a worker or scheduler sends back: a
+#: compromised host could otherwise run code on the dispatcher.
+SENDS = ["dask", "pickle", "msgpack"]
+ACCEPTS = ["msgpack", "error"]
+
+
 def open_client(address: str, security: Any, timeout: float) -> Any:
-    """A connected ``distributed.Client``, or an exception and nothing left running."""
+    """A connected ``distributed.Client`` that never unpickles what the cluster sends, or an
+    exception and nothing left running."""
     return _discarding_client_class()(address, security=security, timeout=timeout,
-                                      set_as_default=False)
+                                      set_as_default=False, serializers=SENDS,
+                                      deserializers=ACCEPTS)
 
 
 @functools.cache

@@ -65,7 +65,8 @@ class LocalDaskCluster:
             self._start_scheduler()
             for index in range(self.n_workers):
                 self.start_worker(f"ramp-slot-{index}")
-            self.wait_for_workers(self.n_workers)
+            if self.n_workers:
+                self.wait_for_workers(self.n_workers)
         except BaseException:
             self.stop()
             raise
@@ -98,11 +99,12 @@ class LocalDaskCluster:
 
     # -- parts ---------------------------------------------------------------------
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+        """One single-slot worker; ``extra`` are more ``dask worker`` options (a preload...)."""
         argv = [dask_executable(), "worker", self.address, "--name", name,
                 "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
                 "--host", HOST, "--local-directory", str(self.workdir / "workers"),
-                *self._tls_options()]
+                *self._tls_options(), *extra]
         proc = spawn_group(argv, env=host_settings.with_settings(),
                            output=self._log(f"worker-{name}"))
         self.workers.append(proc)

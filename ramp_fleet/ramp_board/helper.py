@@ -236,18 +236,22 @@ class Board:
                             positions: dict[str, int]) -> int:
         """``queue_position`` of the given submissions of the event (-1: running)."""
         from ramp_database.model import Submission
+        from sqlalchemy import case, update
 
         wanted = {int(key): int(value) for key, value in positions.items()}
         if not wanted:
             return 0
-        rows = self._event_submissions(session, event_name, Submission).filter(
-            Submission.id.in_(sorted(wanted)))
-        changed = 0
-        for submission in rows:
-            if submission.queue_position != wanted[submission.id]:
-                submission.queue_position = wanted[submission.id]
-                changed += 1
-        return changed
+        ours = [row.id for row in self._event_submissions(session, event_name, Submission.id)
+                .filter(Submission.id.in_(sorted(wanted)))]
+        if not ours:
+            return 0
+        # One statement for them all (a shift of the queue moves every position).
+        position = case({sid: wanted[sid] for sid in ours}, value=Submission.id)
+        result = session.execute(update(Submission)
+                                 .where(Submission.id.in_(ours), Submission.queue_position != position)
+                                 .values(queue_position=position)
+                                 .execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)
 
     def update_leaderboards(self, session: Any, event_name: str) -> None:
         from ramp_database.tools.leaderboard import (

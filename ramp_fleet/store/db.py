@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     not_before      REAL NOT NULL DEFAULT 0,
     worker          TEXT,
     run_state       TEXT,
+    source_id       INTEGER,
     submitted       REAL NOT NULL,
     started         REAL,
     finished        REAL,
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 """
 #: Stores written before a column existed get it added (table, column, SQL type).
-_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"),)
+_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_id", "INTEGER"))
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class Submission:
     worker: str | None
     #: What the backend stored to find the run again (opaque here).
     run_state: str | None
+    #: The submission's id where it came from (ramp-board's database), if anywhere.
+    source_id: int | None
     submitted: float
     started: float | None
     finished: float | None
@@ -104,7 +107,7 @@ class Submission:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["not_before"], data["run_state"]
+        del data["not_before"], data["run_state"], data["source_id"]
         data["state"] = str(self.state)
         for key in ("submitted", "started", "finished"):
             data[key] = _iso(data[key])
@@ -176,6 +179,21 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    def counts(self) -> dict[State, int]:
+        """How many submissions are in each state (every state, 0 included)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM submissions GROUP BY state").fetchall()
+        found = {State(row[0]): int(row[1]) for row in rows}
+        return {state: found.get(state, 0) for state in State}
+
+    def waiting(self) -> list[tuple[str, int | None]]:
+        """The ``new`` submissions in the order they will be claimed: ``(name, source_id)``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, source_id FROM submissions WHERE state = ? "
+                "ORDER BY not_before, submitted, name", (State.NEW,)).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
     def outstanding(self) -> tuple[int, int]:
         """``(new, active)``: waiting submissions (back-off included) and runs in flight.
 
@@ -217,12 +235,13 @@ class Store:
 
     # -- changing state: one transaction each -----------------------------------------
 
-    def add(self, name: str) -> bool:
+    def add(self, name: str, source_id: int | None = None) -> bool:
         """Record a new submission; False when one of that name exists already."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO submissions (name, state, submitted) VALUES (?, ?, ?)",
-                (name, State.NEW, time.time()),
+                "INSERT OR IGNORE INTO submissions (name, state, submitted, source_id) "
+                "VALUES (?, ?, ?, ?)",
+                (name, State.NEW, time.time(), source_id),
             )
             if cursor.rowcount:
                 _log(db, name, State.NEW)
@@ -269,11 +288,11 @@ class Store:
             )
 
     def mark_tested(self, name: str, returncode: int, peak_memory_mb: float | None,
-                    ended: float | None = None) -> None:
+                    ended: float | None = None, place: RunPlace | None = None) -> None:
         with self._transaction() as db:
             _move(db, name, State.TESTED, returncode=returncode, peak_memory_mb=peak_memory_mb)
-            db.execute("UPDATE runs SET ended = ?, returncode = ?, peak_memory_mb = ? WHERE id = ?",
-                       (ended or time.time(), returncode, peak_memory_mb, _open_run(db, name)))
+            _update_run(db, name, ended=ended or time.time(), returncode=returncode,
+                        peak_memory_mb=peak_memory_mb, **_place(place))
 
     def mark_scored(self, name: str, score: float | None, scores: dict[str, Any]) -> None:
         with self._transaction() as db:
@@ -289,15 +308,17 @@ class Store:
         returncode: int | None = None,
         peak_memory_mb: float | None = None,
         ended: float | None = None,
+        place: RunPlace | None = None,
     ) -> None:
         with self._transaction() as db:
             _move(db, name, state, error=error, returncode=returncode,
                   peak_memory_mb=peak_memory_mb, finished=time.time(), run_state=None,
                   note=error.splitlines()[0] if error else None)
             _close_run(db, name, Outcome(state.value), ended=ended, returncode=returncode,
-                       error=error, peak_memory_mb=peak_memory_mb)
+                       error=error, peak_memory_mb=peak_memory_mb, **_place(place))
 
-    def requeue(self, name: str, not_before: float, reason: str, count_attempt: bool = True) -> None:
+    def requeue(self, name: str, not_before: float, reason: str, count_attempt: bool = True,
+                place: RunPlace | None = None) -> None:
         """Back to ``new`` after a retry (``count_attempt``) or an interruption, ready at
         ``not_before``."""
         with self._transaction() as db:
@@ -309,7 +330,7 @@ class Store:
             )
             _log(db, name, State.NEW, reason)
             _close_run(db, name, Outcome.RETRY if count_attempt else Outcome.INTERRUPTED,
-                       error=reason)
+                       error=reason, **_place(place))
 
     def recover(self) -> list[Submission]:
         """Put every run a dead dispatcher left active back to ``new``, in one step.
@@ -385,6 +406,18 @@ def _move(db: sqlite3.Connection, name: str, state: State, note: str | None = No
     columns = ", ".join(f"{key} = ?" for key in ["state", *values])
     db.execute(f"UPDATE submissions SET {columns} WHERE name = ?", (state, *values.values(), name))
     _log(db, name, state, note)
+
+
+def _place(place: RunPlace | None) -> dict[str, Any]:
+    return {} if place is None else asdict(place)
+
+
+def _update_run(db: sqlite3.Connection, name: str, **values: Any) -> None:
+    """Set the given values of ``name``'s open attempt (None leaves a value as recorded)."""
+    given = {key: value for key, value in values.items() if value is not None}
+    if given:
+        columns = ", ".join(f"{key} = ?" for key in given)
+        db.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*given.values(), _open_run(db, name)))
 
 
 def _open_run(db: sqlite3.Connection, name: str) -> int | None:

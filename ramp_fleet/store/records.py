@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class Outcome(StrEnum):
@@ -74,3 +75,13 @@ class RunPlace:
     instance_type: str | None = None
     market: str | None = None
     dask_worker: str | None = None
+
+
+class InstanceLog(Protocol):
+    """Where a fleet records the instances it launches and terminates (the event's store)."""
+
+    def save_instance(self, record: InstanceRecord) -> None: ...
+
+    def instance_terminated(self, instance_id: str, at: float | None = None) -> None: ...
+
+    def close(self) -> None: ...

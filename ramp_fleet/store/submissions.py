@@ -6,6 +6,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from ramp_fleet.archive import copy_submission
 from ramp_fleet.config import EventConfig
@@ -14,6 +15,29 @@ from ramp_fleet.store.db import Store
 from ramp_fleet.store.names import check_submission_name, name_problem
 
 logger = logging.getLogger("ramp_fleet.store")
+
+
+class SubmissionSource(Protocol):
+    """Where an event's new submissions come from: its folder, or ramp-board's database."""
+
+    def start(self, store: Store) -> list[str]:
+        """The first look, before anything runs; returns the names added to the store."""
+
+    def discover(self, store: Store) -> list[str]:
+        """Add what is new to the store; returns the names added."""
+
+
+class FolderSource:
+    """The submission folders in ``submissions_dir`` (see :func:`discover`)."""
+
+    def __init__(self, event: EventConfig):
+        self.event = event
+
+    def start(self, store: Store) -> list[str]:
+        return discover(self.event, store)
+
+    def discover(self, store: Store) -> list[str]:
+        return discover(self.event, store)
 
 
 def discover(event: EventConfig, store: Store) -> list[str]:

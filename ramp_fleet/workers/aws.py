@@ -79,6 +79,10 @@ class AWSWorker(BaseWorker):
         if shared is not None:
             shared.close()
 
+    @classmethod
+    def instances_alive(cls, shared: Any) -> int:
+        return shared.instance_count() if isinstance(shared, Fleet) else 0
+
     @property
     def fleet(self) -> Fleet:
         if self.shared is None:  # driven without a dispatcher: a fleet of our own

@@ -163,6 +163,11 @@ class BaseWorker:
     def close_shared(cls, shared: Any) -> None:
         """Release what ``open_shared`` opened; runs in a ``finally``."""
 
+    @classmethod
+    def instances_alive(cls, shared: Any) -> int:
+        """How many cloud instances the shared resources hold now (for the metrics)."""
+        return 0
+
     # -- status ---------------------------------------------------------------
 
     @property

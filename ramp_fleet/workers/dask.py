@@ -71,6 +71,10 @@ class DaskWorker(BaseWorker):
     def open_shared(cls, config: Mapping[str, Any], event: Any) -> DaskConnection:
         settings = cls.settings_of(config)
         assert isinstance(settings, DaskWorkerSection)
+        if settings.dask_cluster is not None:  # elastic: opened here, closed with the connection
+            from ramp_fleet.dask.elastic import open_connection
+
+            return open_connection(settings, event)
         connection = DaskConnection.from_settings(settings)
         connection.client()  # fail now, at start-up, if the scheduler is unreachable
         return connection
@@ -192,8 +196,14 @@ class DaskWorker(BaseWorker):
         if future.status == "finished":
             try:
                 reply: dict[str, Any] = future.result(timeout=60)
+            except TypeError as exc:  # not plain data: refused, never unpickled
+                raise RampFleetError("the Dask worker's reply is not plain data (refused: the "
+                                     f"dispatcher never unpickles what a cluster sends): {exc}"
+                                     ) from exc
             except Exception as exc:  # the result was lost with its worker
                 raise WorkerRetry(f"the result was lost ({exc.__class__.__name__}: {exc})") from exc
+            if not _plain_reply(reply):
+                raise RampFleetError("the Dask worker's reply is not what the task returns")
             self.place.dask_worker = reply.get("host") or None
             if reply["lost"]:
                 raise WorkerRetry(reply["error"] or "the Dask worker was lost")
@@ -261,6 +271,16 @@ class DaskWorker(BaseWorker):
                 Event(name, client=client).clear()
             except Exception as exc:
                 logger.debug("clearing Dask event %s: %s", name, exc)
+
+
+def _plain_reply(reply: Any) -> bool:
+    """The task's reply: a dict of the keys :func:`~ramp_fleet.dask.task.reply` sets."""
+    expected = {"returncode", "log", "training_output", "timed_out", "lost", "error", "unsafe",
+                "host", "duration", "usage"}
+    return isinstance(reply, dict) and set(reply) == expected \
+        and isinstance(reply["returncode"], int) \
+        and all(isinstance(reply[key], bytes | None) for key in ("log", "training_output")) \
+        and isinstance(reply["usage"], dict | None)
 
 
 def _is_lost_worker(error: BaseException) -> bool:

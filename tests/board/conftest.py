@@ -6,8 +6,6 @@ cluster on 127.0.0.1 and ramp-board's packages come from the local venv.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from ramp_fleet.ramp_board import RampBoardClient
-from ramp_fleet.ramp_test import ramp_test_argv
 from tests.fixtures.postgres import postgres
 from tests.fixtures.ramp_board_event import (
-    EXAMPLE,
     Deployment,
     ramp_board,
     ramp_board_env,
@@ -31,14 +27,9 @@ RAMP_TEST = Path(sys.executable).parent / "ramp-test"
 
 
 @pytest.fixture(scope="session")
-def iris_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real ``training_output`` of the logreg submission, by ramp-fleet's own ramp-test."""
-    root = tmp_path_factory.mktemp("predictions")
-    shutil.copytree(EXAMPLE / "submissions" / "logreg", root / "submissions" / "logreg")
-    argv = ramp_test_argv(RAMP_TEST, "logreg", EXAMPLE / "ramp-kits" / "iris",
-                          EXAMPLE / "ramp-data" / "iris", root / "submissions")
-    subprocess.run(argv, check=True, capture_output=True, timeout=300, cwd=root)
-    return root / "submissions" / "logreg" / "training_output"
+def iris_predictions(reference_event: Path) -> Path:
+    """A real ``training_output`` of the logreg submission, by ramp-test itself."""
+    return reference_event / "submissions" / "logreg" / "training_output"
 
 
 @pytest.fixture

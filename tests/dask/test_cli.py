@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_dask_local_prints_a_working_config_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
     config.write_text("ramp: {problem_name: iris, event_name: e}\ndispatcher: {n_workers: 1}\n")
-    argv = [sys.executable, "-m", "ramp_fleet", "dask", "local", str(config), "--tls",
+    argv = [sys.executable, "-m", "ramp_fleet", "dask", "local", str(config),
             "--workdir", str(tmp_path / "cluster")]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

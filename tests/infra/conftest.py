@@ -7,7 +7,6 @@ mocks, Image Builder calls to botocore's Stubber.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ import pulumi
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "infra"))
+from tests.infra.pulumi_mocks import Deployment, install, run_program
 
-from pulumi_mocks import Deployment, install, run_program  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 MOCKS = install()
 
@@ -50,6 +48,13 @@ BASE_CONFIGS: dict[str, dict[str, Any]] = {
         "infra": {"region": "eu-west-1", "allowed_cidrs": ["198.51.100.0/24"],
                   "data_source": {"kind": "s3", "location": "s3://ramp-data/iris"},
                   "dask_cluster": {"n_workers": 3}},
+    },
+    "elastic": {
+        "ramp": {"problem_name": "iris", "event_name": "iris_elastic"},
+        "worker": {"worker_type": "dask", "conda_env": "ramp-iris",
+                   "dask_cluster": {"provider": "ec2", "max_workers": 8}},
+        "infra": {"region": "eu-west-1", "allowed_cidrs": ["198.51.100.0/24"],
+                  "tags": {"team": "ramp"}},
     },
 }
 

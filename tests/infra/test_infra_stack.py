@@ -12,10 +12,10 @@ import pulumi
 import pulumi_aws
 import pytest
 from event_stack import StackSettings
-from pulumi_mocks import MOCK_AMI_ID, Deployment, run_program
 
 from ramp_fleet.errors import UsageError
 from ramp_fleet.names import EVENT_TAG
+from tests.infra.pulumi_mocks import MOCK_AMI_ID, Deployment, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,11 +225,21 @@ def test_dask_ports(deploy):
     assert rules["scheduler-198-51-100-0-24"]["fromPort"] == 8786
     assert rules["scheduler-group"]["referencedSecurityGroupId"] == (
         "ramp-iris_dask-dask-workers-sg-id")
-    assert rules["dashboard-198-51-100-0-24"]["fromPort"] == 8787
     assert rules["workers-group"]["referencedSecurityGroupId"] == (
         "ramp-iris_dask-dask-scheduler-sg-id")
     assert (rules["workers-group"]["fromPort"], rules["workers-group"]["toPort"]) == (9000, 9001)
-    assert "dashboard-group" not in rules
+    assert not [name for name in rules if name.startswith("dashboard")], "closed by default"
+
+
+def test_the_dask_dashboard_opens_only_to_the_cidrs_asked(deploy):
+    deployment = deploy("dask", infra={"dask_cluster": {"n_workers": 3,
+                                                         "dashboard_cidrs": ["192.0.2.0/28"]}})
+    rules = {r.name.removeprefix("ramp-iris_dask-dask-"): r.inputs
+             for r in deployment.of_type(INGRESS)}
+    assert [name for name in rules if name.startswith("dashboard")] == ["dashboard-192-0-2-0-28"]
+    assert rules["dashboard-192-0-2-0-28"]["fromPort"] == 8787
+    scheduler = deployment.named("ramp-iris_dask-dask-scheduler").inputs["userData"]
+    assert "--dashboard-address :8787" in scheduler
 
 
 def test_the_data_password_is_only_in_its_ssm_parameter(deploy, osf_credentials):
@@ -331,7 +341,7 @@ def test_dask_user_data_starts_tls_scheduler_and_workers(deploy):
     deployment = deploy("dask")
     scheduler = deployment.named("ramp-iris_dask-dask-scheduler").inputs["userData"]
     assert ("ExecStart=/opt/conda/envs/ramp-iris/bin/dask scheduler --protocol tls --port 8786 "
-            "--dashboard-address :8787") in scheduler
+            "--dashboard-address 127.0.0.1:8787") in scheduler
     assert "--name /ramp-fleet/iris_dask/dask/scheduler-key --with-decryption" in scheduler
     worker = deployment.named("ramp-iris_dask-dask-worker-2").inputs["userData"]
     assert "/opt/conda/envs/ramp-iris/bin/dask worker tls://10.0.0.10:8786" in worker
@@ -339,6 +349,24 @@ def test_dask_user_data_starts_tls_scheduler_and_workers(deploy):
     assert "/ramp-fleet/iris_dask/dask/worker-key" in worker
     for user_data in (scheduler, worker):
         assert "\nEnvironment=DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False\n" in user_data
+
+
+def test_each_dask_host_role_reads_only_its_own_key(deploy):
+    deployment = deploy("dask")
+    prefix = "ramp-iris_dask-dask"
+    for role in ("scheduler", "worker"):
+        policy = json.loads(deployment.named(f"{prefix}-{role}-read-key").inputs["policy"])
+        assert policy["Statement"] == [{
+            "Effect": "Allow", "Action": ["ssm:GetParameter"],
+            "Resource": [f"arn:aws:mock:eu-west-1:123456789012:{prefix}-{role}-key-parameter"]}]
+        assert deployment.named(f"{prefix}-{role}-key-parameter").inputs["name"] == (
+            f"/ramp-fleet/iris_dask/dask/{role}-key")
+        profile = deployment.named(f"{prefix}-{role}-profile").inputs
+        assert profile["name"] == f"ramp-iris_dask-dask-{role}s"
+    hosts = {r.name: r.inputs["iamInstanceProfile"] for r in deployment.of_type(INSTANCE)}
+    assert hosts[f"{prefix}-scheduler"] == "ramp-iris_dask-dask-schedulers"
+    assert {hosts[f"{prefix}-worker-{i}"] for i in range(3)} == {"ramp-iris_dask-dask-workers"}
+    assert "client" not in " ".join(str(r.inputs) for r in deployment.of_type(INSTANCE))
 
 
 def test_dask_outputs(deploy):

@@ -59,7 +59,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
         self.calls.append(args)
-        if args.token == "aws:ec2/getAmi:getAmi":  # noqa: S105 - an invoke token
+        if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": MOCK_AMI_ID, "imageId": MOCK_AMI_ID, "name": "mock 2025-01-01"}, []
         return {}, []
 

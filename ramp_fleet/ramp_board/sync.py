@@ -1,0 +1,350 @@
+"""Serve a ramp-board event: its database is where submissions come from and results go.
+
+The dispatcher keeps working on its own SQLite store; :class:`BoardSync`
+keeps ramp-board's database in step with it, through the one helper process
+of :class:`~ramp_fleet.ramp_board.client.RampBoardClient`:
+
+* **Submissions in**: the event's new submissions (not the sandbox) are
+  polled from the database — only ids above the last one seen, with a full
+  look now and then — and added to the store under their folder name
+  (``submission_000000042``), in submission order.
+* **States out**: every claim, launch, requeue and result the dispatcher
+  records is written with ramp-database's own functions (``set_state``,
+  ``set_results`` = ``set_time`` + ``set_scores`` + ``set_bagged_scores``,
+  ``set_submission_error_msg``...), queue positions kept current, and
+  leaderboards refreshed at most every ``store.leaderboard_interval`` seconds.
+
+All of it runs in one thread of its own, in order: a slow or absent
+database never holds a run up. While the database is away, writes wait in
+order and are sent when it is back; what a dispatcher could not send before
+it stopped is re-sent at the next start, from the store (:meth:`BoardSync.start`),
+so nothing is lost and nothing is scored twice (every write is idempotent).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ramp_fleet.config import EventConfig
+from ramp_fleet.errors import UsageError
+from ramp_fleet.observers import Finished, RunObserver
+from ramp_fleet.ramp_board.client import RampBoardClient, RampBoardError
+from ramp_fleet.store import State, Store, Submission
+from ramp_fleet.store.states import FINAL
+
+logger = logging.getLogger("ramp_fleet.ramp_board")
+
+#: A full look at the event's new submissions (not only ids above the last seen) this often:
+#: ramp-board may put an older submission back to ``new``.
+FULL_POLL_INTERVAL = 60.0
+#: After a write failed for good (the database away longer than the client's patience),
+#: how long to wait before trying it again.
+WRITE_BACKOFF = 15.0
+
+
+#: Writes are gathered this long before they are sent, so that a state that lasted less
+#: (``sent_to_training`` of a run that starts at once) is not written at all.
+BATCH_WINDOW = 0.3
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One change to send, in order: ``call(client)``."""
+
+    what: str
+    call: Callable[[RampBoardClient], object]
+    #: The submission it is about; a state change is dropped when a later state or result
+    #: of the same submission is already waiting (the later one says where it is now).
+    submission: str | None = None
+    #: A result (score or error): the leaderboards are refreshed after it.
+    result: bool = False
+    state_only: bool = False
+
+
+class _WriteQueue:
+    """Writes in order, thread-safe; superseded state changes are dropped when taken."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[_Write] = collections.deque()
+        self._changed = threading.Condition()
+        #: Taken but not done yet (``close`` waits for none).
+        self.in_flight = 0
+
+    def put(self, write: _Write) -> None:
+        with self._changed:
+            self._items.append(write)
+            self._changed.notify_all()
+
+    def take(self, timeout: float) -> _Write | None:
+        """The next write that still matters (a burst that starts is let gather); None if none."""
+        with self._changed:
+            idle = not self._items
+            if idle and not self._changed.wait(timeout):
+                return None
+        if idle:
+            time.sleep(BATCH_WINDOW)
+        with self._changed:
+            while self._items:
+                write = self._items.popleft()
+                if write.state_only and any(later.submission == write.submission
+                                            and (later.state_only or later.result)
+                                            for later in self._items):
+                    continue
+                self.in_flight += 1
+                return write
+            return None
+
+    def done(self) -> None:
+        with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    def pending(self) -> bool:
+        with self._changed:
+            return bool(self._items) or self.in_flight > 0
+
+
+class BoardSync(RunObserver):
+    """The event's submissions from ramp-board, its states and results back (module docstring)."""
+
+    def __init__(self, event: EventConfig, client: RampBoardClient, poll_interval: float,
+                 drain_timeout: float = 600.0):
+        self.event = event
+        #: Owned from now on: closed with this object.
+        self.client = client
+        self.poll_interval = poll_interval
+        self.drain_timeout = drain_timeout
+        self._writes = _WriteQueue()
+        self._added: list[str] = []
+        self._added_lock = threading.Lock()
+        self._ids: dict[str, int] = {}
+        self._last_id: int | None = None
+        self._last_full_poll = -float("inf")
+        self._positions_due = True
+        self._leaderboards_due = False
+        self._leaderboards_at = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+        #: Writes that were given up on (the database away for too long); re-sent next start.
+        self.unsent = 0
+
+    # -- start: what a previous dispatcher left, then the first look --------------------
+
+    def start(self, store: Store) -> list[str]:
+        """Check the event, re-send what the store knows and the database does not, put runs a
+        dead dispatcher left back to ``new``, read the new submissions; then follow on."""
+        try:
+            info = self.client.check_event(self.event.event_name)
+        except RampBoardError as exc:
+            self.client.close()
+            raise UsageError(str(exc)) from None
+        ours = self.event.dirs.submissions.path
+        if info.submissions_dir is not None and Path(info.submissions_dir).resolve() != ours.resolve():
+            raise UsageError(
+                f"ramp-board keeps the submissions of event '{self.event.event_name}' in "
+                f"{info.submissions_dir}, but this config reads them from {ours} "
+                f"({self.event.dirs.submissions.source}); set ramp.submissions_dir")
+        self._store = store
+        self._resend_final(store)
+        reset = self.client.reset_interrupted(self.event.event_name)
+        if reset:
+            logger.info("put %d interrupted submission(s) back to new in ramp-board", len(reset))
+        self._poll(store, full=True)
+        self._thread = threading.Thread(target=self._loop, name="ramp-board", daemon=True)
+        self._thread.start()
+        return self.discover(store)
+
+    def _resend_final(self, store: Store) -> None:
+        """Results recorded here whose write never reached the database (a crash, a long outage)."""
+        states = self.client.states(self.event.event_name)
+        for submission in store.all():
+            if submission.source_id is None:
+                continue
+            self._ids[submission.name] = submission.source_id
+            if submission.state in FINAL and states.get(submission.source_id) != submission.state:
+                logger.info("re-sending the %s of %s to ramp-board", submission.state, submission.name)
+                self._final_write(submission.name, submission.state, submission.error,
+                                  submission.peak_memory_mb).call(self.client)
+
+    # -- the source of submissions ------------------------------------------------------
+
+    def discover(self, store: Store) -> list[str]:
+        """The submissions added to the store since the last call (polled by the thread)."""
+        with self._added_lock:
+            added, self._added = self._added, []
+        return added
+
+    def _poll(self, store: Store, full: bool = False) -> None:
+        now = time.monotonic()
+        full = full or now - self._last_full_poll >= FULL_POLL_INTERVAL
+        rows = self.client.new_submissions(self.event.event_name,
+                                           None if full else self._last_id)
+        if full:
+            self._last_full_poll = now
+        added = []
+        for row in rows:
+            self._last_id = max(self._last_id or 0, row.id)
+            if row.basename in self._ids:
+                continue
+            self._ids[row.basename] = row.id
+            if store.add(row.basename, row.id):
+                added.append(row.basename)
+        if added:
+            self._positions_due = True
+            with self._added_lock:
+                self._added.extend(added)
+
+    # -- what the dispatcher records, sent in order ---------------------------------------
+
+    def claimed(self, submission: Submission, slot: str) -> None:
+        self._send(submission.name, "sent_to_training")
+        self._positions_due = True
+
+    def launched(self, name: str) -> None:
+        self._send(name, "training")
+        board_id = self._ids.get(name)
+        if board_id is not None:
+            self._writes.put(_Write(f"queue position of {name}", lambda client: (
+                client.set_queue_positions(self.event.event_name, {board_id: -1})), name))
+
+    def requeued(self, name: str, reason: str, counted: bool,
+                 training_seconds: float | None) -> None:
+        self._send(name, "new")
+        self._positions_due = True
+
+    def finished(self, result: Finished) -> None:
+        if result.name in self._ids:
+            self._writes.put(self._final_write(result.name, result.state, result.error,
+                                               result.peak_memory_mb))
+
+    def _send(self, name: str, state: str) -> None:
+        board_id = self._ids.get(name)
+        if board_id is not None:
+            self._writes.put(_Write(f"{state} of {name}",
+                                    lambda client: client.set_state(board_id, state), name,
+                                    state_only=True))
+
+    def _final_write(self, name: str, state: State, error: str | None,
+                     peak_memory_mb: float | None) -> _Write:
+        board_id = self._ids[name]
+        if state == State.SCORED:
+            predictions = self.event.dirs.predictions.path / name
+            return _Write(f"scores of {name}", lambda client: client.set_results(
+                board_id, predictions, peak_memory_mb), name, result=True)
+        return _Write(f"{state} of {name}", lambda client: client.set_error(
+            board_id, error or str(state), state.value), name, result=True)
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_poll = time.monotonic() + self.poll_interval
+        while not (self._stopping.is_set() and not self._writes.pending()):
+            write = self._writes.take(timeout=max(0.0, min(next_poll - time.monotonic(), 0.5)))
+            if write is not None:
+                self._apply(write)
+                self._writes.done()
+            if self._stopping.is_set():
+                continue
+            if time.monotonic() >= next_poll and self._store is not None:
+                self._try(lambda: self._poll(self._store))  # type: ignore[arg-type]
+                next_poll = time.monotonic() + self.poll_interval
+            if not self._writes.pending():
+                self._housekeeping()
+
+    def _apply(self, write: _Write) -> bool:
+        """Send one write; on failure keep it first in line and wait: never dropped, unless
+        the dispatcher has stopped waiting (then it is re-sent at the next start)."""
+        while not self._stopping.is_set():
+            try:
+                write.call(self.client)
+            except RampBoardError as exc:
+                logger.warning("ramp-board: %s failed (%s); trying again", write.what, exc)
+                self._stopping.wait(WRITE_BACKOFF)
+                continue
+            if write.result:
+                self._leaderboards_due = True
+            return True
+        logger.error("ramp-board: %s not written; it is re-sent at the next start", write.what)
+        self.unsent += 1
+        return False
+
+    def _housekeeping(self) -> None:
+        """Queue positions when they changed; leaderboards at most every interval."""
+        if self._positions_due and self._store is not None:
+            self._positions_due = False
+            positions = {board_id: index for index, (_, board_id)
+                         in enumerate(self._store.waiting(), start=1) if board_id is not None}
+            if positions:
+                self._try(lambda: self.client.set_queue_positions(self.event.event_name, positions))
+        interval = self.event.store.leaderboard_interval
+        if self._leaderboards_due and time.monotonic() - self._leaderboards_at >= interval:
+            self._leaderboards_due = False
+            self._leaderboards_at = time.monotonic()
+            self._try(lambda: self.client.update_leaderboards(self.event.event_name))
+
+    def _last_leaderboards(self, client: RampBoardClient) -> None:
+        """The last refresh, if results arrived since the one before."""
+        if self._leaderboards_due:
+            self._leaderboards_due = False
+            client.update_leaderboards(self.event.event_name)
+
+    def _try(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except RampBoardError as exc:
+            logger.warning("ramp-board: %s", exc)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Send what is pending — waiting up to ``drain_timeout`` for a database that is away —
+        then stop the thread and the helper."""
+        thread = self._thread
+        deadline = time.monotonic() + self.drain_timeout
+        self._writes.put(_Write("leaderboards", self._last_leaderboards))
+        while thread is not None and thread.is_alive() and self._writes.pending() \
+                and time.monotonic() < deadline:
+            thread.join(timeout=0.2)
+        self._stopping.set()
+        self.client.close()  # ends a retry in flight, then the helper
+        if thread is not None:
+            thread.join()
+        self._thread = None
+        if self.unsent:
+            logger.error("ramp-board: %d write(s) could not be sent; they are re-sent at the "
+                         "next start", self.unsent)
+
+
+def connect(event: EventConfig, deployment_config: Path | None = None) -> BoardSync:
+    """The :class:`BoardSync` of an event served from ramp-board's database.
+
+    The database is the deployment config's ``sqlalchemy`` section
+    (``deployment_config``, else ``store.deployment_config``, whose default is
+    ``<deployment_dir>/config.yml``); ramp-database runs in
+    ``store.ramp_board_python``. Every problem is a one-line usage error.
+    """
+    from ramp_fleet.ramp_board.database import database_from_deployment
+
+    python = event.store.ramp_board_python
+    if python is None:
+        raise UsageError(f"{event.display}: store.ramp_board_python: is required to serve a "
+                         "ramp-board event (the python of the environment where ramp-database is "
+                         "installed)")
+    config = deployment_config or event.store.deployment_config
+    assert config is not None  # the loader defaults it to <deployment_dir>/config.yml
+    database = database_from_deployment(config)
+    try:
+        client = RampBoardClient(python, database)
+    except RampBoardError as exc:
+        raise UsageError(str(exc)) from None
+    settings = event.dispatcher
+    poll = settings.sleep_interval if settings.hunger_policy == "sleep" \
+        else settings.time_between_collection
+    return BoardSync(event, client, poll_interval=poll)

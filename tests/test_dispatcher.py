@@ -256,6 +256,7 @@ def test_a_killed_dispatcher_restarts_into_a_consistent_state(make_event: EventF
         assert [s for s, _ in store.history(name)].count("scored") == 1
     assert alive([p.pid for p in orphans]) == []
     assert ramp_tests_running(config.parent) == []
+    assert list(event.scratch_dir.iterdir()) == [], "what the killed one left is cleared"
 
 
 def test_first_interrupt_finishes_the_runs_second_stops_them(make_event: EventFactory) -> None:

@@ -257,7 +257,7 @@ class BaseWorker:
         where bubblewrap does not work.
         """
         if self._report_dir is None:
-            self._report_dir = Path(tempfile.mkdtemp(prefix="ramp-fleet-run-"))
+            self._report_dir = self._new_report_dir()
         return ramp_test_command(
             executable or Path(sys.executable).parent / "ramp-test", self.submission,
             self.config["kit_dir"], self.config["data_dir"],
@@ -266,6 +266,14 @@ class BaseWorker:
             isolation=isolation_settings(self.settings.isolation), hidden=self.event_folders(),
             report=self._report_dir / "sandbox.json",
         )
+
+    def _new_report_dir(self) -> Path:
+        """Where the run's launcher reports: in the event's scratch folder, which a
+        restarted dispatcher clears (a killed one cannot remove it itself)."""
+        scratch = self.config.get("scratch_dir")
+        if scratch:
+            Path(scratch).mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{self.submission}.report.", dir=scratch or None))
 
     def event_folders(self) -> list[str]:
         """The event's own folders, kept out of a run's view should they lie in the kit or data."""

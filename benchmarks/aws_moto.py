@@ -1,9 +1,10 @@
 """AWS worker overhead: instances and SSH connections per submission, makespan.
 
 10 iris submissions, ``n_workers: 3``, dispatched twice — without and with
-``reuse_instances`` — against moto EC2 on 127.0.0.1 and a throw-away sshd on
-127.0.0.1 (an ssh_config routes moto's fictional instance IPs there; nothing
-leaves the machine). Every run is a real ``ramp-test`` over SSH.
+``reuse_instances`` — against moto EC2 on 127.0.0.1, each instance booted as a
+throw-away sshd on 127.0.0.1 with the host key its user-data gave it (an
+ssh_config routes moto's fictional instance IPs there; nothing leaves the
+machine). Every run is a real ``ramp-test`` over SSH.
 
     .venv/bin/python benchmarks/aws_moto.py
 
@@ -13,6 +14,7 @@ submission with reuse.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import shutil
@@ -31,13 +33,14 @@ from ramp_fleet.config import load_event_config  # noqa: E402
 from ramp_fleet.dispatcher import Dispatcher  # noqa: E402
 from ramp_fleet.progress import Reporter  # noqa: E402
 from ramp_fleet.store import State, Store  # noqa: E402
+from tests.fixtures.instance_hosts import InstanceHosts, instance_hosts_on_moto  # noqa: E402
 from tests.fixtures.moto_ec2 import (  # noqa: E402
     MotoServer,
     aws_environment,
     live_instances,
     register_image,
 )
-from tests.fixtures.sshd import start_sshd  # noqa: E402
+from tests.fixtures.sshd import keygen  # noqa: E402
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -52,7 +55,7 @@ class Quiet(Reporter):
         pass
 
 
-def build_event(root: Path, ssh: Any, reuse: bool) -> Path:
+def build_event(root: Path, ssh: InstanceHosts, reuse: bool) -> Path:
     kit = root / "instance" / "ramp-kit"
     kit.mkdir(parents=True)
     shutil.copy(EXAMPLE / "ramp-kits" / "iris" / "problem.py", kit)
@@ -71,7 +74,7 @@ def build_event(root: Path, ssh: Any, reuse: bool) -> Path:
         "worker": {
             "worker_type": "aws", "region_name": "us-east-1", "ami_image_name": "ramp-bench",
             "instance_type": "t3.micro", "security_group": "ramp-workers",
-            "key_path": str(key), "ssh_config_file": str(ssh.ssh_config(root / "ssh_config")),
+            "key_path": str(key), "ssh_config_file": str(ssh.ssh_config),
             "remote_ramp_kit_folder": str(kit),
             "remote_activate": f"export PATH={REPO / '.venv' / 'bin'}:$PATH",
             "reuse_instances": reuse, "timeout": 300,
@@ -84,7 +87,7 @@ def build_event(root: Path, ssh: Any, reuse: bool) -> Path:
     return path
 
 
-def run(moto: MotoServer, ssh: Any, workdir: Path, reuse: bool) -> dict[str, Any]:
+def run(moto: MotoServer, ssh: InstanceHosts, workdir: Path, reuse: bool) -> dict[str, Any]:
     moto.reset()
     ec2 = moto.client()
     register_image(ec2, "ramp-bench 1.0.0")
@@ -116,12 +119,13 @@ def main() -> None:
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="ramp-fleet-bench-") as tmp:
         workdir = Path(tmp)
-        (workdir / "sshd").mkdir()
-        ssh = start_sshd(workdir / "sshd")
+        client_key = workdir / "client_ed25519"
+        keygen(client_key, "bench-client")
         try:
-            results = [run(moto, ssh, workdir, reuse) for reuse in (False, True)]
+            with instance_hosts_on_moto(workdir / "instances", client_key,
+                                        getpass.getuser()) as ssh:
+                results = [run(moto, ssh, workdir, reuse) for reuse in (False, True)]
         finally:
-            ssh.stop()
             server.stop()
     print(f"{N_SUBMISSIONS} submissions, n_workers {N_WORKERS}, moto EC2 + loopback sshd")
     print(f"{'reuse_instances':16}{'scored':>8}{'instances/sub':>15}{'ssh conn/sub':>14}"

@@ -146,6 +146,7 @@ from tests.fixtures.aws import (  # noqa: E402
     aws_worker_keys,
     ec2,
     image_id,
+    instance_hosts,
     loopback_only,
     moto_server,
     remote_kit,
@@ -154,5 +155,6 @@ from tests.fixtures.aws import (  # noqa: E402
 from tests.fixtures.dask import iris, plain_cluster, tls_cluster  # noqa: E402
 from tests.fixtures.reference import reference_event  # noqa: E402
 
-__all__ = ["aws", "aws_event", "aws_worker_keys", "ec2", "image_id", "iris", "loopback_only",
+__all__ = ["aws", "aws_event", "aws_worker_keys", "ec2", "image_id", "instance_hosts", "iris",
+           "loopback_only",
            "moto_server", "plain_cluster", "reference_event", "remote_kit", "sshd", "tls_cluster"]

@@ -19,8 +19,9 @@ from typing import Any
 
 from ramp_fleet.aws import instances
 from ramp_fleet.aws.ami import ImageChoice, resolve_image
+from ramp_fleet.aws.host_keys import InstanceHostKey
 from ramp_fleet.aws.session import ec2_client, make_session
-from ramp_fleet.aws.ssh import KnownHosts, RemoteHost, SSHSettings
+from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts, RemoteHost, SSHSettings
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import UsageError
@@ -160,6 +161,7 @@ class Fleet:
         with self._lock:
             slot = self._free_slot()
             self._reserved_slots.add(slot)
+        host_key = InstanceHostKey.generate()
         try:
             spec = instances.LaunchSpec(
                 image_id=image.image_id,
@@ -169,6 +171,7 @@ class Fleet:
                 subnet_id=self.settings.subnet_id,
                 use_spot=self.settings.use_spot_instance,
                 tags=instances.event_tags(self.event_name, submission, slot),
+                user_data=host_key.user_data,
             )
             launched = instances.launch(self.ec2, spec)
             self.stats.add("instances_launched")
@@ -184,10 +187,16 @@ class Fleet:
             with self._lock:
                 self._reserved_slots.discard(slot)
         try:
+            self.known_hosts.record(lease.instance_id, host_key.public_key)
             described = instances.wait_running(self.ec2, lease.instance_id,
                                                self.settings.ssh_connect_timeout, stop)
             host.address = instances.address(described)
             host.connect(stop=stop, alive=self._alive_check(lease.instance_id))
+        except HostKeyChanged as exc:
+            logger.warning("terminating instance %s, which is not the host it should be: %s",
+                           lease.instance_id, exc)
+            self.release(lease, reusable=False)
+            raise
         except BaseException:
             self.release(lease, reusable=False)
             raise

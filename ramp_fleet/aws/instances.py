@@ -72,7 +72,8 @@ class LaunchSpec:
     subnet_id: str | None = None
     use_spot: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
-    user_data: str | None = None
+    #: May hold a secret (an instance's host key): never shown.
+    user_data: str | None = field(default=None, repr=False)
     #: An instance profile name, or its ARN.
     instance_profile: str | None = None
     #: True/False: ask for a public IP or none; None: the subnet's default.

@@ -1,11 +1,13 @@
 """One persistent, host-key-checked SSH connection per instance (fabric).
 
-Host keys are trusted on first use *per instance*: the event's known_hosts
-file records each instance's key under its instance id the first time we
-connect; a later connection to that instance with another key is refused.
-A new instance (new id) starts with no record, even if it got an old
-instance's IP address. Jump hosts (``ProxyJump``) are checked against the
-user's own known_hosts and refused when unknown — never accepted blindly.
+Host keys are known before the first connection: the fleet generates each
+instance's key and gives it to the instance at launch (:mod:`ramp_fleet.aws.host_keys`),
+and records it in the event's known_hosts file under the instance id. A
+connection is accepted only with that very key; any other key, or an
+instance with no record, is refused before anything is sent. A new instance
+(new id) never inherits an old instance's record, even at the same IP
+address. Jump hosts (``ProxyJump``) are checked against the user's own
+known_hosts and refused when unknown — never accepted blindly.
 
 ``ssh_config_file`` is read for ``HostName``, ``Port``, ``User``,
 ``IdentityFile``, ``ProxyJump``/``ProxyCommand`` and ``ConnectTimeout``,
@@ -47,7 +49,7 @@ class ConnectionLost(RampFleetError):
 
 
 class HostKeyChanged(RampFleetError):
-    """An instance presented a key other than the one recorded for it: refused."""
+    """An instance presented a key other than the one it was given: refused."""
 
 
 class KnownHosts:
@@ -79,21 +81,29 @@ class KnownHosts:
         os.chmod(temporary, 0o600)
         os.replace(temporary, self.path)
 
-    def check_or_record(self, alias: str, key: paramiko.PKey) -> bool:
-        """Accept ``key`` for ``alias`` if it is the recorded one or none is; True if new."""
+    def record(self, alias: str, key: paramiko.PKey) -> None:
+        """Trust ``key``, and only it, for ``alias`` (an instance id)."""
+        with self._locked() as keys:
+            if keys.lookup(alias) is not None:
+                del keys[alias]
+            keys.add(alias, key.get_name(), key)
+            self._save(keys)
+        logger.debug("recorded the host key of %s (%s %s)", alias, key.get_name(),
+                     key.fingerprint)
+
+    def check(self, alias: str, key: paramiko.PKey) -> None:
+        """Accept ``key`` only if it is the one recorded for ``alias``."""
         with self._locked() as keys:
             known = keys.lookup(alias)
-            if known is None or key.get_name() not in known:
-                if known:  # same instance, another key type: still a change
-                    raise HostKeyChanged(_changed(alias, self.path))
-                keys.add(alias, key.get_name(), key)
-                self._save(keys)
-                logger.info("recorded the host key of %s (%s %s)", alias, key.get_name(),
-                            key.fingerprint)
-                return True
-            if known[key.get_name()] != key:
-                raise HostKeyChanged(_changed(alias, self.path))
-            return False
+        if known is None:
+            raise HostKeyChanged(f"no SSH host key is recorded for {alias} in {self.path}; "
+                                 "refusing to connect")
+        if known.get(key.get_name()) != key:
+            raise HostKeyChanged(
+                f"{alias} presented an SSH host key ({key.get_name()} {key.fingerprint}) "
+                f"other than the one it was given at launch (recorded in {self.path}); "
+                "refusing to connect (a man in the middle, or an image whose cloud-init does not "
+                "install ssh_keys from the user-data)")
 
     def forget(self, alias: str) -> None:
         with self._locked() as keys:
@@ -102,13 +112,8 @@ class KnownHosts:
                 self._save(keys)
 
 
-def _changed(alias: str, path: Path) -> str:
-    return (f"the SSH host key of {alias} changed since it was first recorded in {path}; "
-            "refusing to connect (possible man-in-the-middle)")
-
-
-class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Checks the server's key against the record for one instance id."""
+class RecordedKeyOnly(paramiko.MissingHostKeyPolicy):
+    """Accepts the server's key only if it is the one recorded for one instance id."""
 
     def __init__(self, known_hosts: KnownHosts, alias: str):
         self.known_hosts = known_hosts
@@ -116,7 +121,7 @@ class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
-        self.known_hosts.check_or_record(self.alias, key)
+        self.known_hosts.check(self.alias, key)
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,7 @@ class RemoteHost:
         if connection.connect_timeout is None:
             connection.connect_timeout = int(self.settings.attempt_timeout)
         connection.client.set_missing_host_key_policy(
-            TrustOnFirstUse(self.known_hosts, self.alias))
+            RecordedKeyOnly(self.known_hosts, self.alias))
         _check_gateways(connection)
         return connection
 

@@ -51,6 +51,11 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
 
+#: Libraries whose debug output repeats request bodies — an instance's user-data
+#: (its host key), SSM parameter values (TLS keys): never shown, even with -vv.
+REPEAT_REQUESTS = ("botocore", "boto3", "urllib3", "s3transfer", "aiobotocore", "paramiko")
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ramp-fleet")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -61,6 +66,8 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    for name in REPEAT_REQUESTS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,8 @@ class to publish; ``teardown`` gives the instance back (terminated unless it
 is reused).
 
 Failures of the infrastructure (instance gone, spot interruption, SSH lost
-for good, no capacity) raise :class:`~ramp_fleet.workers.base.WorkerRetry`:
+for good, no capacity) and an instance presenting a host key other than the
+one it was given raise :class:`~ramp_fleet.workers.base.WorkerRetry`:
 the submission goes back to the queue. Anything else is raised as it is.
 The instance is released in every case.
 """
@@ -28,7 +29,7 @@ from ramp_fleet.archive import pack_submission
 from ramp_fleet.aws import instances, remote
 from ramp_fleet.aws.fleet import Fleet, Lease
 from ramp_fleet.aws.instances import InstanceError
-from ramp_fleet.aws.ssh import ConnectionLost
+from ramp_fleet.aws.ssh import ConnectionLost, HostKeyChanged
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import CommandError, RampFleetError
 from ramp_fleet.isolation import settings as isolation_settings
@@ -275,6 +276,7 @@ def _retry_on_infrastructure(during: str) -> Iterator[None]:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    """Worth another instance: infrastructure trouble, or a host that is not the one launched."""
     if isinstance(exc, InstanceError):
         return exc.transient
-    return isinstance(exc, ConnectionLost | WaitTimeout | TimeoutError)
+    return isinstance(exc, ConnectionLost | HostKeyChanged | WaitTimeout | TimeoutError)

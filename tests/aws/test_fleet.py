@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import shlex
 import time
@@ -10,20 +12,22 @@ from typing import Any
 
 import paramiko
 import pytest
+import yaml
 from click.testing import CliRunner
 from pydantic import SecretStr
 
 from ramp_fleet.aws import instances, remote
+from ramp_fleet.aws.host_keys import InstanceHostKey
 from ramp_fleet.aws.session import make_session
 from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
 from ramp_fleet.cli import cli
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.sandbox.spec import Isolation, SandboxSpec
 from ramp_fleet.workers.aws import AWSWorker
+from tests.aws.runs import all_instances, instance_of, run, state_of
 from tests.fixtures.aws import AWSEventFactory
+from tests.fixtures.instance_hosts import InstanceHosts
 from tests.fixtures.moto_ec2 import live_instances, register_image
-from tests.fixtures.sshd import SSHServer
-from tests.lifecycle import run_one
 
 
 def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old") -> str:
@@ -34,15 +38,6 @@ def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old"
                                   {"Key": k, "Value": v} for k, v in tags.items()]}])
     instance_id: str = reply["Instances"][0]["InstanceId"]
     return instance_id
-
-
-def run(event: Any, name: str, shared: Any = None, **options: Any) -> Any:
-    return run_one(AWSWorker(event.worker_mapping(), name), shared, **options)
-
-
-def state_of(ec2: Any, instance_id: str) -> str:
-    reply = ec2.describe_instances(InstanceIds=[instance_id])
-    return str(reply["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
 def test_reuse_runs_submissions_one_after_another_on_one_instance(
@@ -144,42 +139,83 @@ def test_reap_command_lists_then_terminates(
     assert "no instance of event 'iris_test' is left" in again.output
 
 
-def test_known_hosts_trust_on_first_use_per_instance(tmp_path: Path) -> None:
+def test_known_hosts_accept_only_the_key_recorded_for_an_instance(tmp_path: Path) -> None:
     known = KnownHosts(tmp_path / "event" / "ssh_known_hosts")
-    first, second = (paramiko.RSAKey.generate(1024) for _ in range(2))
-    assert known.check_or_record("i-0001", first) is True
-    assert known.check_or_record("i-0001", first) is False
-    with pytest.raises(HostKeyChanged, match="i-0001"):
-        known.check_or_record("i-0001", second)
-    assert known.check_or_record("i-0002", second) is True  # a new instance: a new key
+    given, other = (InstanceHostKey.generate().public_key for _ in range(2))
+    with pytest.raises(HostKeyChanged, match="no SSH host key is recorded for i-0001"):
+        known.check("i-0001", given)  # never trusted on first use
+    known.record("i-0001", given)
+    known.check("i-0001", given)
+    with pytest.raises(HostKeyChanged, match="i-0001 presented an SSH host key"):
+        known.check("i-0001", other)
+    with pytest.raises(HostKeyChanged):
+        known.check("i-0001", paramiko.RSAKey.generate(1024))  # another type is no better
+    with pytest.raises(HostKeyChanged):
+        known.check("i-0002", given)  # a key belongs to one instance id
     assert (known.path.stat().st_mode & 0o777) == 0o600
     known.forget("i-0001")
-    assert known.check_or_record("i-0001", second) is True
+    with pytest.raises(HostKeyChanged):
+        known.check("i-0001", given)
 
 
-def test_a_changed_host_key_is_refused(
-    aws_event: AWSEventFactory, ec2: Any, sshd: SSHServer
+def test_the_user_data_installs_one_ed25519_host_key_and_is_never_shown() -> None:
+    host_key = InstanceHostKey.generate()
+    document = yaml.safe_load(host_key.user_data)
+    assert host_key.user_data.startswith("#cloud-config\n")
+    assert document["ssh_deletekeys"] is True and document["ssh_genkeytypes"] == []
+    assert document["ssh_keys"]["ed25519_public"].split()[1] == host_key.public_key.get_base64()
+    private = paramiko.Ed25519Key.from_private_key(io.StringIO(
+        document["ssh_keys"]["ed25519_private"]))
+    assert private.get_base64() == host_key.public_key.get_base64()
+    assert "PRIVATE" not in repr(host_key)
+
+
+def test_instances_are_launched_with_their_host_key_and_connected_to_only_with_it(
+    aws_event: AWSEventFactory, ec2: Any, instance_hosts: InstanceHosts
 ) -> None:
     event = aws_event(("logreg",))
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
-
-    def swap_key(worker: AWSWorker) -> None:
-        assert worker.instance_id is not None
-        known = fleet.known_hosts
-        hostkeys = paramiko.HostKeys(str(known.path))
-        recorded = hostkeys.lookup(worker.instance_id)
-        assert recorded is not None  # recorded on first connect
-        assert any(sshd.host_public_key.split()[1] == key.get_base64()
-                   for key in recorded.values())
-        known.forget(worker.instance_id)
-        known.check_or_record(worker.instance_id, paramiko.RSAKey.generate(1024))
-        sshd.cut_connections()
-
     try:
-        outcome = run(event, "logreg", shared=fleet, during_wait=swap_key)
+        lease = fleet.acquire("logreg")
+        user_data = ec2.describe_instance_attribute(
+            InstanceId=lease.instance_id, Attribute="userData")["UserData"]["Value"]
+        given = yaml.safe_load(base64.b64decode(user_data))["ssh_keys"]["ed25519_public"]
+        served = instance_hosts.hosts[lease.instance_id].server.host_public_key
+        assert given.split()[:2] == served.split()[:2]
+        recorded = paramiko.HostKeys(str(fleet.known_hosts.path)).lookup(lease.instance_id)
+        assert recorded is not None and list(recorded.keys()) == ["ssh-ed25519"]
+        assert recorded["ssh-ed25519"].get_base64() == given.split()[1]
+        assert lease.host.connected
+        fleet.release(lease, reusable=False)
+        assert paramiko.HostKeys(str(fleet.known_hosts.path)).lookup(lease.instance_id) is None
     finally:
         AWSWorker.close_shared(fleet)
-    assert outcome.error is not None and "host key" in outcome.error
+
+
+def test_an_instance_with_another_host_key_gets_nothing_and_is_terminated(
+    aws_event: AWSEventFactory, ec2: Any, instance_hosts: InstanceHosts, remote_kit: Path
+) -> None:
+    event = aws_event(("logreg",))
+    instance_hosts.impostor = True
+    outcome = run(event, "logreg")
+    assert outcome.retry is not None and "presented an SSH host key" in outcome.retry
+    assert list(all_instances(ec2).values()) == ["terminated"]
+    assert not (remote_kit / ".ramp-fleet").exists()  # no upload, not even a folder
+    assert not (remote_kit / "submissions").exists()
+
+
+def test_a_host_key_changed_mid_run_means_retry_on_another_instance(
+    aws_event: AWSEventFactory, ec2: Any, instance_hosts: InstanceHosts
+) -> None:
+    event = aws_event(("logreg",))
+
+    def swap_key(worker: AWSWorker) -> None:
+        assert worker.instance_id is not None and worker.poll() == "running"
+        instance_hosts.replace_key(worker.instance_id)
+
+    outcome = run(event, "logreg", during_wait=swap_key)
+    assert outcome.retry is not None and "presented an SSH host key" in outcome.retry
+    assert state_of(ec2, instance_of(outcome)) == "terminated"
     assert not live_instances(ec2)
 
 

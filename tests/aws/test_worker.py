@@ -14,10 +14,11 @@ import pytest
 from ramp_fleet.aws import instances
 from ramp_fleet.aws.instances import InstanceError
 from ramp_fleet.workers.aws import AWSWorker
+from tests.aws.runs import instance_of, run, state_of
 from tests.fixtures.aws import AWSEventFactory
+from tests.fixtures.instance_hosts import InstanceHosts
 from tests.fixtures.moto_ec2 import live_instances
-from tests.fixtures.sshd import SSHServer, free_port
-from tests.lifecycle import Outcome, run_one
+from tests.fixtures.sshd import free_port
 
 
 def alive(pid: int) -> bool:
@@ -31,21 +32,6 @@ def tags_of(ec2: Any, instance_id: str) -> dict[str, str]:
     reply = ec2.describe_instances(InstanceIds=[instance_id])
     instance = reply["Reservations"][0]["Instances"][0]
     return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
-
-
-def run(event: Any, name: str, shared: Any = None, **options: Any) -> Outcome:
-    return run_one(AWSWorker(event.worker_mapping(), name), shared, **options)
-
-
-def instance_of(outcome: Outcome) -> str:
-    instance_id = outcome.worker.place.instance_id
-    assert instance_id is not None
-    return instance_id
-
-
-def state_of(ec2: Any, instance_id: str) -> str:
-    reply = ec2.describe_instances(InstanceIds=[instance_id])
-    return str(reply["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
 def test_one_submission_end_to_end(aws_event: AWSEventFactory, ec2: Any, image_id: str) -> None:
@@ -203,7 +189,7 @@ def test_a_spot_interruption_mid_run_means_retry(aws_event: AWSEventFactory, ec2
 
 
 def test_a_dropped_ssh_connection_is_reopened_and_the_run_completes(
-    aws_event: AWSEventFactory, sshd: SSHServer
+    aws_event: AWSEventFactory, instance_hosts: InstanceHosts
 ) -> None:
     event = aws_event(("logreg",))
     fleet = AWSWorker.open_shared(event.worker_mapping(), event)
@@ -211,7 +197,7 @@ def test_a_dropped_ssh_connection_is_reopened_and_the_run_completes(
 
     def drop(worker: AWSWorker) -> None:
         assert worker.poll() == "running"  # one poll over the first connection
-        cut.append(sshd.cut_connections())
+        cut.append(instance_hosts.cut_connections())
 
     try:
         outcome = run(event, "logreg", shared=fleet, during_wait=drop)

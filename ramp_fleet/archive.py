@@ -87,6 +87,9 @@ def _walk(root: Path, policy: Policy, skip: frozenset[str]) -> Iterator[_Entry]:
 
     Every open is relative to its parent's descriptor with ``O_NOFOLLOW``, so
     an entry swapped for a link between listing and opening is caught too.
+    Folders are read as they are listed, never whole: a folder of a million
+    files costs no more memory than one of ten, and a cap stops the walk at
+    the first entry over it. The order is the file system's.
     """
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -99,34 +102,41 @@ def _walk(root: Path, policy: Policy, skip: frozenset[str]) -> Iterator[_Entry]:
 
 
 def _walk_fd(dir_fd: int, prefix: str, policy: Policy, skip: frozenset[str],
-             root: Path) -> Iterator[_Entry]:
+             root: Path, depth: int = 1) -> Iterator[_Entry]:
     with os.scandir(dir_fd) as listing:
-        names = sorted(entry.name for entry in listing)
-    for name in names:
-        relative = f"{prefix}{name}"
-        if name in skip:
-            continue
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        kind = _kind(info.st_mode)
-        if kind == "folder":
-            try:
-                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-            except OSError:
-                _unusable(policy, relative, "changed while it was read", root)
+        for listed in listing:
+            name = listed.name
+            if name in skip:
                 continue
-            try:
-                yield _Entry(relative, is_dir=True)
-                yield from _walk_fd(child, f"{relative}/", policy, skip, root)
-            finally:
-                os.close(child)
-        elif kind == "file" and info.st_nlink == 1:
-            fd = _open_regular(name, dir_fd)
-            if fd is None:
-                _unusable(policy, relative, "changed while it was read", root)
-                continue
-            yield _Entry(relative, is_dir=False, fd=fd)
-        else:
-            _unusable(policy, relative, "a hard link" if kind == "file" else kind, root)
+            yield from _entry(dir_fd, name, f"{prefix}{name}", policy, skip, root, depth)
+
+
+def _entry(dir_fd: int, name: str, relative: str, policy: Policy, skip: frozenset[str],
+           root: Path, depth: int) -> Iterator[_Entry]:
+    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    kind = _kind(info.st_mode)
+    if kind == "folder":
+        if depth >= MAX_DEPTH:
+            _unusable(policy, relative, f"a folder more than {MAX_DEPTH} levels deep", root)
+            return
+        try:
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError:
+            _unusable(policy, relative, "changed while it was read", root)
+            return
+        try:
+            yield _Entry(relative, is_dir=True)
+            yield from _walk_fd(child, f"{relative}/", policy, skip, root, depth + 1)
+        finally:
+            os.close(child)
+    elif kind == "file" and info.st_nlink == 1:
+        fd = _open_regular(name, dir_fd)
+        if fd is None:
+            _unusable(policy, relative, "changed while it was read", root)
+            return
+        yield _Entry(relative, is_dir=False, fd=fd)
+    else:
+        _unusable(policy, relative, "a hard link" if kind == "file" else kind, root)
 
 
 def _open_regular(name: str, dir_fd: int) -> int | None:
@@ -170,9 +180,7 @@ class _Writer:
     """Creates ``destination`` (which must not exist) and writes entries into it, capped."""
 
     def __init__(self, destination: Path, limits: Limits):
-        self.limits = limits
-        self.files = 0
-        self.bytes = 0
+        self.tally = _Tally(limits)
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(destination, _DIR_MODE)
         self._dirs: dict[str, int] = {
@@ -200,11 +208,7 @@ class _Writer:
 
     def file(self, relative: str, declared_size: int, read: Callable[[int], bytes]) -> None:
         """Write one file from ``read(n)`` chunks, refusing what breaks a cap."""
-        self.files += 1
-        if self.files > self.limits.max_files:
-            raise UnsafeResult(f"more than {self.limits.max_files} files "
-                               f"(at '{relative}'; worker.result_limits.max_files)")
-        self._check_size(relative, declared_size)
+        self.tally.add_file(relative, declared_size)
         parent_path, _, name = relative.rpartition("/")
         parent = self.folder(parent_path)
         try:
@@ -216,11 +220,28 @@ class _Writer:
         with os.fdopen(fd, "wb") as out:
             while chunk := read(CHUNK):
                 written += len(chunk)
-                self._check_size(relative, written)
+                self.tally.check_size(relative, written)
                 out.write(chunk)
-        self.bytes += written
+        self.tally.bytes += written
 
-    def _check_size(self, relative: str, size: int) -> None:
+
+class _Tally:
+    """Files and bytes of one result against its limits; a refusal names the entry and the cap."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.files = 0
+        self.bytes = 0
+
+    def add_file(self, relative: str, declared_size: int) -> None:
+        """Count one more file, refusing it by its declared size before any byte is read."""
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise UnsafeResult(f"more than {self.limits.max_files} files "
+                               f"(at '{relative}'; worker.result_limits.max_files)")
+        self.check_size(relative, declared_size)
+
+    def check_size(self, relative: str, size: int) -> None:
         if size > self.limits.max_file_bytes:
             raise UnsafeResult(f"'{relative}' is larger than {self.limits.max_file_bytes} bytes "
                                "(worker.result_limits.max_file_bytes)")
@@ -274,11 +295,12 @@ def pack_results(source: Path, limits: Limits) -> bytes:
 def _pack(entries: Iterator[tuple[str, int, IO[bytes] | None]],
           limits: Limits | None = None) -> bytes:
     buffer = io.BytesIO()
-    counter = _Counter(limits or Limits.unbounded())
+    tally = _Tally(limits or Limits.unbounded())
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
         for relative, size, stream in entries:
             if stream is not None:
-                counter.add(relative, size)
+                tally.add_file(relative, size)
+                tally.bytes += size
             info = tarfile.TarInfo(relative)
             info.mtime = 0
             if stream is None:
@@ -301,24 +323,11 @@ def receive_folder(source: Path, destination: Path, limits: Limits) -> None:
 def verify_tree(root: Path, limits: Limits) -> None:
     """Refuse a folder published by other code (a custom worker) unless it holds regular
     files and folders only, within ``limits``."""
-    counter = _Counter(limits)
+    tally = _Tally(limits)
     for relative, size, stream in _local_entries(root, "refuse", frozenset()):
         if stream is not None:
-            counter.add(relative, size)
-
-
-class _Counter:
-    def __init__(self, limits: Limits):
-        self.limits = limits
-        self.files = 0
-        self.bytes = 0
-
-    def add(self, relative: str, size: int) -> None:
-        self.files += 1
-        self.bytes += size
-        if (self.files > self.limits.max_files or self.bytes > self.limits.max_bytes
-                or size > self.limits.max_file_bytes):
-            raise UnsafeResult(f"the result is over worker.result_limits at '{relative}'")
+            tally.add_file(relative, size)
+            tally.bytes += size
 
 
 def receive_archive(archive: bytes | Path, destination: Path, limits: Limits) -> None:

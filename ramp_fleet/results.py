@@ -142,14 +142,14 @@ def publish(run: RunOutput, where: Destination) -> Published:
     note = TIMEOUT_NOTE.format(timeout_message(where.timeout)) if run.timed_out else ""
     write_log(run.log, where.log_file, where.max_log_bytes, note)
     if run.refused:
-        _discard(where.predictions)
+        discard_predictions(where.predictions)
         raise UnsafeResult(run.refused)
     if run.timed_out:
-        _discard(where.predictions)
+        discard_predictions(where.predictions)
         return Published(TIMEOUT_RETURNCODE, timeout_message(where.timeout))
     returncode = 1 if run.returncode is None else run.returncode
     if returncode != 0:
-        _discard(where.predictions)
+        discard_predictions(where.predictions)
         return Published(returncode, error_excerpt(where.log_file))
     if run.output is None or (isinstance(run.output, Path) and not run.output.exists()):
         return Published(1, NO_OUTPUT)
@@ -191,12 +191,15 @@ def publish_output(source: Path | bytes, target: Path, limits: Limits) -> None:
 
 def check_published(where: Destination, timed_out: bool = False) -> None:
     """Results a custom worker published itself are held to the same rules: regular files
-    and folders only, within the limits — else they are removed and refused. A timeout
-    gets the same last line in its log as on every backend."""
+    and folders only, within the limits — else they are removed and refused; a log past
+    ``max_log_bytes`` is cut to its head and end. A timeout gets the same last line in
+    its log as on every backend."""
     log = where.log_file
     if log.is_symlink() or (log.exists() and not log.is_file()):
         log.unlink(missing_ok=True)
         raise UnsafeResult(f"{log} is not a regular file (a link?): removed")
+    if log.is_file() and log.stat().st_size > where.max_log_bytes:
+        write_log(LogSource.from_path(log, where.max_log_bytes), log, where.max_log_bytes)
     if timed_out:
         append_note(log, TIMEOUT_NOTE.format(timeout_message(where.timeout)))
     if where.predictions.is_symlink():
@@ -206,7 +209,7 @@ def check_published(where: Destination, timed_out: bool = False) -> None:
         try:
             verify_tree(where.predictions, where.limits)
         except UnsafeResult:
-            _discard(where.predictions)
+            discard_predictions(where.predictions)
             raise
 
 
@@ -218,7 +221,7 @@ def append_note(path: Path, text: str) -> None:
         out.write(text)
 
 
-def _discard(folder: Path) -> None:
+def discard_predictions(folder: Path) -> None:
     """A failed run has no predictions: never leave an earlier attempt's in place."""
     if folder.is_dir() and not folder.is_symlink():
         shutil.rmtree(folder, ignore_errors=True)

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -21,26 +22,15 @@ from ramp_fleet.archive import (
     receive_archive,
     receive_folder,
 )
-
-
-def tgz(*members: tuple[tarfile.TarInfo, bytes | None], fmt: int = tarfile.GNU_FORMAT) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=fmt) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
-
-
-def regular(name: str, data: bytes = b"1,2\n") -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
-def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, linkname
-    return info, None
+from tests.hostile_archives import (
+    dot_dot,
+    link_chain,
+    million_empty_files,
+    path_max_chain,
+    regular,
+    special,
+    tgz,
+)
 
 
 def tree(root: Path) -> list[str]:
@@ -86,7 +76,7 @@ def test_links_in_a_submission_are_never_followed_nor_sent(
         copy_submission(source, tmp_path / "copy")
     assert tree(tmp_path / "copy") == ["estimator.py", "pkg", "pkg/data.bin"]
     with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
-        assert tar.getnames() == ["estimator.py", "pkg", "pkg/data.bin"]
+        assert sorted(tar.getnames()) == ["estimator.py", "pkg", "pkg/data.bin"]
         assert all(member.isreg() or member.isdir() for member in tar.getmembers())
     assert "skipped 'x'" in caplog.text and "a symbolic link" in caplog.text
     assert "skipped 'hard'" in caplog.text and "a hard link" in caplog.text
@@ -95,16 +85,26 @@ def test_links_in_a_submission_are_never_followed_nor_sent(
 # -- inbound: what a run hands back --------------------------------------------------------
 
 
+@pytest.mark.parametrize(("archive", "reason"), [
+    (link_chain("SECRET"), "'s' is a symbolic link (to '.')"),
+    (dot_dot(), "entry '../escape.txt': has an empty, '.' or '..' component"),
+    (path_max_chain(), "is a symbolic link (to 'bbbb"),
+])
+def test_crafted_archives_are_refused_and_write_nothing_outside(
+    tmp_path: Path, archive: bytes, reason: str
+) -> None:
+    destination = tmp_path / "inbox" / "out"
+    destination.parent.mkdir()
+    with pytest.raises(UnsafeResult, match=re.escape(reason)):
+        receive_archive(archive, destination, Limits())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox"]
+
+
 @pytest.mark.parametrize(("members", "reason"), [
-    ([special("s", tarfile.SYMTYPE, "."),
-      regular("fold_0/e2.txt"),
-      special("fold_0/e3.txt", tarfile.SYMTYPE, "../s/s/s/s/../../SECRET")],
-     "'s' is a symbolic link (to '.')"),
     ([special("creds", tarfile.SYMTYPE, "/root/.aws/credentials")], "'creds' is a symbolic link"),
     ([regular("a"), special("b", tarfile.LNKTYPE, "a")], "'b' is a hard link (to 'a')"),
     ([special("fifo", tarfile.FIFOTYPE)], "'fifo' is a FIFO"),
     ([special("dev", tarfile.CHRTYPE)], "'dev' is a device"),
-    ([regular("../escape.txt")], "entry '../escape.txt': has an empty, '.' or '..' component"),
     ([regular("fold/../../escape.txt")], "has an empty, '.' or '..' component"),
     ([regular("/tmp/escape.txt")], "entry '/tmp/escape.txt': absolute"),
     ([regular("a"), regular("a")], "'a' appears twice"),
@@ -122,13 +122,41 @@ def test_hostile_archives_are_refused_and_write_nothing_outside(
     assert not [p for p in destination.rglob("*") if p.is_symlink()]
 
 
-def test_a_long_symlink_chain_past_path_max_is_refused_at_its_first_link(tmp_path: Path) -> None:
-    # The CVE-2025-4517 shape: links whose resolution climbs past PATH_MAX.
-    members = [special("a" * 200, tarfile.SYMTYPE, "b" * 200)]
-    members += [special(f"{'a' * 200}/{'c' * 50}", tarfile.SYMTYPE, "../" * 30 + "etc/passwd"),
-                regular(f"{'a' * 200}/{'c' * 50}/escape")]
-    with pytest.raises(UnsafeResult, match="is a symbolic link"):
-        receive_archive(tgz(*members), tmp_path / "out", Limits())
+def test_a_million_tiny_files_are_refused_at_the_cap_in_bounded_memory(tmp_path: Path) -> None:
+    archive = million_empty_files(tmp_path / "million.tar.gz")
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeResult, match=r"more than 10000 files \(at '0010000'"):
+            receive_archive(archive, tmp_path / "out", Limits())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20
+
+
+def test_a_local_folder_is_read_as_it_is_listed_and_refused_at_the_cap(tmp_path: Path) -> None:
+    output = tmp_path / "training_output"
+    output.mkdir()
+    for index in range(20_000):
+        (output / str(index)).touch()
+    with pytest.raises(UnsafeResult, match="more than 10000 files"):
+        receive_folder(output, tmp_path / "out", Limits())
+    with pytest.raises(UnsafeResult, match="more than 10000 files"):
+        pack_results(output, Limits())
+
+
+def test_a_folder_nested_past_the_depth_limit_is_refused_coming_back_and_skipped_going_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    deep = tmp_path / "sub"
+    (deep / "/".join(["d"] * 40)).mkdir(parents=True)
+    (deep / "estimator.py").write_text("x = 1\n")
+    with pytest.raises(UnsafeResult, match="more than 32 levels deep"):
+        receive_folder(deep, tmp_path / "out", Limits())
+    with caplog.at_level(logging.WARNING):
+        copy_submission(deep, tmp_path / "copy")
+    assert (tmp_path / "copy" / "estimator.py").is_file()
+    assert "more than 32 levels deep" in caplog.text
 
 
 @pytest.mark.parametrize(("limits", "members", "reason"), [

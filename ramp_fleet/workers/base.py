@@ -52,6 +52,7 @@ from ramp_fleet.results import (
     RunOutput,
     append_note,
     check_published,
+    discard_predictions,
     publish,
     timeout_message,
 )
@@ -294,7 +295,14 @@ class BaseWorker:
     # -- what the dispatcher drives ----------------------------------------------------
 
     def prepare(self) -> None:
-        """``setup``, with a guide-style ``'retry'`` or ``'error'`` status raised."""
+        """``setup``, with a guide-style ``'retry'`` or ``'error'`` status raised.
+
+        The folders results go to exist first, as in a ramp-board deployment: a
+        worker that publishes its own results renames into them.
+        """
+        where = self.destination()
+        where.logs_dir.mkdir(parents=True, exist_ok=True)
+        where.predictions_dir.mkdir(parents=True, exist_ok=True)
         self.setup()
         self._raise_reported()
 
@@ -332,7 +340,12 @@ class BaseWorker:
     def collect(self) -> RunResult:
         """``collect_results``, and the one timeout outcome whatever the worker said."""
         timed_out = self._status == WorkerStatus.TIMEOUT
-        result = self.collect_results()
+        try:
+            result = self.collect_results()
+        except BaseException:
+            if not self._published:  # its own publishing failed half-way: none of it stays
+                discard_predictions(self.destination().predictions)
+            raise
         self._raise_reported()
         returncode, error = result if result is not None else (0, "")
         if not self._published:

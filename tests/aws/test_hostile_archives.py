@@ -1,0 +1,43 @@
+"""An instance that sends back a crafted archive (its pack step replaced, as a compromised
+host would) gets a refusal: nothing lands outside the destination, no link is kept."""
+
+from __future__ import annotations
+
+import shlex
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ramp_fleet.aws import remote
+from tests.aws.runs import run
+from tests.fixtures.aws import AWSEventFactory
+from tests.fixtures.moto_ec2 import live_instances
+from tests.hostile_archives import dot_dot, link_chain, million_tiny_files, path_max_chain
+
+
+@pytest.mark.parametrize(("craft", "reason"), [
+    (link_chain, "'s' is a symbolic link (to '.')"),
+    (dot_dot, "has an empty, '.' or '..' component"),
+    (path_max_chain, "is a symbolic link (to 'bbbb"),
+    (million_tiny_files, "more than 10000 files (at '0010000'"),
+])
+def test_a_crafted_archive_from_an_instance_writes_nothing_outside(
+    aws_event: AWSEventFactory, ec2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    craft: Callable[[str], bytes], reason: str,
+) -> None:
+    escape = f"escape-{uuid.uuid4().hex}.txt"
+    crafted = tmp_path / "crafted.tar.gz"
+    crafted.write_bytes(craft(escape))
+    monkeypatch.setattr(remote, "pack", lambda kit, submission, archive:
+                        f"cp {shlex.quote(str(crafted))} {shlex.quote(archive)}")
+    event = aws_event(("logreg",))
+    outcome = run(event, "logreg")
+    assert outcome.error is not None and reason in outcome.error
+    predictions = event.dirs.predictions.path
+    assert not (predictions / "logreg").exists()
+    assert [p.name for p in tmp_path.rglob(escape)] == [] and not Path("/tmp", escape).exists()
+    assert not [p for p in predictions.rglob("*") if p.is_symlink()]
+    assert not live_instances(ec2)

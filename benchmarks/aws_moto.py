@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -36,9 +35,10 @@ from ramp_fleet.store import State, Store  # noqa: E402
 from tests.fixtures.instance_hosts import InstanceHosts, instance_hosts_on_moto  # noqa: E402
 from tests.fixtures.moto_ec2 import (  # noqa: E402
     MotoServer,
-    aws_environment,
     live_instances,
     register_image,
+    running_moto_server,
+    use_in_this_process,
 )
 from tests.fixtures.sshd import keygen  # noqa: E402
 
@@ -108,25 +108,14 @@ def run(moto: MotoServer, ssh: InstanceHosts, workdir: Path, reuse: bool) -> dic
 
 
 def main() -> None:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    moto = MotoServer(f"http://{host}:{port}")
-    os.environ.update(aws_environment(moto))
-    for name in ("AWS_PROFILE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)
-    with tempfile.TemporaryDirectory(prefix="ramp-fleet-bench-") as tmp:
+    with running_moto_server() as moto, \
+            tempfile.TemporaryDirectory(prefix="ramp-fleet-bench-") as tmp:
+        use_in_this_process(moto)
         workdir = Path(tmp)
         client_key = workdir / "client_ed25519"
         keygen(client_key, "bench-client")
-        try:
-            with instance_hosts_on_moto(workdir / "instances", client_key,
-                                        getpass.getuser()) as ssh:
-                results = [run(moto, ssh, workdir, reuse) for reuse in (False, True)]
-        finally:
-            server.stop()
+        with instance_hosts_on_moto(workdir / "instances", client_key, getpass.getuser()) as ssh:
+            results = [run(moto, ssh, workdir, reuse) for reuse in (False, True)]
     print(f"{N_SUBMISSIONS} submissions, n_workers {N_WORKERS}, moto EC2 + loopback sshd")
     print(f"{'reuse_instances':16}{'scored':>8}{'instances/sub':>15}{'ssh conn/sub':>14}"
           f"{'makespan s':>12}{'leaked':>8}")

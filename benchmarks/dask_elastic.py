@@ -48,7 +48,12 @@ from ramp_fleet.config.sections import ElasticDaskSection  # noqa: E402
 from ramp_fleet.dask.elastic import ElasticCluster  # noqa: E402
 from ramp_fleet.dask.elastic_instances import find_instances  # noqa: E402
 from tests.dask_elastic.local_hosts import HOSTS_DIR_VARIABLE, use_local_hosts  # noqa: E402
-from tests.fixtures.moto_ec2 import MotoServer, aws_environment, register_image  # noqa: E402
+from tests.fixtures.moto_ec2 import (  # noqa: E402
+    MotoServer,
+    register_image,
+    running_moto_server,
+    use_in_this_process,
+)
 
 BURSTS = 3
 TASKS_PER_BURST = 8
@@ -141,23 +146,15 @@ def run_bursts(cluster: ElasticCluster, ec2: Any, label: str) -> Run:
     return run
 
 
-def setup_moto() -> tuple[Any, MotoServer]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    moto = MotoServer(f"http://{host}:{port}")
-    os.environ.update(aws_environment(moto))
-    for name in ("AWS_PROFILE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)
+def prepare_moto(moto: MotoServer) -> None:
+    """What `pulumi up` would have made for the elastic cluster: its groups, profile, AMI."""
+    use_in_this_process(moto)
     ec2 = moto.client()
     base = f"ramp-{EVENT}"
     ec2.create_security_group(GroupName=f"{base}-dask-scheduler", Description="bench")
     ec2.create_security_group(GroupName=f"{base}-dask-workers", Description="bench")
     moto.client("iam").create_instance_profile(InstanceProfileName=f"{base}-dask-elastic")
     register_image(ec2, f"{base} 1.0.0")
-    return server, moto
 
 
 def event_config(root: Path) -> EventConfig:
@@ -177,22 +174,20 @@ def event_config(root: Path) -> EventConfig:
 def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    server, moto = setup_moto()
-    use_local_hosts()
     results: list[Run] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="ramp-fleet-bench-") as tmp:
-            os.environ[HOSTS_DIR_VARIABLE] = str(Path(tmp) / "hosts")
-            event = event_config(Path(tmp))
-            settings = event.worker.dask_cluster  # type: ignore[attr-defined]
-            assert isinstance(settings, ElasticDaskSection)
-            ec2 = moto.client()
-            for label in ("static", "elastic"):
-                workers = MAX_WORKERS if label == "static" else None
-                with ElasticCluster.open(settings, event, workers=workers) as cluster:
-                    results.append(run_bursts(cluster, ec2, label))
-    finally:
-        server.stop()
+    with running_moto_server() as moto, \
+            tempfile.TemporaryDirectory(prefix="ramp-fleet-bench-") as tmp:
+        prepare_moto(moto)
+        use_local_hosts()
+        os.environ[HOSTS_DIR_VARIABLE] = str(Path(tmp) / "hosts")
+        event = event_config(Path(tmp))
+        settings = event.worker.dask_cluster  # type: ignore[attr-defined]
+        assert isinstance(settings, ElasticDaskSection)
+        ec2 = moto.client()
+        for label in ("static", "elastic"):
+            workers = MAX_WORKERS if label == "static" else None
+            with ElasticCluster.open(settings, event, workers=workers) as cluster:
+                results.append(run_bursts(cluster, ec2, label))
     report(*results)
 
 

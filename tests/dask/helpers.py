@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ramp_fleet.dask.local import LocalDaskCluster
 
 #: A submission whose fit starts a child (in a session of its own) and hangs.
@@ -44,21 +42,6 @@ def add_hanging_submission(iris: Path, name: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "estimator.py").write_text(HANGING_ESTIMATOR.replace("{marker}", marker))
     return marker
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(marker in part for part in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
-def wait_until_gone(marker: str, timeout: float = 15.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
 
 
 def worker_config(cluster: LocalDaskCluster, iris: Path, out: Path, **extra: Any) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import pytest
 
 from ramp_fleet.dask.local import LocalDaskCluster
 from ramp_fleet.workers.dask import DaskWorker
-from tests.dask.helpers import add_hanging_submission, processes_with, wait_until_gone, worker_config
+from tests.dask.helpers import add_hanging_submission, worker_config
 from tests.lifecycle import run_one
+from tests.processes import processes_with, wait_until_gone
 
 pytestmark = pytest.mark.timeout(180)
 

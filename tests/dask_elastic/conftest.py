@@ -26,12 +26,10 @@ from tests.dask_elastic.local_hosts import HOSTS_DIR_VARIABLE, SHIM_MODULE, loca
 from tests.fixtures.loopback import loopback_only
 from tests.fixtures.moto_ec2 import (
     MotoServer,
-    aws_environment,
-    dump,
-    live_instances,
     moto_server,
     register_image,
 )
+from tests.processes import processes_with, wait_until_gone
 
 __all__ = ["loopback_only", "moto_server"]
 
@@ -48,21 +46,9 @@ def _loopback(loopback_only: list[object]) -> list[object]:
 
 
 @pytest.fixture(autouse=True)
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """moto for every test here; afterwards no instance may be pending or running."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "HTTP_PROXY",
-                 "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in aws_environment(moto_server).items():
-        monkeypatch.setenv(name, value)
-    moto_server.reset()
-    yield moto_server
-    ec2 = moto_server.client()
-    leaked = live_instances(ec2)
-    if leaked:
-        ec2.terminate_instances(InstanceIds=[item["InstanceId"] for item in leaked])
-    moto_server.reset()
-    assert not leaked, f"instances left running: {dump([i['InstanceId'] for i in leaked])}"
+def _aws(aws: MotoServer) -> MotoServer:
+    """moto for every test here (tests.fixtures.aws: no instance may be left live)."""
+    return aws
 
 
 @pytest.fixture(autouse=True)
@@ -132,19 +118,11 @@ def stand_in_hosts(tmp_path_factory: pytest.TempPathFactory,
 
 def host_processes(folder: Path) -> list[psutil.Process]:
     """The stand-in hosts (shims) started with ``folder`` as their hosts' folder."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if SHIM_MODULE in cmdline and any(str(folder) in part for part in cmdline):
-            found.append(process)
-    return found
+    return processes_with(SHIM_MODULE, str(folder))
 
 
 def wait_for_no_host_processes(folder: Path, timeout: float = 30.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while (left := host_processes(folder)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
+    return wait_until_gone(SHIM_MODULE, str(folder), timeout=timeout)
 
 
 ElasticSettings = Callable[..., dict[str, Any]]

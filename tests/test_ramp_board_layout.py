@@ -250,6 +250,14 @@ def test_an_event_without_submissions_says_so(tmp_path: Path) -> None:
     assert done.stderr.strip() == (f"warning: event 'iris_test' has no submissions: nothing in "
                                    f"{folder} (from ramp-board layout default under "
                                    f"{tmp_path / 'deploy'})")
+    shutil.copytree(tmp_path / "deploy" / "ramp-kits" / "iris" / "submissions" / "starting_kit",
+                    folder / "starting_kit")
+    done = cli("dispatch", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith(
+        "the 'starting_kit' folder in "
+        f"{folder} (from ramp-board layout default under {tmp_path / 'deploy'}) is "
+        "ramp.sandbox_dir, trained only when ramp.sandbox_as_submission is true")
 
 
 @pytest.mark.slow

@@ -7,13 +7,16 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import UsageError
+
+if TYPE_CHECKING:
+    from ramp_fleet.config import EventConfig
 
 
 @click.command()
@@ -112,8 +115,19 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
         click.echo(f"warning: event {event.event_name!r} has no submissions to train in "
                    f"ramp-board's database {board.client.where}", err=True)
     elif summary.total == 0:
-        click.echo(f"warning: event {event.event_name!r} has no submissions: nothing in "
-                   f"{event.dirs.submissions.path} (from {event.dirs.submissions.source})", err=True)
+        click.echo(_no_submissions_warning(event), err=True)
+
+
+def _no_submissions_warning(event: EventConfig) -> str:
+    """Why a folder-served event had nothing to train, the sandbox case named."""
+    folder = event.dirs.submissions
+    where = f"{folder.path} (from {folder.source})"
+    start = f"warning: event {event.event_name!r} has no submissions"
+    sandbox = event.ramp.sandbox_dir
+    if not event.ramp.sandbox_as_submission and (folder.path / sandbox).is_dir():
+        return (f"{start}: the {sandbox!r} folder in {where} is ramp.sandbox_dir, trained only "
+                "when ramp.sandbox_as_submission is true")
+    return f"{start}: nothing in {where}"
 
 
 @click.command()

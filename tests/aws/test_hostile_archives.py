@@ -41,3 +41,25 @@ def test_a_crafted_archive_from_an_instance_writes_nothing_outside(
     assert [p.name for p in tmp_path.rglob(escape)] == [] and not Path("/tmp", escape).exists()
     assert not [p for p in predictions.rglob("*") if p.is_symlink()]
     assert not live_instances(ec2)
+
+
+def test_a_log_replaced_by_a_link_on_the_instance_is_not_followed(
+    aws_event: AWSEventFactory, ec2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = tmp_path / "SECRET"
+    secret.write_text("DB_PASSWORD=hunter2\n")
+    real_poll = remote.poll
+
+    def poll_on_a_compromised_host(kit: str, submission: str) -> str:
+        log = remote.state_path(kit, submission, "log")
+        return f"ln -sfn {shlex.quote(str(secret))} {log}; {real_poll(kit, submission)}"
+
+    monkeypatch.setattr(remote, "poll", poll_on_a_compromised_host)
+    event = aws_event(("logreg",))
+    outcome = run(event, "logreg")
+    assert outcome.error is None and outcome.result is not None
+    log = event.dirs.logs.path / "logreg" / "log"
+    assert not log.is_symlink()
+    assert "the run's log is not a regular file (a link?); not read" in log.read_text()
+    assert "hunter2" not in log.read_text() + outcome.result.error
+    assert not live_instances(ec2)

@@ -83,6 +83,9 @@ class Dispatcher:
         self._kill_now = threading.Event()
         self._done = threading.Event()
         self._wake = threading.Condition()
+        #: Set (under ``_wake``) by every notification, cleared by the main loop when it
+        #: looks: a result that comes in while the loop is not waiting is not missed.
+        self._woken = False
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
 
@@ -112,6 +115,7 @@ class Dispatcher:
 
     def _notify(self) -> None:
         with self._wake:
+            self._woken = True
             self._wake.notify_all()
 
     # -- the main loop ------------------------------------------------------------
@@ -175,25 +179,40 @@ class Dispatcher:
                 slot.join()
 
     def _watch(self, store: Store) -> None:
-        """Find new submissions and decide when the dispatcher is done."""
+        """Find new submissions and decide when the dispatcher is done.
+
+        New submissions are looked for at most every collection interval (the
+        sleep interval under ``hunger_policy: sleep``), however many results
+        come in between, and once more before leaving; a result only wakes the
+        loop to see whether anything is left, which is one look-up in the store.
+        """
         policy = self.event.dispatcher.hunger_policy
         interval = (self.event.dispatcher.sleep_interval if policy == "sleep"
                     else self.event.dispatcher.time_between_collection)
         self.reporter.total(store.count(*State))
+        next_look = time.monotonic()
         while True:
-            added = self.source.discover(store)
-            if added:
-                self.reporter.total(store.count(*State))
-                self.observers.discovered(added)
-                self._notify()
-            self.observers.tick(store)
-            waiting, running = store.outstanding()
-            if self._stop_launching.is_set() and running == 0:
+            if time.monotonic() >= next_look:
+                self._discover(store)
+                self.observers.tick(store)
+                next_look = time.monotonic() + interval
+            if self._stop_launching.is_set() and store.outstanding()[1] == 0:
                 return
-            if policy == "exit" and waiting == 0 and running == 0:
+            if policy == "exit" and not store.unfinished() and not self._discover(store):
                 return
             with self._wake:
-                self._wake.wait(timeout=interval)
+                if not self._woken:
+                    self._wake.wait(timeout=max(0.0, next_look - time.monotonic()))
+                self._woken = False
+
+    def _discover(self, store: Store) -> list[str]:
+        """Add what the source has that is new; wake the slots for it."""
+        added = self.source.discover(store)
+        if added:
+            self.reporter.total(store.count(*State))
+            self.observers.discovered(added)
+            self._notify()
+        return added
 
     def _slot(self, store: Store, label: str) -> None:
         while not self._stop_launching.is_set():

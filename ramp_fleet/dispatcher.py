@@ -11,10 +11,11 @@ what runs; second: stop the runs now (they go back to ``new``).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,10 @@ class Dispatcher:
         #: Set (under ``_wake``) by every notification, cleared by the main loop when it
         #: looks: a result that comes in while the loop is not waiting is not missed.
         self._woken = False
+        #: Records the event's official score once the first result is scored (see
+        #: :meth:`_record_official_score`).
+        self._official: threading.Thread | None = None
+        self._official_lock = threading.Lock()
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
 
@@ -139,6 +144,8 @@ class Dispatcher:
                     self.observers.close()  # after the runs: what they recorded is sent
                 return self._summary(store)
             finally:
+                if self._official is not None:
+                    self._official.join()
                 store.close()
 
     @contextmanager
@@ -311,10 +318,41 @@ class Dispatcher:
         official = next(iter(test_scores.items()), None)
         store.mark_scored(name, official[1] if official else None,
                           {"folds": scores.folds, "bagged": scores.bagged})
+        self._record_official_score(store)
         self.observers.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
                                          run.training_seconds()))
         detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
         self.reporter.finished(name, State.SCORED, detail)
+
+    def _record_official_score(self, store: Store) -> None:
+        """At the first scored result: the event's official score (name, direction) into the
+        store, so that a leaderboard never imports the kit. Once per event: a store that has
+        it is never asked again by this dispatcher.
+
+        Only ``problem.py`` knows the direction, and importing it (rampwf, scikit-learn,
+        pandas) costs a second of CPU: that is done in a thread of the lowest priority,
+        so the runs training meanwhile keep the cores; :meth:`run` waits for it at the end.
+        """
+        with self._official_lock:
+            if self._official is not None:
+                return
+            self._official = threading.Thread(target=self._official_score_into, args=(store,),
+                                              name="official-score", daemon=True)
+            self._official.start()
+
+    def _official_score_into(self, store: Store) -> None:
+        if store.official_score() is not None:
+            return
+        with suppress(OSError, AttributeError):  # Linux: nice is per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        from ramp_fleet.scoring import official_score_type
+
+        try:
+            score_type = official_score_type(self.event.dirs.kit.path)
+        except Exception as exc:  # the leaderboard asks the kit again, and says what is wrong
+            logger.warning("could not record the official score: %s", _one_line(exc))
+            return
+        store.record_official_score(score_type.name, score_type.lower_is_better)
 
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import yaml
@@ -116,24 +117,49 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
                    f"{event.dirs.submissions.path} (from {event.dirs.submissions.source})", err=True)
 
 
+#: What ``status --json`` prints of each submission, in this order (scores last).
+STATUS_JSON_COLUMNS = ("name", "state", "attempts", "worker", "submitted", "started", "finished",
+                       "returncode", "error", "peak_memory_mb", "score", "scores")
+#: What ``status`` shows in its table.
+STATUS_COLUMNS = ("name", "state", "attempts", "worker", "finished", "returncode", "score",
+                  "error")
+_TIMES = ("submitted", "started", "finished")
+
+
 @click.command()
 @config_argument
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def status(config: Path, as_json: bool) -> None:
     """Show the state of every submission of the event."""
     from ramp_fleet.store import Store
+    from ramp_fleet.store.db import iso_time
 
     event = load(config, runtime_files=False)
     store = Store(event.store_path)
     try:
-        rows = [s.as_json() for s in store.all()]
+        if as_json:
+            _status_json(store.rows(STATUS_JSON_COLUMNS), sys.stdout)
+            return
+        rows = [[_cell(iso_time(row[c]) if c in _TIMES else row[c], c) for c in STATUS_COLUMNS]
+                for row in store.rows(STATUS_COLUMNS)]
     finally:
         store.close()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    columns = ["name", "state", "attempts", "worker", "finished", "returncode", "score", "error"]
-    _table(columns, [[_cell(row[c], c) for c in columns] for row in rows])
+    _table(list(STATUS_COLUMNS), rows)
+
+
+def _status_json(rows: Iterator[Any], out: TextIO) -> None:
+    """A JSON array, one submission a line, written as the rows are read: the scores go out
+    as the store keeps them (JSON text), never parsed and dumped again."""
+    from ramp_fleet.store.db import iso_time
+
+    out.write("[")
+    separator = "\n"
+    for row in rows:
+        fields = {c: iso_time(row[c]) if c in _TIMES else row[c] for c in STATUS_JSON_COLUMNS[:-1]}
+        text = json.dumps(fields)
+        out.write(f"{separator}{text[:-1]}, \"scores\": {row['scores'] or 'null'}}}")
+        separator = ",\n"
+    out.write("\n]\n")
 
 
 @click.command()
@@ -176,6 +202,15 @@ def _number(value: float | None) -> str:
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:
+    """Columns aligned; on a terminal through rich (bold header, fitted to the width), off
+    one (a pipe, a log: thousands of rows) as plain text, never folding a row across lines."""
+    if not sys.stdout.isatty():
+        widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in
+                  enumerate(columns)]
+        for cells in [columns, *rows]:
+            sys.stdout.write("  ".join(cell.ljust(width) for cell, width in
+                                zip(cells, widths, strict=True)).rstrip() + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -184,6 +219,4 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    console = Console()
-    # Off a terminal (a pipe, a log), never fold a row across lines.
-    (console if console.is_terminal else Console(width=1000)).print(table)
+    Console().print(table)

@@ -11,11 +11,10 @@ what runs; second: stop the runs now (they go back to ``new``).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,12 +326,9 @@ class Dispatcher:
     def _record_official_score(self, store: Store) -> None:
         """At the first scored result: the event's official score (name, direction) into the
         store, so that a leaderboard never imports the kit. Once per event: a store that has
-        it is never asked again by this dispatcher.
-
-        Only ``problem.py`` knows the direction, and importing it (rampwf, scikit-learn,
-        pandas) costs a second of CPU: that is done in a thread of the lowest priority,
-        so the runs training meanwhile keep the cores; :meth:`run` waits for it at the end.
-        """
+        it is not asked again. Only ``problem.py`` knows the direction: it is read in a
+        process of the lowest priority (:func:`~ramp_fleet.leaderboard.read_official_score`),
+        waited for by a thread; :meth:`run` waits for that thread at the end."""
         with self._official_lock:
             if self._official is not None:
                 return
@@ -341,18 +337,16 @@ class Dispatcher:
             self._official.start()
 
     def _official_score_into(self, store: Store) -> None:
+        from ramp_fleet.leaderboard import read_official_score
+
         if store.official_score() is not None:
             return
-        with suppress(OSError, AttributeError):  # Linux: nice is per thread
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        from ramp_fleet.scoring import official_score_type
-
         try:
-            score_type = official_score_type(self.event.dirs.kit.path)
+            name, lower_is_better = read_official_score(self.event.dirs.kit.path)
         except Exception as exc:  # the leaderboard asks the kit again, and says what is wrong
             logger.warning("could not record the official score: %s", _one_line(exc))
             return
-        store.record_official_score(score_type.name, score_type.lower_is_better)
+        store.record_official_score(name, lower_is_better)
 
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:

@@ -10,10 +10,14 @@ else. Only a store scored before that was recorded asks the kit, once.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
+from ramp_fleet.errors import RampFleetError, UsageError
 from ramp_fleet.store import Store
 
 
@@ -53,6 +57,23 @@ def official_score(event: EventConfig, store: Store) -> tuple[str, bool]:
     return store.record_official_score(score_type.name, score_type.lower_is_better)
 
 
+def read_official_score(kit_dir: Path) -> tuple[str, bool]:
+    """``(name, lower_is_better)`` of the kit's official score, read in a process of its own
+    at the lowest priority: importing ``problem.py`` (rampwf, scikit-learn, pandas) costs a
+    second of CPU and 100 MB or more, which a dispatcher must neither take from the runs
+    training meanwhile nor keep for the weeks of an event."""
+    from ramp_fleet import process
+
+    child = process.spawn_group([sys.executable, "-m", "ramp_fleet.leaderboard", str(kit_dir)],
+                                output=subprocess.PIPE, niceness=19)
+    out, _ = child.communicate()
+    lines = out.decode(errors="replace").strip().splitlines() or ["(no output)"]
+    if child.returncode != 0:
+        raise UsageError(lines[-1])
+    answer = json.loads(lines[-1])
+    return str(answer["name"]), bool(answer["lower_is_better"])
+
+
 def build_leaderboard(event: EventConfig) -> Leaderboard:
     store = Store(event.store_path)
     try:
@@ -75,3 +96,20 @@ def build_leaderboard(event: EventConfig) -> Leaderboard:
         rank = previous.rank if tie and previous is not None else position
         entries.append(Entry(rank, name, scores, peak))
     return Leaderboard(official, lower_is_better, names, entries)
+
+
+def _main(kit_dir: str) -> int:
+    """What :func:`read_official_score` runs: one line of JSON, or the problem on one line."""
+    from ramp_fleet.scoring import official_score_type
+
+    try:
+        score_type = official_score_type(Path(kit_dir))
+    except RampFleetError as exc:
+        print(str(exc).replace("\n", " "))
+        return 2
+    print(json.dumps({"name": score_type.name, "lower_is_better": score_type.lower_is_better}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))

@@ -87,6 +87,8 @@ def test_a_store_of_version_0_is_brought_to_the_current_schema(tmp_path: Path) -
                    "returncode INTEGER, error TEXT, peak_memory_mb REAL, score REAL, "
                    "scores TEXT)")
         db.execute("INSERT INTO submissions (name, state, submitted) VALUES ('a', 'new', 1)")
+        db.execute("INSERT INTO submissions (name, state, submitted, scores) VALUES ('b', "
+                   "'scored', 2, '{\"folds\": [], \"bagged\": {\"test\": {\"acc\": 0.5}}}')")
     Store(path).close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -96,6 +98,8 @@ def test_a_store_of_version_0_is_brought_to_the_current_schema(tmp_path: Path) -
     assert "submissions_queue" in indexes
     store = Store(path)  # a second open of a current store changes nothing
     assert store.official_score() is None
+    assert [(name, json.loads(test)) for name, _, test in store.scored_test_scores()] == [
+        ("b", {"acc": 0.5})]  # the test scores of what was scored before, kept apart
     assert store.claim_next("w") is not None
     store.close()
 

@@ -123,16 +123,12 @@ STATUS_JSON_COLUMNS = ("name", "state", "attempts", "worker", "submitted", "star
 #: What ``status`` shows in its table.
 STATUS_COLUMNS = ("name", "state", "attempts", "worker", "finished", "returncode", "score",
                   "error")
-_TIMES = ("submitted", "started", "finished")
-
-
 @click.command()
 @config_argument
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def status(config: Path, as_json: bool) -> None:
     """Show the state of every submission of the event."""
     from ramp_fleet.store import Store
-    from ramp_fleet.store.db import iso_time
 
     event = load(config, runtime_files=False)
     store = Store(event.store_path)
@@ -140,26 +136,28 @@ def status(config: Path, as_json: bool) -> None:
         if as_json:
             _status_json(store.rows(STATUS_JSON_COLUMNS), sys.stdout)
             return
-        rows = [[_cell(iso_time(row[c]) if c in _TIMES else row[c], c) for c in STATUS_COLUMNS]
+        rows = [[_cell(value, column) for value, column in zip(row, STATUS_COLUMNS, strict=True)]
                 for row in store.rows(STATUS_COLUMNS)]
     finally:
         store.close()
     _table(list(STATUS_COLUMNS), rows)
 
 
-def _status_json(rows: Iterator[Any], out: TextIO) -> None:
-    """A JSON array, one submission a line, written as the rows are read: the scores go out
-    as the store keeps them (JSON text), never parsed and dumped again."""
-    from ramp_fleet.store.db import iso_time
-
-    out.write("[")
+def _status_json(rows: Iterator[tuple[Any, ...]], out: TextIO) -> None:
+    """A JSON array, one submission a line, written as the rows are read (in chunks): the
+    scores go out as the store keeps them (JSON text), never parsed and dumped again."""
+    keys = STATUS_JSON_COLUMNS[:-1]
+    chunk = ["["]
     separator = "\n"
     for row in rows:
-        fields = {c: iso_time(row[c]) if c in _TIMES else row[c] for c in STATUS_JSON_COLUMNS[:-1]}
-        text = json.dumps(fields)
-        out.write(f"{separator}{text[:-1]}, \"scores\": {row['scores'] or 'null'}}}")
+        text = json.dumps(dict(zip(keys, row, strict=False)))
+        chunk.append(f"{separator}{text[:-1]}, \"scores\": {row[-1] or 'null'}}}")
         separator = ",\n"
-    out.write("\n]\n")
+        if len(chunk) >= 1000:
+            out.write("".join(chunk))
+            chunk.clear()
+    chunk.append("\n]\n")
+    out.write("".join(chunk))
 
 
 @click.command()
@@ -207,9 +205,9 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
     if not sys.stdout.isatty():
         widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in
                   enumerate(columns)]
-        for cells in [columns, *rows]:
-            sys.stdout.write("  ".join(cell.ljust(width) for cell, width in
-                                zip(cells, widths, strict=True)).rstrip() + "\n")
+        sys.stdout.write("".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+            .rstrip() + "\n" for cells in [columns, *rows]))
         return
     from rich.console import Console
     from rich.table import Table

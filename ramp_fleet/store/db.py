@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     error           TEXT,
     peak_memory_mb  REAL,
     score           REAL,
-    scores          TEXT
+    scores          TEXT,
+    test_scores     TEXT
 );
 CREATE TABLE IF NOT EXISTS history (
     name    TEXT NOT NULL,
@@ -84,11 +85,13 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 """
 #: Stores written before a column existed get it added (table, column, SQL type).
-_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_id", "INTEGER"))
+_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_id", "INTEGER"),
+                  ("submissions", "test_scores", "TEXT"))
 #: The schema this code writes (SQLite's ``user_version``; 0: a store from before it was
-#: kept). 2: the queue index, and the official score kept in ``meta`` under
+#: kept). 2: the queue index; ``test_scores``, the bagged test scores apart from the
+#: fold scores (what a leaderboard reads); the official score kept in ``meta`` under
 #: :data:`OFFICIAL_SCORE` — recorded when the first result is scored, and for a store
-#: scored before that, the first time it is asked for (:meth:`Store.official_score`).
+#: scored before that, the first time it is asked for (:func:`ramp_fleet.leaderboard.official_score`).
 SCHEMA_VERSION = 2
 #: ``meta`` key of the event's official score: ``{"name": ..., "lower_is_better": ...}``.
 OFFICIAL_SCORE = "official_score"
@@ -111,6 +114,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise
+    db.execute("UPDATE submissions SET test_scores = json_extract(scores, '$.bagged.test') "
+               "WHERE scores IS NOT NULL AND test_scores IS NULL")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -150,15 +155,19 @@ class Submission:
         data = asdict(self)
         del data["not_before"], data["run_state"], data["source_id"]
         data["state"] = str(self.state)
-        for key in ("submitted", "started", "finished"):
+        for key in _TIMES:
             data[key] = iso_time(data[key])
         return data
 
 
+_TIMES = ("submitted", "started", "finished")
+
+
 def iso_time(timestamp: float | None) -> str | None:
+    """``2026-12-01T10:14:46+00:00``: UTC, to the second (the fraction dropped)."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(int(timestamp), UTC).isoformat()
 
 
 class Store:
@@ -323,18 +332,21 @@ class Store:
         """``(name, peak_memory_mb, bagged test scores as JSON text)`` of every scored
         submission, read as they come (the fold scores stay in the file)."""
         yield from self._db.execute(
-            "SELECT name, peak_memory_mb, json_extract(scores, '$.bagged.test') "
-            "FROM submissions WHERE state = ? AND scores IS NOT NULL ORDER BY name",
-            (State.SCORED,))
+            "SELECT name, peak_memory_mb, test_scores FROM submissions "
+            "WHERE state = ? AND scores IS NOT NULL ORDER BY name", (State.SCORED,))
 
-    def rows(self, columns: Sequence[str]) -> Iterator[sqlite3.Row]:
+    def rows(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """The given columns of every submission in the order of :meth:`all`, read as they
-        come: what ``status`` shows of 10 000 submissions, without 10 000 objects at once."""
+        come: what ``status`` shows of 10 000 submissions, without 10 000 objects at once.
+        Times come as :func:`iso_time` writes them (formatted by SQLite)."""
         unknown = set(columns) - set(_SUBMISSION_FIELDS)
         if unknown:
             raise ValueError(f"no such column: {', '.join(sorted(unknown))}")
-        yield from self._db.execute(
-            f"SELECT {', '.join(columns)} FROM submissions ORDER BY submitted, name")
+        selected = ", ".join(f"strftime('%Y-%m-%dT%H:%M:%S+00:00', CAST({c} AS INTEGER), "
+                             "'unixepoch')" if c in _TIMES else c for c in columns)
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        yield from cursor.execute(f"SELECT {selected} FROM submissions ORDER BY submitted, name")
 
     # -- changing state: one transaction each -----------------------------------------
 
@@ -416,7 +428,9 @@ class Store:
 
     def mark_scored(self, name: str, score: float | None, scores: dict[str, Any]) -> None:
         with self._transaction() as db:
+            test = scores.get("bagged", {}).get("test")
             _move(db, name, State.SCORED, score=score, scores=json.dumps(scores),
+                  test_scores=None if test is None else json.dumps(test),
                   finished=time.time(), run_state=None)
             _close_run(db, name, Outcome.SCORED)
 

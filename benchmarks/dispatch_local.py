@@ -8,11 +8,17 @@ N identical quick submissions on 2 slots. Prints:
   sandbox of every run, and the launcher a memory limit adds;
 * makespans, in alternating rounds (medians): ``xargs -P <slots>`` running
   plain ``ramp-test`` (what a person would do by hand), the dispatcher with
-  isolation off, and the dispatcher with isolation on (the default); the
-  efficiency of each dispatcher = xargs makespan / its makespan, and against
-  the ideal (N × standalone / slots);
+  isolation off and with isolation on (the default), both in this process,
+  and ``ramp-fleet dispatch`` as a person runs it (a process of its own,
+  isolation on, from start to exit: imports, config, checks and all); the
+  efficiency of each = xargs makespan / its makespan, and against the ideal
+  (N × standalone / slots);
 * collection latency: from the moment a run's process exits to the moment
   its result is recorded (median and max, isolated runs);
+* the steps of a run as the store recorded them (medians, isolated runs):
+  claim to process started (scratch copy, command, spawn), process exit to
+  the dispatcher awake, awake to recorded (publish, score, store), and the
+  gap between one run recorded and the slot's next claim;
 * the dispatcher process's own CPU time (its children, the runs, excluded).
 
 Runs go through a tiny wrapper ``ramp-test`` that prints the instant the real
@@ -144,8 +150,8 @@ def xargs_seconds(root: Path, wrapper: Path, n_submissions: int, n_workers: int)
     return time.perf_counter() - started
 
 
-def dispatch_once(root: Path, env: Path, n_submissions: int, n_workers: int,
-                  mode: str) -> tuple[float, float, int, int, list[float]]:
+def dispatch_once(root: Path, env: Path, n_submissions: int, n_workers: int, mode: str
+                  ) -> tuple[float, float, int, int, list[float], dict[str, list[float]]]:
     """One dispatcher run: makespan, its CPU time, scored, failed, collection latencies."""
     from ramp_fleet.config import load_event_config
     from ramp_fleet.dispatcher import Dispatcher
@@ -164,18 +170,56 @@ def dispatch_once(root: Path, env: Path, n_submissions: int, n_workers: int,
     store.close()
     latencies = collection_latencies(event.store_path, event.event_dir / "logs")
     return makespan, dispatcher_cpu, scored, summary.training_error + summary.checking_error, \
-        latencies
+        latencies, run_steps(event.store_path, event.event_dir / "logs")
 
 
 def collection_latencies(store_path: Path, logs_dir: Path) -> list[float]:
     db = sqlite3.connect(store_path)
     tested = dict(db.execute("SELECT name, at FROM history WHERE state = 'tested'").fetchall())
+    db.close()
     latencies = []
     for name, at in tested.items():
-        for line in (logs_dir / name / "log").read_text().splitlines():
-            if line.startswith(END_MARK):
-                latencies.append(at - float(line.split()[1]))
+        exited = process_exit(logs_dir, name)
+        if exited is not None:
+            latencies.append(at - exited)
     return latencies
+
+
+def process_exit(logs_dir: Path, name: str) -> float | None:
+    """When the run's ramp-test exited, as the wrapper wrote it in the log."""
+    for line in (logs_dir / name / "log").read_text().splitlines():
+        if line.startswith(END_MARK):
+            return float(line.split()[1])
+    return None
+
+
+def run_steps(store_path: Path, logs_dir: Path) -> dict[str, list[float]]:
+    """Seconds of each step of each run, from the store's run records (see the docstring)."""
+    db = sqlite3.connect(store_path)
+    rows = db.execute("SELECT submission, slot, setup_start, launched, ended, collected "
+                      "FROM runs ORDER BY slot, setup_start").fetchall()
+    db.close()
+    steps: dict[str, list[float]] = {"start": [], "wake": [], "record": [], "gap": []}
+    previous: dict[str, float] = {}
+    for name, slot, setup_start, launched, ended, collected in rows:
+        steps["start"].append(launched - setup_start)
+        exited = process_exit(logs_dir, name)
+        if exited is not None:
+            steps["wake"].append(ended - exited)
+        steps["record"].append(collected - ended)
+        if slot in previous:
+            steps["gap"].append(setup_start - previous[slot])
+        previous[slot] = collected
+    return steps
+
+
+def cli_dispatch_seconds(root: Path, env: Path, n_submissions: int, n_workers: int) -> float:
+    """``ramp-fleet dispatch`` from start to exit, a process of its own (isolation on)."""
+    config = make_event(root, env, n_submissions, n_workers, "auto")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ramp_fleet", "dispatch", str(config)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -193,21 +237,26 @@ def main() -> None:
         shutil.copytree(EXAMPLE / "ramp-data", root / "ramp-data")
         standalone = standalone_seconds(root, wrapper)
         cost = isolation_cost(root)
-        makespans: dict[str, list[float]] = {"xargs": [], "off": [], "isolated": []}
+        makespans: dict[str, list[float]] = {"xargs": [], "off": [], "isolated": [], "cli": []}
         cpu: list[float] = []
         latencies: list[float] = []
+        steps: dict[str, list[float]] = {}
         failed = scored = 0
-        for number in range(args.rounds):  # alternating: each round runs all three
+        for number in range(args.rounds):  # alternating: each round runs all four
             makespans["xargs"].append(xargs_seconds(root / f"xargs_{number}", wrapper, n, slots))
             for mode, key in (("off", "off"), ("auto", "isolated")):
-                made, used, ok, bad, seen = dispatch_once(root / f"{key}_{number}", root / "bench-env",
-                                                          n, slots, mode)
+                made, used, ok, bad, seen, took = dispatch_once(
+                    root / f"{key}_{number}", root / "bench-env", n, slots, mode)
                 makespans[key].append(made)
                 failed += bad
                 if key == "isolated":
                     cpu.append(used)
                     latencies += seen
                     scored += ok
+                    for step, values in took.items():
+                        steps.setdefault(step, []).extend(values)
+            makespans["cli"].append(cli_dispatch_seconds(root / f"cli_{number}",
+                                                         root / "bench-env", n, slots))
 
     median = {key: statistics.median(values) for key, values in makespans.items()}
     ideal = n * standalone / slots
@@ -221,7 +270,8 @@ def main() -> None:
           "(the launcher that applies the limit and measures the peak)")
     print(f"makespan, xargs -P {slots}    {median['xargs']:.2f} s   (plain ramp-test, medians; "
           f"rounds: {', '.join(f'{m:.1f}' for m in makespans['xargs'])})")
-    for key, label in (("off", "isolation off"), ("isolated", "isolated")):
+    for key, label in (("off", "isolation off"), ("isolated", "isolated"),
+                       ("cli", "ramp-fleet")):
         print(f"makespan, {label:<13} {median[key]:.2f} s   efficiency vs xargs "
               f"{median['xargs'] / median[key]:.3f}, vs ideal {ideal / median[key]:.3f} "
               f"(rounds: {', '.join(f'{m:.1f}' for m in makespans[key])})")
@@ -230,6 +280,13 @@ def main() -> None:
     print(f"collection latency     median {1000 * statistics.median(latencies):.1f} ms, "
           f"max {1000 * max(latencies):.1f} ms   (target: median <= 50 ms)")
     print(f"dispatcher CPU time    {statistics.median(cpu):.2f} s   (target <= 1 s; median)")
+    print("steps of a run (ms, median / max, isolated runs):  " + ",  ".join(
+        f"{label} {1000 * statistics.median(steps[step]):.0f} / {1000 * max(steps[step]):.0f}"
+        for step, label in (("start", "claim to started"), ("wake", "exit to awake"),
+                            ("record", "awake to recorded"), ("gap", "recorded to next claim"))
+        if steps.get(step)))
+    print("(ramp-fleet: `ramp-fleet dispatch` from start to exit, a process of its own; the "
+          "target is efficiency >= 0.95)")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,13 @@ class Dispatcher:
         self._kill_now = threading.Event()
         self._done = threading.Event()
         self._wake = threading.Condition()
+        #: Set (under ``_wake``) by every notification, cleared by the main loop when it
+        #: looks: a result that comes in while the loop is not waiting is not missed.
+        self._woken = False
+        #: Records the event's official score once the first result is scored (see
+        #: :meth:`_record_official_score`).
+        self._official: threading.Thread | None = None
+        self._official_lock = threading.Lock()
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
 
@@ -112,6 +119,7 @@ class Dispatcher:
 
     def _notify(self) -> None:
         with self._wake:
+            self._woken = True
             self._wake.notify_all()
 
     # -- the main loop ------------------------------------------------------------
@@ -135,6 +143,8 @@ class Dispatcher:
                     self.observers.close()  # after the runs: what they recorded is sent
                 return self._summary(store)
             finally:
+                if self._official is not None:
+                    self._official.join()
                 store.close()
 
     @contextmanager
@@ -175,25 +185,40 @@ class Dispatcher:
                 slot.join()
 
     def _watch(self, store: Store) -> None:
-        """Find new submissions and decide when the dispatcher is done."""
+        """Find new submissions and decide when the dispatcher is done.
+
+        New submissions are looked for at most every collection interval (the
+        sleep interval under ``hunger_policy: sleep``), however many results
+        come in between, and once more before leaving; a result only wakes the
+        loop to see whether anything is left, which is one look-up in the store.
+        """
         policy = self.event.dispatcher.hunger_policy
         interval = (self.event.dispatcher.sleep_interval if policy == "sleep"
                     else self.event.dispatcher.time_between_collection)
         self.reporter.total(store.count(*State))
+        next_look = time.monotonic()
         while True:
-            added = self.source.discover(store)
-            if added:
-                self.reporter.total(store.count(*State))
-                self.observers.discovered(added)
-                self._notify()
-            self.observers.tick(store)
-            waiting, running = store.outstanding()
-            if self._stop_launching.is_set() and running == 0:
+            if time.monotonic() >= next_look:
+                self._discover(store)
+                self.observers.tick(store)
+                next_look = time.monotonic() + interval
+            if self._stop_launching.is_set() and store.outstanding()[1] == 0:
                 return
-            if policy == "exit" and waiting == 0 and running == 0:
+            if policy == "exit" and not store.unfinished() and not self._discover(store):
                 return
             with self._wake:
-                self._wake.wait(timeout=interval)
+                if not self._woken:
+                    self._wake.wait(timeout=max(0.0, next_look - time.monotonic()))
+                self._woken = False
+
+    def _discover(self, store: Store) -> list[str]:
+        """Add what the source has that is new; wake the slots for it."""
+        added = self.source.discover(store)
+        if added:
+            self.reporter.total(store.count(*State))
+            self.observers.discovered(added)
+            self._notify()
+        return added
 
     def _slot(self, store: Store, label: str) -> None:
         while not self._stop_launching.is_set():
@@ -292,10 +317,36 @@ class Dispatcher:
         official = next(iter(test_scores.items()), None)
         store.mark_scored(name, official[1] if official else None,
                           {"folds": scores.folds, "bagged": scores.bagged})
+        self._record_official_score(store)
         self.observers.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
                                          run.training_seconds()))
         detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
         self.reporter.finished(name, State.SCORED, detail)
+
+    def _record_official_score(self, store: Store) -> None:
+        """At the first scored result: the event's official score (name, direction) into the
+        store, so that a leaderboard never imports the kit. Once per event: a store that has
+        it is not asked again. Only ``problem.py`` knows the direction: it is read in a
+        process of the lowest priority (:func:`~ramp_fleet.leaderboard.read_official_score`),
+        waited for by a thread; :meth:`run` waits for that thread at the end."""
+        with self._official_lock:
+            if self._official is not None:
+                return
+            self._official = threading.Thread(target=self._official_score_into, args=(store,),
+                                              name="official-score", daemon=True)
+            self._official.start()
+
+    def _official_score_into(self, store: Store) -> None:
+        from ramp_fleet.leaderboard import read_official_score
+
+        if store.official_score() is not None:
+            return
+        try:
+            name, lower_is_better = read_official_score(self.event.dirs.kit.path)
+        except Exception as exc:  # the leaderboard asks the kit again, and says what is wrong
+            logger.warning("could not record the official score: %s", _one_line(exc))
+            return
+        store.record_official_score(name, lower_is_better)
 
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:

@@ -2,16 +2,23 @@
 
 Computed on demand from the store (never on every dispatcher iteration, as
 RAMP does), on the bagged test scores; the official score is the first score
-type of ``problem.py``, with its direction.
+type of ``problem.py``, with its direction — as the store recorded it when the
+first submission was scored, so a leaderboard reads the store and nothing
+else. Only a store scored before that was recorded asks the kit, once.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
-from ramp_fleet.store import State, Store
+from ramp_fleet.errors import RampFleetError, UsageError
+from ramp_fleet.store import Store
 
 
 @dataclass(frozen=True)
@@ -38,32 +45,71 @@ class Leaderboard:
         ]
 
 
-def build_leaderboard(event: EventConfig) -> Leaderboard:
+def official_score(event: EventConfig, store: Store) -> tuple[str, bool]:
+    """``(name, lower_is_better)`` of the event's official score, as the store recorded it;
+    for a store from before it was recorded, read from the kit once and recorded."""
+    recorded = store.official_score()
+    if recorded is not None:
+        return recorded
     from ramp_fleet.scoring import official_score_type
 
     score_type = official_score_type(event.dirs.kit.path)
+    return store.record_official_score(score_type.name, score_type.lower_is_better)
+
+
+def read_official_score(kit_dir: Path) -> tuple[str, bool]:
+    """``(name, lower_is_better)`` of the kit's official score, read in a process of its own
+    at the lowest priority: importing ``problem.py`` (rampwf, scikit-learn, pandas) costs a
+    second of CPU and 100 MB or more, which a dispatcher must neither take from the runs
+    training meanwhile nor keep for the weeks of an event."""
+    from ramp_fleet import process
+
+    child = process.spawn_group([sys.executable, "-m", "ramp_fleet.leaderboard", str(kit_dir)],
+                                output=subprocess.PIPE, niceness=19)
+    out, _ = child.communicate()
+    lines = out.decode(errors="replace").strip().splitlines() or ["(no output)"]
+    if child.returncode != 0:
+        raise UsageError(lines[-1])
+    answer = json.loads(lines[-1])
+    return str(answer["name"]), bool(answer["lower_is_better"])
+
+
+def build_leaderboard(event: EventConfig) -> Leaderboard:
     store = Store(event.store_path)
     try:
-        scored = [s for s in store.all() if s.state == State.SCORED and s.scores]
+        official, lower_is_better = official_score(event, store)
+        rows = [(name, peak, json.loads(test) if test else {})
+                for name, peak, test in store.scored_test_scores()]
     finally:
         store.close()
-    rows = [(s, dict(s.scores["bagged"].get("test", {}))) for s in scored if s.scores]
-    names = list(dict.fromkeys(name for _, scores in rows for name in scores))
-    if score_type.name in names:
-        names.remove(score_type.name)
-    names.insert(0, score_type.name)
-    worst = float("inf") if score_type.lower_is_better else float("-inf")
-    sign = 1 if score_type.lower_is_better else -1
-
-    def key(row: tuple[Any, dict[str, float]]) -> tuple[float, str]:
-        value = row[1].get(score_type.name, worst)
-        return (sign * value, row[0].name)
-
-    ordered = sorted(rows, key=key)
+    names = list(dict.fromkeys(score for _, _, scores in rows for score in scores))
+    if official in names:
+        names.remove(official)
+    names.insert(0, official)
+    worst = float("inf") if lower_is_better else float("-inf")
+    sign = 1 if lower_is_better else -1
+    rows.sort(key=lambda row: (sign * row[2].get(official, worst), row[0]))
     entries: list[Entry] = []
-    for position, (submission, scores) in enumerate(ordered, start=1):
+    for position, (name, peak, scores) in enumerate(rows, start=1):
         previous = entries[-1] if entries else None
-        tie = previous is not None and previous.scores.get(score_type.name) == scores.get(score_type.name)
+        tie = previous is not None and previous.scores.get(official) == scores.get(official)
         rank = previous.rank if tie and previous is not None else position
-        entries.append(Entry(rank, submission.name, scores, submission.peak_memory_mb))
-    return Leaderboard(score_type.name, score_type.lower_is_better, names, entries)
+        entries.append(Entry(rank, name, scores, peak))
+    return Leaderboard(official, lower_is_better, names, entries)
+
+
+def _main(kit_dir: str) -> int:
+    """What :func:`read_official_score` runs: one line of JSON, or the problem on one line."""
+    from ramp_fleet.scoring import official_score_type
+
+    try:
+        score_type = official_score_type(Path(kit_dir))
+    except RampFleetError as exc:
+        print(str(exc).replace("\n", " "))
+        return 2
+    print(json.dumps({"name": score_type.name, "lower_is_better": score_type.lower_is_better}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))

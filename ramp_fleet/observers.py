@@ -52,8 +52,9 @@ class RunObserver:
         """It went back to ``new``: a retry (``counted``) or an interruption (not counted)."""
 
     def tick(self, store: Store, final: bool = False) -> None:
-        """Called from the main loop at each wake-up (at least every collection interval),
-        and once more, ``final``, when it ends."""
+        """Called from the main loop every collection interval (the sleep interval under
+        ``hunger_policy: sleep``) — not after each result — and once more, ``final``, when
+        it ends."""
 
     def close(self) -> None:
         """The dispatcher stops; flush what is pending."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ramp_fleet.config import load_event_config
+from ramp_fleet.store import Store
 from tests.conftest import EventFactory, write_submission
 
 
@@ -44,6 +45,9 @@ def test_dispatch_status_and_leaderboard(make_event: EventFactory) -> None:
     assert done.returncode == 0, done.stderr
     assert "2 scored, 1 training errors" in done.stdout
     assert "logreg: scored" in done.stdout  # plain log lines when stdout is not a terminal
+    store = Store(load_event_config(config).store_path)
+    assert store.official_score() == ("acc", False)  # recorded: no leaderboard asks the kit
+    store.close()
 
     rows = json.loads(cli("status", str(config), "--json").stdout)
     by_name = {row["name"]: row for row in rows}

@@ -23,7 +23,7 @@ READ_DELAY = 0.02
 def slow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every read of the store's counts takes longer, as on a loaded machine: whatever can
     slip between two reads gets the time to."""
-    for name in ("count", "outstanding"):
+    for name in ("count", "outstanding", "unfinished"):
         method = getattr(Store, name)
 
         def slowed(self: Store, *args: object, _method: object = method) -> object:

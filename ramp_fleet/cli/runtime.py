@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 import yaml
@@ -130,6 +131,12 @@ def _no_submissions_warning(event: EventConfig) -> str:
     return f"{start}: nothing in {where}"
 
 
+#: What ``status --json`` prints of each submission, in this order (scores last).
+STATUS_JSON_COLUMNS = ("name", "state", "attempts", "worker", "submitted", "started", "finished",
+                       "returncode", "error", "peak_memory_mb", "score", "scores")
+#: What ``status`` shows in its table.
+STATUS_COLUMNS = ("name", "state", "attempts", "worker", "finished", "returncode", "score",
+                  "error")
 @click.command()
 @config_argument
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
@@ -140,14 +147,31 @@ def status(config: Path, as_json: bool) -> None:
     event = load(config, runtime_files=False)
     store = Store(event.store_path)
     try:
-        rows = [s.as_json() for s in store.all()]
+        if as_json:
+            _status_json(store.rows(STATUS_JSON_COLUMNS), sys.stdout)
+            return
+        rows = [[_cell(value, column) for value, column in zip(row, STATUS_COLUMNS, strict=True)]
+                for row in store.rows(STATUS_COLUMNS)]
     finally:
         store.close()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    columns = ["name", "state", "attempts", "worker", "finished", "returncode", "score", "error"]
-    _table(columns, [[_cell(row[c], c) for c in columns] for row in rows])
+    _table(list(STATUS_COLUMNS), rows)
+
+
+def _status_json(rows: Iterator[tuple[Any, ...]], out: TextIO) -> None:
+    """A JSON array, one submission a line, written as the rows are read (in chunks): the
+    scores go out as the store keeps them (JSON text), never parsed and dumped again."""
+    keys = STATUS_JSON_COLUMNS[:-1]
+    chunk = ["["]
+    separator = "\n"
+    for row in rows:
+        text = json.dumps(dict(zip(keys, row, strict=False)))
+        chunk.append(f"{separator}{text[:-1]}, \"scores\": {row[-1] or 'null'}}}")
+        separator = ",\n"
+        if len(chunk) >= 1000:
+            out.write("".join(chunk))
+            chunk.clear()
+    chunk.append("\n]\n")
+    out.write("".join(chunk))
 
 
 @click.command()
@@ -190,6 +214,15 @@ def _number(value: float | None) -> str:
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:
+    """Columns aligned; on a terminal through rich (bold header, fitted to the width), off
+    one (a pipe, a log: thousands of rows) as plain text, never folding a row across lines."""
+    if not sys.stdout.isatty():
+        widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in
+                  enumerate(columns)]
+        sys.stdout.write("".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+            .rstrip() + "\n" for cells in [columns, *rows]))
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -198,6 +231,4 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    console = Console()
-    # Off a terminal (a pipe, a log), never fold a row across lines.
-    (console if console.is_terminal else Console(width=1000)).print(table)
+    Console().print(table)

@@ -11,7 +11,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     error           TEXT,
     peak_memory_mb  REAL,
     score           REAL,
-    scores          TEXT
+    scores          TEXT,
+    test_scores     TEXT
 );
 CREATE TABLE IF NOT EXISTS history (
     name    TEXT NOT NULL,
@@ -70,6 +72,9 @@ CREATE TABLE IF NOT EXISTS runs (
     dask_worker     TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs (submission, attempt);
+-- The queue in claim order, and a look-up by state: a claim, "is anything left?" and the
+-- count of one state never read the whole table (an event may hold tens of thousands).
+CREATE INDEX IF NOT EXISTS submissions_queue ON submissions (state, not_before, submitted, name);
 CREATE TABLE IF NOT EXISTS instances (
     instance_id     TEXT PRIMARY KEY,
     instance_type   TEXT NOT NULL,
@@ -80,7 +85,48 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 """
 #: Stores written before a column existed get it added (table, column, SQL type).
-_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_id", "INTEGER"))
+_ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_id", "INTEGER"),
+                  ("submissions", "test_scores", "TEXT"))
+#: The schema this code writes (SQLite's ``user_version``; 0: a store from before it was
+#: kept). 2: the queue index; ``test_scores``, the bagged test scores apart from the
+#: fold scores (what a leaderboard reads); the official score kept in ``meta`` under
+#: :data:`OFFICIAL_SCORE` — recorded when the first result is scored, and for a store
+#: scored before that, the first time it is asked for (:func:`ramp_fleet.leaderboard.official_score`).
+SCHEMA_VERSION = 2
+#: ``meta`` key of the event's official score: ``{"name": ..., "lower_is_better": ...}``.
+OFFICIAL_SCORE = "official_score"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a new file, or a store of any earlier version, to :data:`SCHEMA_VERSION`.
+
+    Every step is idempotent, so two processes opening an old store at once
+    both end with the same schema. A store that is current costs one read.
+    """
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    db.executescript(_SCHEMA)
+    for table, column, kind in _ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+    db.execute("UPDATE submissions SET test_scores = json_extract(scores, '$.bagged.test') "
+               "WHERE scores IS NOT NULL AND test_scores IS NULL")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class _Connection:
+    """One thread's connection; it closes when the thread ends (the holder is dropped
+    with the thread's locals) or when the store closes."""
+
+    __slots__ = ("__weakref__", "db")
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
 
 
 @dataclass(frozen=True)
@@ -109,89 +155,114 @@ class Submission:
         data = asdict(self)
         del data["not_before"], data["run_state"], data["source_id"]
         data["state"] = str(self.state)
-        for key in ("submitted", "started", "finished"):
-            data[key] = _iso(data[key])
+        for key in _TIMES:
+            data[key] = iso_time(data[key])
         return data
 
 
-def _iso(timestamp: float | None) -> str | None:
+_TIMES = ("submitted", "started", "finished")
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """``2026-12-01T10:14:46+00:00``: UTC, to the second (the fraction dropped)."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(int(timestamp), UTC).isoformat()
 
 
 class Store:
-    """The submissions of one event. Safe to share between the dispatcher's threads."""
+    """The submissions of one event. Safe to share between the dispatcher's threads.
+
+    Each thread reads and writes through a connection of its own: in WAL mode
+    a read never waits, neither for a write nor for another read, and takes no
+    lock here. Writes (``BEGIN IMMEDIATE``, one per state change) queue on
+    SQLite's own write lock, as writers in other processes (``submit``) do.
+    (Measured with 8 threads taking 4 000 submissions through claim → training
+    → tested → scored on 2 busy cores: 0.70–0.90 ms a submission; with a lock
+    of ours in front of the writers, 0.75–0.90; the store before, one
+    connection behind one lock whose counts read the whole table, 1.8–2.3.)
+    """
 
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._add_missing_columns()
+        self._local = threading.local()
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._open_lock = threading.Lock()
+        self._closed = False
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        _migrate(db)
 
-    def _add_missing_columns(self) -> None:
-        for table, column, kind in _ADDED_COLUMNS:
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (opened at its first use)."""
+        held: _Connection | None = getattr(self._local, "connection", None)
+        if held is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the store is closed")
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 timeout=30)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous=NORMAL")
+            held = _Connection(db)
+            self._local.connection = held
+            with self._open_lock:
+                self._open.add(held)
+        return held.db
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Close every thread's connection."""
+        with self._open_lock:
+            self._closed = True
+            held = list(self._open)
+            self._open.clear()
+        for connection in held:
+            connection.db.close()
+        self._local = threading.local()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     # -- reading ----------------------------------------------------------------
 
     def get(self, name: str) -> Submission | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM submissions WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute("SELECT * FROM submissions WHERE name = ?", (name,)).fetchone()
         return _submission(row) if row else None
 
     def all(self) -> list[Submission]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM submissions ORDER BY submitted, name").fetchall()
+        rows = self._db.execute("SELECT * FROM submissions ORDER BY submitted, name").fetchall()
         return [_submission(row) for row in rows]
 
     def names(self) -> set[str]:
-        with self._lock:
-            return {row[0] for row in self._db.execute("SELECT name FROM submissions")}
+        return {row[0] for row in self._db.execute("SELECT name FROM submissions")}
 
     def count(self, *states: State) -> int:
         marks = ",".join("?" * len(states))
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT COUNT(*) FROM submissions WHERE state IN ({marks})", states
-            ).fetchone()
+        row = self._db.execute(
+            f"SELECT COUNT(*) FROM submissions WHERE state IN ({marks})", states
+        ).fetchone()
         return int(row[0])
 
     def counts(self) -> dict[State, int]:
         """How many submissions are in each state (every state, 0 included)."""
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM submissions GROUP BY state").fetchall()
+        rows = self._db.execute("SELECT state, COUNT(*) FROM submissions GROUP BY state").fetchall()
         found = {State(row[0]): int(row[1]) for row in rows}
         return {state: found.get(state, 0) for state in State}
 
     def waiting(self) -> list[tuple[str, int | None]]:
         """The ``new`` submissions in the order they will be claimed: ``(name, source_id)``."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT name, source_id FROM submissions WHERE state = ? "
-                "ORDER BY not_before, submitted, name", (State.NEW,)).fetchall()
+        rows = self._db.execute(
+            "SELECT name, source_id FROM submissions WHERE state = ? "
+            "ORDER BY not_before, submitted, name", (State.NEW,)).fetchall()
         return [(row[0], row[1]) for row in rows]
 
     def outstanding(self) -> tuple[int, int]:
@@ -201,37 +272,81 @@ class Store:
         two counts: when both are 0, nothing is left to do.
         """
         marks = ",".join("?" * len(ACTIVE))
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT COALESCE(SUM(state = ?), 0), COALESCE(SUM(state IN ({marks})), 0) "
-                "FROM submissions",
-                (State.NEW, *ACTIVE),
-            ).fetchone()
+        row = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM submissions WHERE state = ?), "
+            f"(SELECT COUNT(*) FROM submissions WHERE state IN ({marks}))",
+            (State.NEW, *ACTIVE),
+        ).fetchone()
         return int(row[0]), int(row[1])
+
+    def unfinished(self) -> bool:
+        """Whether any submission waits (back-off included) or runs: what :meth:`outstanding`
+        says when it is not ``(0, 0)``, in one look-up whatever the size of the event."""
+        marks = ",".join("?" * (1 + len(ACTIVE)))
+        row = self._db.execute(
+            f"SELECT EXISTS (SELECT 1 FROM submissions WHERE state IN ({marks}))",
+            (State.NEW, *ACTIVE),
+        ).fetchone()
+        return bool(row[0])
 
     def next_ready_at(self) -> float | None:
         """When the earliest submission waiting in back-off becomes ready."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(not_before) FROM submissions WHERE state = ?", (State.NEW,)
-            ).fetchone()
+        row = self._db.execute(
+            "SELECT MIN(not_before) FROM submissions WHERE state = ?", (State.NEW,)
+        ).fetchone()
         return None if row[0] is None else float(row[0])
 
     def history(self, name: str) -> list[tuple[str, str | None]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT state, note FROM history WHERE name = ? ORDER BY rowid", (name,)
-            ).fetchall()
+        rows = self._db.execute(
+            "SELECT state, note FROM history WHERE name = ? ORDER BY rowid", (name,)
+        ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def official_score(self) -> tuple[str, bool] | None:
+        """The event's official score as recorded: ``(name, lower_is_better)``, or None."""
+        value = self.get_meta(OFFICIAL_SCORE)
+        if value is None:
+            return None
+        data = json.loads(value)
+        return str(data["name"]), bool(data["lower_is_better"])
+
+    def record_official_score(self, name: str, lower_is_better: bool) -> tuple[str, bool]:
+        """Record the official score unless one is recorded already; returns the one kept."""
+        value = json.dumps({"name": name, "lower_is_better": lower_is_better})
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                       (OFFICIAL_SCORE, value))
+        recorded = self.official_score()
+        assert recorded is not None
+        return recorded
+
+    def scored_test_scores(self) -> Iterator[tuple[str, float | None, str | None]]:
+        """``(name, peak_memory_mb, bagged test scores as JSON text)`` of every scored
+        submission, read as they come (the fold scores stay in the file)."""
+        yield from self._db.execute(
+            "SELECT name, peak_memory_mb, test_scores FROM submissions "
+            "WHERE state = ? AND scores IS NOT NULL ORDER BY name", (State.SCORED,))
+
+    def rows(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """The given columns of every submission in the order of :meth:`all`, read as they
+        come: what ``status`` shows of 10 000 submissions, without 10 000 objects at once.
+        Times come as :func:`iso_time` writes them (formatted by SQLite)."""
+        unknown = set(columns) - set(_SUBMISSION_FIELDS)
+        if unknown:
+            raise ValueError(f"no such column: {', '.join(sorted(unknown))}")
+        selected = ", ".join(f"strftime('%Y-%m-%dT%H:%M:%S+00:00', CAST({c} AS INTEGER), "
+                             "'unixepoch')" if c in _TIMES else c for c in columns)
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        yield from cursor.execute(f"SELECT {selected} FROM submissions ORDER BY submitted, name")
 
     # -- changing state: one transaction each -----------------------------------------
 
@@ -246,6 +361,23 @@ class Store:
             if cursor.rowcount:
                 _log(db, name, State.NEW)
             return bool(cursor.rowcount)
+
+    def add_many(self, names: Sequence[str]) -> list[str]:
+        """Record new submissions in one transaction, in the order given (the order they are
+        claimed in); returns those added (not those of a name that exists already)."""
+        added: list[str] = []
+        if not names:
+            return added
+        now = time.time()
+        with self._transaction() as db:
+            for name in names:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO submissions (name, state, submitted) VALUES (?, ?, ?)",
+                    (name, State.NEW, now))
+                if cursor.rowcount:
+                    _log(db, name, State.NEW)
+                    added.append(name)
+        return added
 
     def claim_next(self, worker: str, backend: str = "") -> Submission | None:
         """Take the oldest ready ``new`` submission for slot ``worker`` (sent_to_training),
@@ -296,7 +428,9 @@ class Store:
 
     def mark_scored(self, name: str, score: float | None, scores: dict[str, Any]) -> None:
         with self._transaction() as db:
+            test = scores.get("bagged", {}).get("test")
             _move(db, name, State.SCORED, score=score, scores=json.dumps(scores),
+                  test_scores=None if test is None else json.dumps(test),
                   finished=time.time(), run_state=None)
             _close_run(db, name, Outcome.SCORED)
 
@@ -358,17 +492,15 @@ class Store:
 
     def runs(self) -> list[RunRecord]:
         """Every run attempt, in the order they were recorded."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT submission, attempt, slot, backend, queued, setup_start, launched, ended, "
-                "collected, outcome, returncode, error, peak_memory_mb, instance_id, "
-                "instance_type, market, dask_worker FROM runs ORDER BY id").fetchall()
+        rows = self._db.execute(
+            "SELECT submission, attempt, slot, backend, queued, setup_start, launched, ended, "
+            "collected, outcome, returncode, error, peak_memory_mb, instance_id, "
+            "instance_type, market, dask_worker FROM runs ORDER BY id").fetchall()
         return [RunRecord(**{**dict(row), "outcome": Outcome(row["outcome"])}) for row in rows]
 
     def instances(self) -> list[InstanceRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM instances ORDER BY launched, instance_id").fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM instances ORDER BY launched, instance_id").fetchall()
         return [InstanceRecord(**dict(row)) for row in rows]
 
     def add_run(self, run: RunRecord) -> int:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +19,9 @@ from ramp_fleet.store.db import Store
 from ramp_fleet.store.names import check_submission_name, name_problem
 
 logger = logging.getLogger("ramp_fleet.store")
+
+#: Seconds between listings of the submissions folder even when its time says nothing changed.
+FULL_SCAN_INTERVAL = 60.0
 
 
 class SubmissionSource(Protocol):
@@ -28,47 +35,125 @@ class SubmissionSource(Protocol):
 
 
 class FolderSource:
-    """The submission folders in ``submissions_dir`` (see :func:`discover`)."""
+    """The submission folders in ``submissions_dir``, found in O(new) as the event goes.
 
-    def __init__(self, event: EventConfig):
+    The names already seen are kept in memory (loaded from the store once,
+    then kept in step with it), and the folder is listed again only when it
+    may have changed: when its modification time moved (an entry was added,
+    removed or renamed), when the last listing was too close to that time to
+    be sure it saw everything (:class:`ChangeGate`), and at least every
+    ``full_scan_interval`` seconds whatever the time says (a file system whose
+    clock is not ours). A look at an unchanged folder is one ``stat``.
+    """
+
+    def __init__(self, event: EventConfig, full_scan_interval: float = FULL_SCAN_INTERVAL):
         self.event = event
+        self._known: set[str] = set()
+        self._warned: set[str] = set()
+        self._gate = ChangeGate(event.dirs.submissions.path, full_scan_interval)
 
     def start(self, store: Store) -> list[str]:
-        return discover(self.event, store)
+        self._known = store.names()
+        return self._look(store, force=True)
 
     def discover(self, store: Store) -> list[str]:
-        return discover(self.event, store)
+        return self._look(store)
+
+    def _look(self, store: Store, force: bool = False) -> list[str]:
+        if not (force or self._gate.due()):  # a starting kit removed moves the folder's time
+            return []
+        if self.event.ramp.sandbox_as_submission:
+            _provide_sandbox(self.event, self.event.dirs.submissions.path)
+        with self._gate.listing():
+            candidates = new_folders(self.event, self._known, self._warned)
+        added = store.add_many(candidates)
+        self._known.update(candidates)  # added here, or by `submit` in another process
+        return added
 
 
-def discover(event: EventConfig, store: Store) -> list[str]:
-    """Add every submission folder not yet in the store; returns the new names.
+class ChangeGate:
+    """Whether a folder's entries may have changed since it was last listed.
 
-    A folder with an unusable name is skipped with a warning (once per scan).
-    The sandbox (``starting_kit``) is trained only when the config asks.
+    A folder's modification time moves when an entry is added, removed or
+    renamed — but file systems keep it in ticks (a few ms), so an entry added
+    in the same tick as a listing, just after it, leaves the time as the
+    listing saw it. A listing that began less than :attr:`RACY` after the time
+    it saw therefore proves nothing: the next look lists again (git's "racy
+    clean" rule).
+    """
+
+    #: How close to the folder's time a listing must begin to be in doubt (ns).
+    RACY = 1_000_000_000
+
+    def __init__(self, folder: Path, full_scan_interval: float):
+        self.folder = folder
+        self.full_scan_interval = full_scan_interval
+        self._seen: int | None = None
+        self._in_doubt = True
+        self._next_full = 0.0
+
+    def due(self) -> bool:
+        if self._in_doubt or time.monotonic() >= self._next_full:
+            return True
+        try:
+            return os.stat(self.folder).st_mtime_ns != self._seen
+        except OSError:
+            return True
+
+    @contextmanager
+    def listing(self) -> Iterator[None]:
+        """Around one listing of the folder: what it proves is recorded once it is done."""
+        try:
+            seen: int | None = os.stat(self.folder).st_mtime_ns
+        except OSError:
+            seen = None
+        began = time.time_ns()
+        yield
+        self._seen = seen
+        self._in_doubt = seen is None or seen >= began - self.RACY
+        self._next_full = time.monotonic() + self.full_scan_interval
+
+
+def new_folders(event: EventConfig, known: set[str] | frozenset[str] = frozenset(),
+                warned: set[str] | None = None) -> list[str]:
+    """The submission folders in ``submissions_dir`` not in ``known``, sorted by name.
+
+    A folder with an unusable name is skipped with a warning (once per name
+    when ``warned`` keeps track). The sandbox (``starting_kit``) is trained
+    only when the config asks. Links and files are not submissions.
     """
     submissions_dir = event.dirs.submissions.path
     sandbox = event.ramp.sandbox_dir
-    if event.ramp.sandbox_as_submission:
-        _provide_sandbox(event, submissions_dir)
-    known = store.names()
-    added: list[str] = []
+    found: list[str] = []
     try:
-        entries = sorted(submissions_dir.iterdir())
+        listing = os.scandir(submissions_dir)
     except FileNotFoundError:
-        return added
-    for entry in entries:
-        name = entry.name
-        if name in known or not entry.is_dir() or entry.is_symlink():
-            continue
-        if name == sandbox and not event.ramp.sandbox_as_submission:
-            continue
-        problem = name_problem(name)
-        if problem:
-            logger.warning("skipping submission folder %r in %s: name %s", name, submissions_dir, problem)
-            continue
-        if store.add(name):
-            added.append(name)
-    return added
+        return found
+    with listing:
+        for entry in listing:
+            name = entry.name
+            if name in known or not entry.is_dir(follow_symlinks=False):
+                continue
+            if name == sandbox and not event.ramp.sandbox_as_submission:
+                continue
+            problem = name_problem(name)
+            if problem:
+                if warned is None or name not in warned:
+                    logger.warning("skipping submission folder %r in %s: name %s", name,
+                                   submissions_dir, problem)
+                if warned is not None:
+                    warned.add(name)
+                continue
+            found.append(name)
+    return sorted(found)
+
+
+def discover(event: EventConfig, store: Store) -> list[str]:
+    """Add every submission folder not yet in the store; returns the new names (one look,
+    the whole folder: see :class:`FolderSource` for a dispatcher's looks)."""
+    if event.ramp.sandbox_as_submission:
+        _provide_sandbox(event, event.dirs.submissions.path)
+    return store.add_many(new_folders(event, store.names()))
 
 
 def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
+from ramp_fleet.leaderboard import OfficialScoreReader
 from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
@@ -89,6 +90,8 @@ class Dispatcher:
         #: Records the event's official score once the first result is scored (see
         #: :meth:`_record_official_score`).
         self._official: threading.Thread | None = None
+        self._official_reader: OfficialScoreReader | None = None
+        self._official_stopped = False
         self._official_lock = threading.Lock()
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
@@ -143,8 +146,7 @@ class Dispatcher:
                     self.observers.close()  # after the runs: what they recorded is sent
                 return self._summary(store)
             finally:
-                if self._official is not None:
-                    self._official.join()
+                self._stop_official_score()
                 store.close()
 
     @contextmanager
@@ -327,8 +329,9 @@ class Dispatcher:
         """At the first scored result: the event's official score (name, direction) into the
         store, so that a leaderboard never imports the kit. Once per event: a store that has
         it is not asked again. Only ``problem.py`` knows the direction: it is read in a
-        process of the lowest priority (:func:`~ramp_fleet.leaderboard.read_official_score`),
-        waited for by a thread; :meth:`run` waits for that thread at the end."""
+        process of the lowest priority (:class:`~ramp_fleet.leaderboard.OfficialScoreReader`),
+        waited for by a thread; at the end, :meth:`run` stops that process if it has not
+        answered yet rather than wait for it (the first ``leaderboard`` then asks the kit)."""
         with self._official_lock:
             if self._official is not None:
                 return
@@ -337,16 +340,27 @@ class Dispatcher:
             self._official.start()
 
     def _official_score_into(self, store: Store) -> None:
-        from ramp_fleet.leaderboard import read_official_score
-
         if store.official_score() is not None:
             return
+        with self._official_lock:
+            if self._official_stopped:
+                return
+            self._official_reader = reader = OfficialScoreReader(self.event.dirs.kit.path)
         try:
-            name, lower_is_better = read_official_score(self.event.dirs.kit.path)
+            answer = reader.result()
         except Exception as exc:  # the leaderboard asks the kit again, and says what is wrong
             logger.warning("could not record the official score: %s", _one_line(exc))
             return
-        store.record_official_score(name, lower_is_better)
+        if answer is not None:
+            store.record_official_score(*answer)
+
+    def _stop_official_score(self) -> None:
+        with self._official_lock:
+            self._official_stopped = True
+            if self._official_reader is not None:
+                self._official_reader.stop()
+        if self._official is not None:
+            self._official.join()
 
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:

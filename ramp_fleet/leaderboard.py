@@ -57,21 +57,38 @@ def official_score(event: EventConfig, store: Store) -> tuple[str, bool]:
     return store.record_official_score(score_type.name, score_type.lower_is_better)
 
 
-def read_official_score(kit_dir: Path) -> tuple[str, bool]:
-    """``(name, lower_is_better)`` of the kit's official score, read in a process of its own
-    at the lowest priority: importing ``problem.py`` (rampwf, scikit-learn, pandas) costs a
+class OfficialScoreReader:
+    """The kit's official score ``(name, lower_is_better)``, read in a process of its own at
+    the lowest priority: importing ``problem.py`` (rampwf, scikit-learn, pandas) costs a
     second of CPU and 100 MB or more, which a dispatcher must neither take from the runs
-    training meanwhile nor keep for the weeks of an event."""
-    from ramp_fleet import process
+    training meanwhile nor keep for the weeks of an event. :meth:`stop` ends it early (a
+    dispatcher that is done does not wait for it: the first ``leaderboard`` asks the kit)."""
 
-    child = process.spawn_group([sys.executable, "-m", "ramp_fleet.leaderboard", str(kit_dir)],
-                                output=subprocess.PIPE, niceness=19)
-    out, _ = child.communicate()
-    lines = out.decode(errors="replace").strip().splitlines() or ["(no output)"]
-    if child.returncode != 0:
-        raise UsageError(lines[-1])
-    answer = json.loads(lines[-1])
-    return str(answer["name"]), bool(answer["lower_is_better"])
+    def __init__(self, kit_dir: Path) -> None:
+        from ramp_fleet import process
+
+        self._stopped = False
+        self._child = process.spawn_group(
+            [sys.executable, "-m", "ramp_fleet.leaderboard", str(kit_dir)],
+            output=subprocess.PIPE, niceness=19)
+
+    def result(self) -> tuple[str, bool] | None:
+        """Wait for the answer; None if :meth:`stop` ended the child first."""
+        out, _ = self._child.communicate()
+        if self._stopped:
+            return None
+        lines = out.decode(errors="replace").strip().splitlines() or ["(no output)"]
+        if self._child.returncode != 0:
+            raise UsageError(lines[-1])
+        answer = json.loads(lines[-1])
+        return str(answer["name"]), bool(answer["lower_is_better"])
+
+    def stop(self) -> None:
+        from ramp_fleet import process
+
+        self._stopped = True
+        if self._child.poll() is None:
+            process.kill_tree(self._child.pid)
 
 
 def build_leaderboard(event: EventConfig) -> Leaderboard:

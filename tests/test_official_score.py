@@ -1,0 +1,62 @@
+"""The official score (name, direction) is recorded by the dispatcher at the first scored
+result, read from the kit in a process of its own; a dispatcher that is done stops that
+process rather than wait for it, and the first ``leaderboard`` asks the kit instead."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ramp_fleet.config import load_event_config
+from ramp_fleet.dispatcher import Dispatcher
+from ramp_fleet.store import Store
+from tests.conftest import EventFactory
+from tests.processes import processes_with, wait_until_gone
+from tests.test_dispatcher import Quiet
+
+#: How long a test may wait for what must happen; never a measure of speed.
+PATIENCE = 120.0
+
+
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.1)
+
+
+def test_the_first_scored_result_records_the_official_score(make_event: EventFactory) -> None:
+    config = make_event(("logreg",), dispatcher={"hunger_policy": "sleep", "sleep_interval": 1})
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, Quiet())
+    serving = threading.Thread(target=dispatcher.run)
+    serving.start()
+    store = Store(event.store_path)
+    try:
+        wait_for(lambda: store.official_score() is not None, "the official score recorded")
+        assert store.official_score() == ("acc", False)
+    finally:
+        dispatcher.request_stop()
+        serving.join()
+        store.close()
+
+
+def test_a_dispatcher_that_is_done_stops_the_reader_instead_of_waiting(
+    make_event: EventFactory,
+) -> None:
+    config = make_event()
+    problem = config.parent / "ramp-kits" / "iris" / "problem.py"
+    problem.write_text("import time\ntime.sleep(600)\n" + problem.read_text())
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, Quiet())
+    store = Store(event.store_path)
+    try:
+        dispatcher._record_official_score(store)
+        kit = str(problem.parent)
+        wait_for(lambda: processes_with("ramp_fleet.leaderboard", kit), "the reader started")
+        dispatcher._stop_official_score()
+        assert wait_until_gone("ramp_fleet.leaderboard", kit) == []
+        assert store.official_score() is None
+    finally:
+        store.close()

@@ -188,14 +188,13 @@ class BoardSync(RunObserver):
                                            None if full else self._last_id)
         if full:
             self._last_full_poll = now
-        added = []
+        fresh = []
         for row in rows:
             self._last_id = max(self._last_id or 0, row.id)
-            if row.basename in self._ids:
-                continue
-            self._ids[row.basename] = row.id
-            if store.add(row.basename, row.id):
-                added.append(row.basename)
+            if row.basename not in self._ids:
+                self._ids[row.basename] = row.id
+                fresh.append(row)
+        added = store.add_many([row.basename for row in fresh], [row.id for row in fresh])
         if added:
             self._positions_due = True
             with self._added_lock:

@@ -352,28 +352,23 @@ class Store:
 
     def add(self, name: str, source_id: int | None = None) -> bool:
         """Record a new submission; False when one of that name exists already."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO submissions (name, state, submitted, source_id) "
-                "VALUES (?, ?, ?, ?)",
-                (name, State.NEW, time.time(), source_id),
-            )
-            if cursor.rowcount:
-                _log(db, name, State.NEW)
-            return bool(cursor.rowcount)
+        return bool(self.add_many([name], [source_id]))
 
-    def add_many(self, names: Sequence[str]) -> list[str]:
+    def add_many(self, names: Sequence[str],
+                 source_ids: Sequence[int | None] | None = None) -> list[str]:
         """Record new submissions in one transaction, in the order given (the order they are
-        claimed in); returns those added (not those of a name that exists already)."""
+        claimed in), each with its id at the source if any; returns those added (not those
+        of a name that exists already)."""
         added: list[str] = []
         if not names:
             return added
+        ids = source_ids if source_ids is not None else [None] * len(names)
         now = time.time()
         with self._transaction() as db:
-            for name in names:
+            for name, source_id in zip(names, ids, strict=True):
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO submissions (name, state, submitted) VALUES (?, ?, ?)",
-                    (name, State.NEW, now))
+                    "INSERT OR IGNORE INTO submissions (name, state, submitted, source_id) "
+                    "VALUES (?, ?, ?, ?)", (name, State.NEW, now, source_id))
                 if cursor.rowcount:
                     _log(db, name, State.NEW)
                     added.append(name)

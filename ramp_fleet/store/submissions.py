@@ -151,9 +151,7 @@ def new_folders(event: EventConfig, known: set[str] | frozenset[str] = frozenset
 def discover(event: EventConfig, store: Store) -> list[str]:
     """Add every submission folder not yet in the store; returns the new names (one look,
     the whole folder: see :class:`FolderSource` for a dispatcher's looks)."""
-    if event.ramp.sandbox_as_submission:
-        _provide_sandbox(event, event.dirs.submissions.path)
-    return store.add_many(new_folders(event, store.names()))
+    return FolderSource(event).start(store)
 
 
 def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:

@@ -241,6 +241,11 @@ class _Tally:
                                f"(at '{relative}'; worker.result_limits.max_files)")
         self.check_size(relative, declared_size)
 
+    def add(self, relative: str, size: int) -> None:
+        """Count a whole file whose size is known (one already on disk)."""
+        self.add_file(relative, size)
+        self.bytes += size
+
     def check_size(self, relative: str, size: int) -> None:
         if size > self.limits.max_file_bytes:
             raise UnsafeResult(f"'{relative}' is larger than {self.limits.max_file_bytes} bytes "
@@ -299,8 +304,7 @@ def _pack(entries: Iterator[tuple[str, int, IO[bytes] | None]],
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
         for relative, size, stream in entries:
             if stream is not None:
-                tally.add_file(relative, size)
-                tally.bytes += size
+                tally.add(relative, size)
             info = tarfile.TarInfo(relative)
             info.mtime = 0
             if stream is None:
@@ -326,8 +330,7 @@ def verify_tree(root: Path, limits: Limits) -> None:
     tally = _Tally(limits)
     for relative, size, stream in _local_entries(root, "refuse", frozenset()):
         if stream is not None:
-            tally.add_file(relative, size)
-            tally.bytes += size
+            tally.add(relative, size)
 
 
 def receive_archive(archive: bytes | Path, destination: Path, limits: Limits) -> None:

@@ -116,7 +116,7 @@ def build_leaderboard(event: EventConfig) -> Leaderboard:
 
 
 def _main(kit_dir: str) -> int:
-    """What :func:`read_official_score` runs: one line of JSON, or the problem on one line."""
+    """What :class:`OfficialScoreReader` runs: one line of JSON, or the problem on one line."""
     from ramp_fleet.scoring import official_score_type
 
     try:

@@ -196,21 +196,6 @@ def test_runs_a_dead_dispatcher_left_are_recorded_as_interrupted(store: Store) -
         (1, Outcome.INTERRUPTED), (1, Outcome.CHECKING_ERROR)]
 
 
-def test_a_store_of_an_older_version_gains_the_new_column(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE submissions (name TEXT PRIMARY KEY, state TEXT NOT NULL, "
-                   "attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, "
-                   "worker TEXT, pgid INTEGER, submitted REAL NOT NULL, started REAL, "
-                   "finished REAL, returncode INTEGER, error TEXT, peak_memory_mb REAL, "
-                   "score REAL, scores TEXT)")
-        db.execute("INSERT INTO submissions (name, state, submitted) VALUES ('a', 'new', 1)")
-    store = Store(path)
-    assert store.claim_next("w") is not None
-
-
 def test_submit_never_follows_a_link_out_of_the_folder(
     make_event: EventFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -78,12 +78,13 @@ def test_each_thread_reads_through_its_own_connection_and_close_ends_them(tmp_pa
         store.names()
 
 
-def test_a_store_of_version_0_is_brought_to_the_current_schema(tmp_path: Path) -> None:
+def test_a_store_of_any_older_version_is_brought_to_the_current_schema(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE submissions (name TEXT PRIMARY KEY, state TEXT NOT NULL, "
                    "attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, "
-                   "worker TEXT, submitted REAL NOT NULL, started REAL, finished REAL, "
+                   "worker TEXT, pgid INTEGER, submitted REAL NOT NULL, started REAL, "
+                   "finished REAL, "
                    "returncode INTEGER, error TEXT, peak_memory_mb REAL, score REAL, "
                    "scores TEXT)")
         db.execute("INSERT INTO submissions (name, state, submitted) VALUES ('a', 'new', 1)")

@@ -192,12 +192,10 @@ class Fleet:
                                                self.settings.ssh_connect_timeout, stop)
             host.address = instances.address(described)
             host.connect(stop=stop, alive=self._alive_check(lease.instance_id))
-        except HostKeyChanged as exc:
-            logger.warning("terminating instance %s, which is not the host it should be: %s",
-                           lease.instance_id, exc)
-            self.release(lease, reusable=False)
-            raise
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, HostKeyChanged):
+                logger.warning("terminating instance %s, which is not the host it should be: %s",
+                               lease.instance_id, exc)
             self.release(lease, reusable=False)
             raise
         return lease

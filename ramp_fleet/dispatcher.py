@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
-from ramp_fleet.leaderboard import OfficialScoreReader
 from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
+from ramp_fleet.scoring import ScoreError
+from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.store.submissions import FolderSource, SubmissionSource
@@ -87,12 +87,9 @@ class Dispatcher:
         #: Set (under ``_wake``) by every notification, cleared by the main loop when it
         #: looks: a result that comes in while the loop is not waiting is not missed.
         self._woken = False
-        #: Records the event's official score once the first result is scored (see
-        #: :meth:`_record_official_score`).
-        self._official: threading.Thread | None = None
-        self._official_reader: OfficialScoreReader | None = None
-        self._official_stopped = False
-        self._official_lock = threading.Lock()
+        #: The trusted scorer: every success is scored by it from its predictions.
+        self.scorer: Scorer | None = None
+        self._official_recorded = False
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
 
@@ -136,17 +133,21 @@ class Dispatcher:
                     self.source.start(store)
                     self.shared = self.worker_cls.open_shared(self.config, self.event)
                     try:
+                        self.scorer = Scorer(self.worker_cls.scoring_python(self.shared),
+                                             self.event.dirs.kit.path,
+                                             self.event.dirs.data.path).start()
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
                         with self._metrics():
                             self._serve(store)
                             self.observers.tick(store, final=True)
                     finally:
+                        if self.scorer is not None:
+                            self.scorer.close()
                         self.worker_cls.close_shared(self.shared)
                 finally:
                     self.observers.close()  # after the runs: what they recorded is sent
                 return self._summary(store)
             finally:
-                self._stop_official_score()
                 store.close()
 
     @contextmanager
@@ -250,6 +251,7 @@ class Dispatcher:
         name = submission.name
         worker = self.worker_cls(self.config, name)
         worker.shared = self.shared
+        worker.scorer = self.scorer
         with self._active_lock:
             self._active[label] = worker
         self.reporter.started(name, label, submission.attempts)
@@ -308,59 +310,36 @@ class Dispatcher:
                        result.error or f"exited with {result.returncode}", result, run)
             return
         store.mark_tested(name, result.returncode, result.peak_memory_mb, run.ended, run.place)
-        from ramp_fleet.scoring import ScoreError, read_scores
-
-        try:
-            scores = read_scores(Path(self.config["predictions_dir"]) / name)
-        except ScoreError as exc:
-            self._fail(store, name, State.CHECKING_ERROR, str(exc), result, run)
+        scores = result.scores
+        if scores is None:  # a custom worker that published nothing to score
+            self._fail(store, name, State.CHECKING_ERROR,
+                       f"{name} has no scores: its worker published no predictions", result, run)
             return
+        self._record_official_score(store)
         test_scores = scores.bagged.get("test", {})
         official = next(iter(test_scores.items()), None)
         store.mark_scored(name, official[1] if official else None,
                           {"folds": scores.folds, "bagged": scores.bagged})
-        self._record_official_score(store)
         self.observers.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
                                          run.training_seconds()))
         detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
         self.reporter.finished(name, State.SCORED, detail)
 
     def _record_official_score(self, store: Store) -> None:
-        """At the first scored result: the event's official score (name, direction) into the
-        store, so that a leaderboard never imports the kit. Once per event: a store that has
-        it is not asked again. Only ``problem.py`` knows the direction: it is read in a
-        process of the lowest priority (:class:`~ramp_fleet.leaderboard.OfficialScoreReader`),
-        waited for by a thread; at the end, :meth:`run` stops that process if it has not
-        answered yet rather than wait for it (the first ``leaderboard`` then asks the kit)."""
-        with self._official_lock:
-            if self._official is not None:
-                return
-            self._official = threading.Thread(target=self._official_score_into, args=(store,),
-                                              name="official-score", daemon=True)
-            self._official.start()
-
-    def _official_score_into(self, store: Store) -> None:
+        """At the first scored result: the event's official score (name, direction), as the
+        trusted scorer read it from ``problem.py``, into the store — so that a leaderboard
+        never imports the kit."""
+        if self._official_recorded or self.scorer is None:
+            return
+        self._official_recorded = True
         if store.official_score() is not None:
             return
-        with self._official_lock:
-            if self._official_stopped:
-                return
-            self._official_reader = reader = OfficialScoreReader(self.event.dirs.kit.path)
         try:
-            answer = reader.result()
-        except Exception as exc:  # the leaderboard asks the kit again, and says what is wrong
+            official = self.scorer.official()
+        except ScoreError as exc:  # the leaderboard asks the kit again, and says what is wrong
             logger.warning("could not record the official score: %s", _one_line(exc))
             return
-        if answer is not None:
-            store.record_official_score(*answer)
-
-    def _stop_official_score(self) -> None:
-        with self._official_lock:
-            self._official_stopped = True
-            if self._official_reader is not None:
-                self._official_reader.stop()
-        if self._official is not None:
-            self._official.join()
+        store.record_official_score(official.name, official.lower_is_better)
 
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import IsolationSection
 from ramp_fleet.errors import UsageError
-from ramp_fleet.sandbox.limits import cgroup_host, running_as_root
+from ramp_fleet.sandbox import cgroups
 from ramp_fleet.sandbox.probe import check
 from ramp_fleet.sandbox.spec import Isolation
+from ramp_fleet.sandbox.watchdog import INTERVAL
 
 #: What a run that is not isolated can do, for the warnings.
 EXPOSED = ("a submission can read whatever the dispatcher's user can (its home and credentials, "
@@ -27,7 +28,7 @@ EXPOSED = ("a submission can read whatever the dispatcher's user can (its home a
 def settings(section: IsolationSection) -> Isolation:
     """The config section as the sandbox takes it (plain values, sent to remote hosts)."""
     return Isolation(mode=section.mode, network=section.network, memory_mb=section.memory_mb,
-                     max_processes=section.max_processes,
+                     max_processes=section.max_processes, disk_mb=section.disk_mb,
                      read_only_paths=tuple(section.read_only_paths))
 
 
@@ -78,27 +79,26 @@ def describe(event: EventConfig, here: bool | None = None) -> dict[str, Any]:
     if local:
         info.update(_limits_here(section, isolated=applies == "isolated"))
     else:
-        info["limits"] = "on the machine of each run: cgroup v2 where possible, else rlimits"
+        info["limits"] = ("on the machine of each run: a cgroup (v2, else v1) where possible, "
+                          "else a resident-memory watchdog")
     return info
 
 
 def _limits_here(section: IsolationSection, isolated: bool) -> dict[str, str]:
-    """How memory_mb and max_processes are enforced on this machine (see the launcher)."""
-    host = cgroup_host(prepare=False)
-    cgroup = None if host.parent is None else f"cgroup v2 under {host.parent}"
+    """How memory_mb, max_processes and disk_mb are held on this machine (see the runner)."""
+    kind, detail = cgroups.available()
     if section.memory_mb is None:
         memory = "not limited"
-    elif cgroup:
-        memory = f"{section.memory_mb} MB per run ({cgroup})"
+    elif kind is not None:
+        memory = f"{section.memory_mb} MB of resident memory per run ({detail})"
     else:
-        memory = (f"{section.memory_mb} MB per process (RLIMIT_AS: {host.problem})")
+        memory = (f"{section.memory_mb} MB of resident memory per run (watchdog over the run's "
+                  f"processes, sampled every {INTERVAL * 1000:.0f} ms: {detail})")
     if not isolated:
         processes = "not capped: runs are not isolated"
-    elif cgroup and section.memory_mb is not None:
-        processes = f"{section.max_processes} per run (pids.max)"
-    elif running_as_root():
-        processes = ("not capped: RLIMIT_NPROC does not apply to root and no cgroup v2 is "
-                     "usable (a run's processes still end with it: own PID namespace)")
+        disk = "not capped: runs are not isolated"
     else:
-        processes = f"{section.max_processes} per run (RLIMIT_NPROC in the run's user namespace)"
-    return {"memory": memory, "processes": processes}
+        processes = (f"{section.max_processes} per run (pids.max, {kind})" if kind is not None
+                     else f"{section.max_processes} per run (RLIMIT_NPROC of the run's own uid)")
+        disk = f"{section.disk_mb} MB in its own folder and in its /tmp, each (memory-backed)"
+    return {"memory": memory, "processes": processes, "disk": disk}

@@ -10,14 +10,10 @@ else. Only a store scored before that was recorded asks the kit, once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ramp_fleet.config import EventConfig
-from ramp_fleet.errors import RampFleetError, UsageError
 from ramp_fleet.store import Store
 
 
@@ -57,40 +53,6 @@ def official_score(event: EventConfig, store: Store) -> tuple[str, bool]:
     return store.record_official_score(score_type.name, score_type.lower_is_better)
 
 
-class OfficialScoreReader:
-    """The kit's official score ``(name, lower_is_better)``, read in a process of its own at
-    the lowest priority: importing ``problem.py`` (rampwf, scikit-learn, pandas) costs a
-    second of CPU and 100 MB or more, which a dispatcher must neither take from the runs
-    training meanwhile nor keep for the weeks of an event. :meth:`stop` ends it early (a
-    dispatcher that is done does not wait for it: the first ``leaderboard`` asks the kit)."""
-
-    def __init__(self, kit_dir: Path) -> None:
-        from ramp_fleet import process
-
-        self._stopped = False
-        self._child = process.spawn_group(
-            [sys.executable, "-m", "ramp_fleet.leaderboard", str(kit_dir)],
-            output=subprocess.PIPE, niceness=19)
-
-    def result(self) -> tuple[str, bool] | None:
-        """Wait for the answer; None if :meth:`stop` ended the child first."""
-        out, _ = self._child.communicate()
-        if self._stopped:
-            return None
-        lines = out.decode(errors="replace").strip().splitlines() or ["(no output)"]
-        if self._child.returncode != 0:
-            raise UsageError(lines[-1])
-        answer = json.loads(lines[-1])
-        return str(answer["name"]), bool(answer["lower_is_better"])
-
-    def stop(self) -> None:
-        from ramp_fleet import process
-
-        self._stopped = True
-        if self._child.poll() is None:
-            process.kill_tree(self._child.pid)
-
-
 def build_leaderboard(event: EventConfig) -> Leaderboard:
     store = Store(event.store_path)
     try:
@@ -113,20 +75,3 @@ def build_leaderboard(event: EventConfig) -> Leaderboard:
         rank = previous.rank if tie and previous is not None else position
         entries.append(Entry(rank, name, scores, peak))
     return Leaderboard(official, lower_is_better, names, entries)
-
-
-def _main(kit_dir: str) -> int:
-    """What :class:`OfficialScoreReader` runs: one line of JSON, or the problem on one line."""
-    from ramp_fleet.scoring import official_score_type
-
-    try:
-        score_type = official_score_type(Path(kit_dir))
-    except RampFleetError as exc:
-        print(str(exc).replace("\n", " "))
-        return 2
-    print(json.dumps({"name": score_type.name, "lower_is_better": score_type.lower_is_better}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))

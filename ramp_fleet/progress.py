@@ -8,6 +8,7 @@ import time
 from typing import IO, Any
 
 from ramp_fleet.store.states import FINAL, State
+from ramp_fleet.text import visible
 
 
 class Reporter:
@@ -37,7 +38,8 @@ class Reporter:
                 self.done += 1
                 self.errors += state != State.SCORED
         took = time.monotonic() - began
-        first_line = detail.strip().splitlines()[-1] if detail.strip() else ""
+        lines = visible(detail).strip().split("\n")
+        first_line = lines[-1] if lines != [""] else ""
         self.line(f"{name}: {state} after {took:.1f} s" + (f" — {first_line}" if first_line else ""))
 
     def message(self, text: str) -> None:
@@ -63,7 +65,7 @@ class LogReporter(Reporter):
     def line(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         with self._lock:
-            print(f"{stamp} {text}", file=self.stream, flush=True)
+            print(f"{stamp} {visible(text)}", file=self.stream, flush=True)
 
 
 class LiveReporter(Reporter):
@@ -97,8 +99,10 @@ class LiveReporter(Reporter):
         return Group(Text(summary, style="bold"), table)
 
     def line(self, text: str) -> None:
-        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", markup=True,
-                           highlight=False, soft_wrap=True)
+        from rich.text import Text
+
+        stamped = Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", visible(text))
+        self.console.print(stamped, highlight=False, soft_wrap=True)  # text, never markup
 
     def close(self) -> None:
         self._live.stop()

@@ -1,12 +1,13 @@
-"""How a submission is trained: the ``ramp-test`` command line, its environment, its sandbox.
+"""How a submission is trained: the ``ramp-test`` command line, its environment, its runner.
 
 The one place that builds them, for every backend: the conda worker runs
 the command here, the Dask task on its worker host, the AWS worker on its
 instance (rendered, quoted, into the remote script). With ``isolation``
-the command is wrapped, on the machine that runs it, in the sandbox of
-:mod:`ramp_fleet.sandbox`; the AWS worker sends the same
-:class:`~ramp_fleet.sandbox.spec.SandboxSpec` to its instance (see
-:func:`sandbox_spec`), where the shipped launcher builds it.
+the command is the runner's (:mod:`ramp_fleet.sandbox.runner`), which
+runs ramp-test in the sandbox of :mod:`ramp_fleet.sandbox` with its limits
+and deadline, collects ``training_output`` with its own code and reports;
+the AWS worker sends the same :class:`~ramp_fleet.sandbox.spec.SandboxSpec`
+to its instance (see :func:`sandbox_spec`), where the shipped runner reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.sandbox.command import SandboxUnavailable, build
-from ramp_fleet.sandbox.spec import Isolation, SandboxSpec
+from ramp_fleet.sandbox.spec import Isolation, ResultCaps, SandboxSpec
 
 #: The thread-count variables of the numerical libraries a submission may use.
 THREAD_VARIABLES = (
@@ -29,8 +30,8 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-#: How this machine starts the sandbox launcher (ramp-fleet is installed here).
-LAUNCHER = (sys.executable, "-m", "ramp_fleet.sandbox.launch")
+#: How this machine starts the runner (ramp-fleet is installed here).
+RUNNER = (sys.executable, "-m", "ramp_fleet.sandbox.runner")
 
 
 class IsolationUnavailable(RampFleetError):
@@ -42,18 +43,16 @@ class RunCommand:
     """A ``ramp-test`` run: its argv and the variables it needs set."""
 
     argv: list[str]
-    #: Set for the run only (never in the dispatcher's own environment).
+    #: Set for the command (a bare ramp-test); the runner sets the run's own itself.
     env: dict[str, str] = field(default_factory=dict)
-    #: False for an isolated run: its environment is exactly ``env``, nothing of ours.
-    inherit_env: bool = True
     #: Why a run meant to be isolated is not (``auto`` where bubblewrap does not work).
     note: str | None = None
 
     def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The child's full environment: ``base`` (default: ours) with :attr:`env` applied,
-        or just :attr:`env` for an isolated run."""
-        if not self.inherit_env:
-            return dict(self.env)
+        """The command's environment: ``base`` (default: ours) with :attr:`env` applied.
+
+        The runner gives an isolated run an environment of its own (an allow-list),
+        never this one."""
         return {**(os.environ if base is None else base), **self.env}
 
 
@@ -80,6 +79,17 @@ def ramp_test_argv(
     return argv
 
 
+@dataclass(frozen=True)
+class Collect:
+    """Where the runner hands ``training_output`` back, and how much may come back."""
+
+    #: A ``.tar.gz`` (``archive``) or a new folder (``folder``), written by the runner.
+    path: str | Path
+    kind: str = "archive"
+    caps: ResultCaps = field(default_factory=ResultCaps)
+    compresslevel: int = 6
+
+
 def ramp_test_command(
     executable: str | Path,
     submission: str,
@@ -92,11 +102,13 @@ def ramp_test_command(
     isolation: Isolation | None = None,
     hidden: Sequence[str | Path] = (),
     report: str | Path | None = None,
-    measure_peak: bool = False,
+    timeout: float | None = None,
+    collect: Collect | None = None,
 ) -> RunCommand:
-    """The run of ``submission`` on this machine; sandboxed as ``isolation`` says (None:
-    as it is, for reference runs). ``hidden``: the event's folders to keep out of view;
-    ``report``: where a launcher (memory limit, ``measure_peak``) writes its report.
+    """The run of ``submission`` on this machine, through the runner as ``isolation`` says
+    (None: ramp-test as it is, for reference runs). ``hidden``: the event's folders to keep
+    out of view; ``report``: where the runner writes its report; ``timeout``: the runner's
+    deadline; ``collect``: where it hands ``training_output`` back.
 
     Raises :class:`IsolationUnavailable` for ``mode: required`` without a working bwrap.
     """
@@ -107,15 +119,13 @@ def ramp_test_command(
         return RunCommand(argv, variables)
     spec = sandbox_spec(argv, submission, kit_dir, data_dir, submissions_dir,
                         cwd=Path(submissions_dir) / submission, variables=variables,
-                        isolation=isolation, hidden=hidden, report=report,
-                        measure_peak=measure_peak)
+                        isolation=isolation, hidden=hidden, report=report, timeout=timeout,
+                        collect=collect)
     try:
-        built = build(spec, LAUNCHER)
+        built = build(spec, RUNNER)
     except SandboxUnavailable as exc:
         raise IsolationUnavailable(str(exc)) from None
-    if built.env is None:  # not isolated, or a launcher that builds the environment itself
-        return RunCommand(built.argv, variables, note=built.note)
-    return RunCommand(built.argv, built.env, inherit_env=False)
+    return RunCommand(built.argv, note=built.note)
 
 
 def sandbox_spec(
@@ -130,14 +140,19 @@ def sandbox_spec(
     isolation: Isolation,
     hidden: Sequence[str | Path] = (),
     report: str | Path | None = None,
-    measure_peak: bool = False,
+    timeout: float | None = None,
+    collect: Collect | None = None,
 ) -> SandboxSpec:
-    """What the sandbox needs to know of a run; paths as on the machine of the run."""
+    """What the runner needs to know of a run; paths as on the machine of the run."""
     return SandboxSpec(
         command=tuple(argv), cwd=str(cwd), kit_dir=str(kit_dir), data_dir=str(data_dir),
         submission_dir=str(Path(submissions_dir) / submission), variables=dict(variables),
         hidden=tuple(str(path) for path in hidden), isolation=isolation,
-        measure_peak=measure_peak, report=None if report is None else str(report),
+        report=None if report is None else str(report), timeout=timeout,
+        results=None if collect is None else str(collect.path),
+        results_as="archive" if collect is None else collect.kind,
+        result_caps=ResultCaps() if collect is None else collect.caps,
+        compresslevel=6 if collect is None else collect.compresslevel,
     )
 
 

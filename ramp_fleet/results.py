@@ -1,13 +1,16 @@
 """Putting a run's results in place: written once, for every backend.
 
 A backend hands back a :class:`RunOutput` — the return code, the log, and
-``training_output`` as a local folder or a ``.tar.gz`` — and :func:`publish`
+``training_output`` as the ``.tar.gz`` the runner packed (a local file or a
+worker host's bytes: never a folder a run could still change) — and :func:`publish`
 does the rest, the same way whatever ran it: the log goes to
 ``logs_dir/<submission>/log`` (copied in bounded chunks, with a
 ``[… truncated: N bytes]`` marker past ``max_log_bytes``), a timeout gets one
 message, a failure gets its error excerpt (taken from that copy), and a
 success moves ``predictions_dir/<submission>`` in atomically, received through
-:mod:`ramp_fleet.archive` (regular files only, capped): all of it or none.
+:mod:`ramp_fleet.archive` (regular files only, capped) and scored there by the
+trusted scorer (:mod:`ramp_fleet.scoring.scorer`) before it is moved: all of it
+or none, and its scores with it.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ramp_fleet.archive import Limits, UnsafeResult, receive_archive, receive_folder, verify_tree
+from ramp_fleet.archive import Limits, UnsafeResult, receive_archive, verify_tree
 from ramp_fleet.process import TIMEOUT_RETURNCODE
+from ramp_fleet.scoring.files import Scores
+from ramp_fleet.text import visible
 
 #: How much of a failed run's log is kept as its error message.
 EXCERPT_LINES = 20
@@ -99,7 +104,8 @@ class RunOutput:
     #: None when the run was stopped before it could say (the dispatcher's deadline).
     returncode: int | None
     log: LogSource
-    #: ``training_output``: a local folder, or a ``.tar.gz`` (bytes or a local file).
+    #: ``training_output`` as the runner packed it: a ``.tar.gz``, as bytes or as a local
+    #: file our own code wrote (None: the run handed nothing back).
     output: Path | bytes | None = None
     #: The run was stopped by its timeout (on this machine or on the worker host).
     timed_out: bool = False
@@ -111,6 +117,12 @@ class RunOutput:
 class Published:
     returncode: int
     error: str
+    #: What the trusted scorer computed from the predictions (a success with a scorer).
+    scores: Scores | None = None
+
+
+#: Scores the predictions received in a folder (rewriting its score files), or raises.
+Score = Callable[[Path], Scores]
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,8 @@ class Destination:
     limits: Limits
     timeout: float
     max_log_bytes: int = MAX_LOG_BYTES
+    #: The trusted scorer, for a success (None: published unscored).
+    score: Score | None = None
 
     @property
     def log_file(self) -> Path:
@@ -151,10 +165,10 @@ def publish(run: RunOutput, where: Destination) -> Published:
     if returncode != 0:
         discard_predictions(where.predictions)
         return Published(returncode, error_excerpt(where.log_file))
-    if run.output is None or (isinstance(run.output, Path) and not run.output.exists()):
+    if run.output is None:
         return Published(1, NO_OUTPUT)
-    publish_output(run.output, where.predictions, where.limits)
-    return Published(0, "")
+    scores = publish_output(run.output, where.predictions, where.limits, where.score)
+    return Published(0, "", scores)
 
 
 def write_log(log: LogSource, target: Path, max_bytes: int = MAX_LOG_BYTES, note: str = "") -> None:
@@ -172,21 +186,22 @@ def write_log(log: LogSource, target: Path, max_bytes: int = MAX_LOG_BYTES, note
         raise
 
 
-def publish_output(source: Path | bytes, target: Path, limits: Limits) -> None:
-    """Receive ``training_output`` next to ``target``, then swap it in with renames."""
+def publish_output(archive: Path | bytes, target: Path, limits: Limits,
+                   score: Score | None = None) -> Scores | None:
+    """Receive ``training_output`` next to ``target``, score it there, then swap it in with
+    renames; returns its scores (None without ``score``)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         incoming = staging / "new"
-        if isinstance(source, Path) and source.is_dir():
-            receive_folder(source, incoming, limits)
-        else:
-            receive_archive(source, incoming, limits)
+        receive_archive(archive, incoming, limits)
+        scores = None if score is None else score(incoming)
         if target.exists():
             target.rename(staging / "old")
         incoming.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return scores
 
 
 def check_published(where: Destination, timed_out: bool = False) -> None:
@@ -237,7 +252,7 @@ def error_excerpt(log_file: str | os.PathLike[str], lines: int = EXCERPT_LINES) 
 
 
 def excerpt(text: str, lines: int = EXCERPT_LINES) -> str:
-    all_lines = text.rstrip().splitlines()
+    all_lines = visible(text).rstrip().split("\n")
     start = max((i for i, line in enumerate(all_lines) if line.startswith("Traceback")), default=None)
     chosen = all_lines[start:] if start is not None else all_lines
     if len(chosen) > lines:

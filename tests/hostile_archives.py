@@ -84,3 +84,87 @@ def million_tiny_files(name: str = "escape.txt") -> bytes:
     """A million empty members (about 9 MB compressed), built once per test process."""
     del name  # nothing in it is named to escape: its weight is the attack
     return _million_bytes()
+
+
+# -- archives tarfile itself chokes on: raw headers, built byte by byte -----------------------
+
+
+def header(name: bytes, size: int = 0, flag: bytes = b"0", linkname: bytes = b"",
+           gnu: bool = False) -> bytes:
+    """One 512-byte tar header (ustar, or GNU's magic with ``gnu``), its checksum right."""
+    block = bytearray(512)
+    block[0:len(name[:100])] = name[:100]
+    block[100:108] = b"0000644\0"
+    block[108:116] = block[116:124] = b"0000000\0"
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"00000000000\0"
+    block[156:157] = flag
+    block[157:157 + len(linkname[:100])] = linkname[:100]
+    block[257:265] = b"ustar  \0" if gnu else b"ustar\x0000"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 512)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length = len(str(length)) + len(body)
+    return str(length).encode() + body
+
+
+def pax(records: dict[str, str]) -> bytes:
+    data = b"".join(pax_record(key, value) for key, value in records.items())
+    return header(b"PaxHeader/x", len(data), b"x") + padded(data)
+
+
+def gz(*parts: bytes) -> bytes:
+    return gzip.compress(b"".join(parts) + b"\0" * 1024, compresslevel=9)
+
+
+def sparse_1_0(numbers: int = 12_000_000) -> bytes:
+    """GNU sparse 1.0 (pax): a map of ``numbers`` entries in the data, which tarfile reads
+    into a list before anyone sees the member (78 KB of gzip, gigabytes in memory)."""
+    sparse_map = b"%d\n" % (numbers // 2) + b"0\n" * numbers
+    return gz(pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                   "GNU.sparse.name": "fold_0/y_pred.npz", "GNU.sparse.realsize": "1"}),
+              header(b"fold_0/GNUSparseFile.0/y_pred.npz", len(sparse_map)), padded(sparse_map))
+
+
+def sparse_0_1() -> bytes:
+    """GNU sparse 0.1 (pax): the map in one ``GNU.sparse.map`` record."""
+    return gz(pax({"GNU.sparse.numblocks": "2", "GNU.sparse.size": "10",
+                   "GNU.sparse.map": "0,5,5,5"}), header(b"sparse", 10), padded(b"x" * 10))
+
+
+def sparse_0_0() -> bytes:
+    """GNU sparse 0.0 (pax): offset/numbytes records repeated."""
+    records = {"GNU.sparse.size": "10", "GNU.sparse.numblocks": "1",
+               "GNU.sparse.offset": "0", "GNU.sparse.numbytes": "10"}
+    return gz(pax(records), header(b"sparse", 10), padded(b"x" * 10))
+
+
+def sparse_old_gnu() -> bytes:
+    """The old GNU format: a member of type ``S``."""
+    return gz(header(b"sparse", 10, b"S", gnu=True), padded(b"x" * 10))
+
+
+def chained_pax(count: int = 600) -> bytes:
+    """``count`` pax headers in a row before one member."""
+    return gz(*[pax({"comment": f"c{i}"}) for i in range(count)], header(b"a", 1), padded(b"1"))
+
+
+def raw_named(name: bytes) -> bytes:
+    """One folder and one file under it named with raw bytes (control characters, RLO,
+    bytes that are not UTF-8)."""
+    return gz(header(name + b"/", 0, b"5"), header(name + b"/f", 1), padded(b"1"))
+
+
+def many_folders(count: int) -> bytes:
+    """``count`` empty sibling folders (one descriptor each, for a careless writer)."""
+    return gz(*[header(b"d%05d/" % i, 0, b"5") for i in range(count)])

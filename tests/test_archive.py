@@ -1,5 +1,6 @@
 """The one archive module: what goes out is regular files only, what comes back is refused
-unless it is regular files and folders within the limits — nothing written outside."""
+unless it is regular files and folders within the limits — nothing written outside, in
+bounded memory and descriptors, whatever the archive."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import io
 import logging
 import os
 import re
+import subprocess
+import sys
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -17,20 +20,38 @@ from ramp_fleet.archive import (
     Limits,
     UnsafeResult,
     copy_submission,
-    pack_results,
+    pack_folder,
     pack_submission,
     receive_archive,
-    receive_folder,
 )
 from tests.hostile_archives import (
+    chained_pax,
     dot_dot,
     link_chain,
+    many_folders,
     million_empty_files,
     path_max_chain,
+    raw_named,
     regular,
+    sparse_0_0,
+    sparse_0_1,
+    sparse_1_0,
+    sparse_old_gnu,
     special,
     tgz,
 )
+
+
+def pack_results(folder: Path, limits: Limits) -> bytes:
+    """What the runner does with a run's ``training_output``."""
+    out = io.BytesIO()
+    pack_folder(folder, out, limits)
+    return out.getvalue()
+
+
+def receive_folder(folder: Path, destination: Path, limits: Limits) -> None:
+    """A run's local folder, packed by the runner and received by the dispatcher."""
+    receive_archive(pack_results(folder, limits), destination, limits)
 
 
 def tree(root: Path) -> list[str]:
@@ -126,7 +147,7 @@ def test_a_million_tiny_files_are_refused_at_the_cap_in_bounded_memory(tmp_path:
     archive = million_empty_files(tmp_path / "million.tar.gz")
     tracemalloc.start()
     try:
-        with pytest.raises(UnsafeResult, match=r"more than 10000 files \(at '0010000'"):
+        with pytest.raises(UnsafeResult, match=r"more than 10000 files and folders \(at '0010000'"):
             receive_archive(archive, tmp_path / "out", Limits())
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -189,6 +210,88 @@ def test_a_header_too_large_to_hold_in_memory_is_refused(tmp_path: Path) -> None
     assert len(bomb) < 1 << 20  # it compresses to almost nothing
     with pytest.raises(UnsafeResult, match="too large to read"):
         receive_archive(bomb, tmp_path / "out", Limits())
+
+
+@pytest.mark.parametrize("archive", [sparse_0_0(), sparse_0_1(), sparse_old_gnu()],
+                         ids=["pax 0.0", "pax 0.1", "old GNU"])
+def test_sparse_members_of_every_format_are_refused_before_their_map_is_read(
+    tmp_path: Path, archive: bytes
+) -> None:
+    with pytest.raises(UnsafeResult, match="is a sparse file: refused before its map is read"):
+        receive_archive(archive, tmp_path / "out", Limits())
+    assert list((tmp_path / "out").rglob("*")) == []
+
+
+RSS_PROBE = """
+import resource, sys
+from pathlib import Path
+from ramp_fleet.archive import Limits, UnsafeResult, receive_archive
+archive = Path(sys.argv[1]).read_bytes()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    receive_archive(archive, Path(sys.argv[2]), Limits())
+    print("RECEIVED")
+except UnsafeResult as exc:
+    print("REFUSED", exc)
+print("GROWTH_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_78_kb_sparse_1_0_bomb_moves_the_receiver_by_less_than_50_mb(tmp_path: Path) -> None:
+    """The attack of the review: tarfile builds the map (millions of numbers) in a list
+    before any check; our reader refuses at the header. Measured in a fresh process."""
+    bomb = sparse_1_0()
+    assert len(bomb) < 100 << 10
+    (tmp_path / "bomb.tar.gz").write_bytes(bomb)
+    done = subprocess.run([sys.executable, "-c", RSS_PROBE, str(tmp_path / "bomb.tar.gz"),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                          check=True)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert "a sparse file" in lines["REFUSED"]
+    assert int(lines["GROWTH_KB"]) < 50 << 10
+
+
+def test_chained_extended_headers_are_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeResult, match=r"^the archive chains extended headers$"):
+        receive_archive(chained_pax(600), tmp_path / "out", Limits())
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    (b"fold\x1b[31m", "control or formatting characters"),
+    (b"fold\nline", "control or formatting characters"),
+    ("fold\u202egnp.exe".encode(), "control or formatting characters"),
+    (b"fold\xff\xfe", "not UTF-8"),
+])
+def test_names_of_folders_and_files_are_checked(tmp_path: Path, name: bytes, reason: str) -> None:
+    with pytest.raises(UnsafeResult, match=reason) as refused:
+        receive_archive(raw_named(name), tmp_path / "out", Limits())
+    assert all(32 <= ord(char) < 127 for char in str(refused.value)), "the message shows them escaped"
+    assert list((tmp_path / "out").rglob("*")) == []
+
+
+def test_folders_count_against_max_files(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeResult, match="more than 100 files and folders"):
+        receive_archive(many_folders(101), tmp_path / "out", Limits(max_files=100))
+
+
+DESCRIPTOR_PROBE = """
+import resource, sys
+from pathlib import Path
+from ramp_fleet.archive import Limits, receive_archive
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+receive_archive(Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]), Limits())
+print(len(list(Path(sys.argv[2]).iterdir())))
+"""
+
+
+def test_descriptors_held_are_bounded_by_the_depth_not_the_number_of_folders(
+    tmp_path: Path
+) -> None:
+    (tmp_path / "folders.tar.gz").write_bytes(many_folders(1100))
+    done = subprocess.run([sys.executable, "-c", DESCRIPTOR_PROBE, str(tmp_path / "folders.tar.gz"),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1100"]
 
 
 def test_garbage_is_refused_not_crashed_on(tmp_path: Path) -> None:

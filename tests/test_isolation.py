@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ramp_fleet.sandbox import cgroups
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, needs_bwrap, write_submission
 from tests.contract.hostile import (
@@ -35,9 +36,13 @@ from tests.fixtures.unprivileged import DEV_SITE, Unprivileged, chown_tree, unpr
 
 __all__ = ["unprivileged"]
 
-pytestmark = [pytest.mark.timeout(600), needs_bwrap]
+pytestmark = [pytest.mark.timeout(600)]
 VENV_BIN = str(Path(sys.executable).parent)
-NO_BWRAP_HERE = "no bwrap on PATH; install bubblewrap (Debian/Ubuntu: apt install bubblewrap)"
+HOW_TO_INSTALL = ("install bubblewrap (Debian/Ubuntu: apt install bubblewrap; RHEL/Fedora: dnf "
+                  "install bubblewrap; Ubuntu 24.04: also load its AppArmor profile, see the "
+                  "README)")
+NO_BWRAP_HERE = (f"no bwrap on PATH; {HOW_TO_INSTALL}; or set worker.isolation.mode: off to run "
+                 "participants' code unisolated")
 
 
 def cli(*args: str, path: str, extra: dict[str, str] | None = None,
@@ -57,22 +62,26 @@ def fake_bwrap(folder: Path, script: str) -> str:
 # -- the command line -----------------------------------------------------------------------
 
 
+@needs_bwrap
 def test_validate_says_which_mode_applies_and_that_bwrap_works_here(
     make_event: EventFactory,
 ) -> None:
-    config = make_event(("logreg",))
+    config = make_event(("logreg",), worker={"isolation": {"memory_mb": 400}})
     done = cli("validate", str(config), path=os.environ["PATH"])
     assert done.returncode == 0, done.stderr
     isolation = yaml.safe_load(done.stdout)["isolation"]
     assert (isolation["mode"], isolation["applies"], isolation["network"]) == (
-        "auto", "isolated", "none")
+        "required", "isolated", "none"), "isolated by default"
     assert isolation["bubblewrap"].startswith("bubblewrap ")
     assert isolation["bubblewrap"].endswith("/bwrap works here")
-    assert isolation["memory"] == "not limited"
-    assert isolation["processes"] in (
-        "4096 per run (RLIMIT_NPROC in the run's user namespace)",
-        "not capped: RLIMIT_NPROC does not apply to root and no cgroup v2 is usable (a run's "
-        "processes still end with it: own PID namespace)")
+    kind, detail = cgroups.available()
+    if kind is None:
+        assert isolation["memory"].startswith("400 MB of resident memory per run (watchdog")
+        assert isolation["processes"] == "4096 per run (RLIMIT_NPROC of the run's own uid)"
+    else:
+        assert isolation["memory"] == f"400 MB of resident memory per run ({detail})"
+        assert isolation["processes"] == f"4096 per run (pids.max, {kind})"
+    assert isolation["disk"] == "1024 MB in its own folder and in its /tmp, each (memory-backed)"
     assert done.stderr == ""
 
 
@@ -80,13 +89,16 @@ def test_validate_of_an_unisolated_event_claims_no_process_cap(make_event: Event
     config = make_event(worker={"isolation": {"mode": "off", "memory_mb": 512}})
     done = cli("validate", str(config), path=os.environ["PATH"])
     isolation = yaml.safe_load(done.stdout)["isolation"]
-    assert (isolation["applies"], isolation["processes"]) == (
-        "NOT isolated (mode off)", "not capped: runs are not isolated")
-    assert isolation["memory"].startswith("512 MB per")
+    assert (isolation["applies"], isolation["processes"], isolation["disk"]) == (
+        "NOT isolated (mode off)", "not capped: runs are not isolated",
+        "not capped: runs are not isolated")
+    assert isolation["memory"].startswith("512 MB of resident memory per run (")
 
 
-def test_required_without_bwrap_exits_2_with_one_line(make_event: EventFactory) -> None:
-    config = make_event(("logreg",), worker={"isolation": {"mode": "required"}})
+def test_required_by_default_without_bwrap_exits_2_with_one_line_saying_what_to_do(
+    make_event: EventFactory,
+) -> None:
+    config = make_event(("logreg",))
     for command in ("validate", "dispatch"):
         done = cli(command, str(config), path=f"/nonexistent:{VENV_BIN}")
         assert done.returncode == 2, (command, done.stderr)
@@ -116,7 +128,8 @@ def test_required_with_a_bwrap_that_fails_exits_2(make_event: EventFactory, tmp_
 
 
 def test_auto_without_bwrap_warns_once_and_runs_not_isolated(make_event: EventFactory) -> None:
-    config = make_event(("logreg",), worker={"conda_env": sys.prefix})
+    config = make_event(("logreg",), worker={"conda_env": sys.prefix,
+                                              "isolation": {"mode": "auto"}})
     done = cli("dispatch", str(config), path=f"/nonexistent:{VENV_BIN}")
     assert done.returncode == 0, done.stderr
     [warning] = done.stderr.splitlines()
@@ -124,7 +137,7 @@ def test_auto_without_bwrap_warns_once_and_runs_not_isolated(make_event: EventFa
         "warning: submissions run NOT isolated (bubblewrap does not work here: no bwrap on "
         "PATH): a submission can read whatever the dispatcher's user can (its home and "
         "credentials, the event and deployment configs, other submissions), write wherever it "
-        "can, and reach the network; install bubblewrap (Debian/Ubuntu: apt install bubblewrap)")
+        f"can, and reach the network; {HOW_TO_INSTALL}")
     assert "1 scored" in done.stdout
 
 
@@ -209,6 +222,7 @@ FORKER = '''
 '''
 
 
+@needs_bwrap
 def test_an_unprivileged_dispatcher_isolates_limits_and_scores(
     unprivileged: Unprivileged, make_event: EventFactory, tmp_path: Path
 ) -> None:

@@ -3,11 +3,13 @@
 Each function returns the exact text sent over SSH (tests assert on it);
 every interpolated value is shell-quoted by the template.
 
-A run goes through the sandbox launcher, uploaded with the submission as
+A run goes through the runner, uploaded with the submission as
 ``.ramp-fleet/<S>/sandbox.pyz`` (:mod:`ramp_fleet.sandbox.zipapp`: ramp-fleet
 is not installed on the AMI) and started with the instance's system Python:
 the instance builds the same sandbox as any other machine, checks bwrap
-itself, and writes ``.ramp-fleet/<S>/sandbox.json`` (its report).
+itself, keeps the limits and the deadline, packs ``training_output`` into
+``.ramp-fleet/<S>/results.tar.gz`` and writes ``.ramp-fleet/<S>/sandbox.json``
+(its report).
 """
 
 from __future__ import annotations
@@ -16,31 +18,23 @@ import math
 from functools import cache
 from typing import Any
 
-from ramp_fleet.ramp_test import ramp_test_argv, run_variables, sandbox_spec
-from ramp_fleet.sandbox.spec import Isolation
+from ramp_fleet.ramp_test import Collect, ramp_test_argv, run_variables, sandbox_spec
+from ramp_fleet.sandbox.spec import Isolation, ResultCaps
 from ramp_fleet.templating import environment
 
 TEMPLATE = "remote_run.sh.j2"
 
-#: Used for memory_profiling when the instance has no GNU time: the peak RSS (KiB)
-#: of the run's processes, as ``getrusage(RUSAGE_CHILDREN)`` reports it.
-PEAK_RSS_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "rc = subprocess.call(sys.argv[2:])\n"
-    'open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n'
-    "sys.exit(rc)\n"
-)
 #: Seconds between SIGTERM and SIGKILL when a run is stopped.
 KILL_GRACE = 5
-#: The dispatcher stops a run at its timeout; the instance's own ``timeout`` is a
-#: safety net (a dead dispatcher) that fires this much later.
+#: The runner stops a run at its timeout; the instance's own ``timeout`` is a safety
+#: net (a runner that hangs) that fires this much later.
 REMOTE_TIMEOUT_MARGIN = 30
 
 
 @cache
 def _module() -> Any:
     template = environment(trim_blocks=False).get_template(TEMPLATE)
-    return template.make_module({"peak_rss_wrapper": PEAK_RSS_WRAPPER})
+    return template.make_module()
 
 
 def _render(macro: str, *args: Any) -> str:
@@ -66,21 +60,25 @@ SANDBOX_PYZ = "sandbox.pyz"
 SANDBOX_REPORT = "sandbox.json"
 
 
+#: The runner's results archive in a run's state folder.
+RESULTS = "results.tar.gz"
+
+
 def start(kit: str, submission: str, *, activate: str, timeout: float,
-          n_threads: int | None, memory_profiling: bool, isolation: Isolation) -> str:
-    """Start ``ramp-test`` detached, from the kit folder, through the sandbox launcher.
+          n_threads: int | None, isolation: Isolation, caps: ResultCaps) -> str:
+    """Start ``ramp-test`` detached, from the kit folder, through the runner.
 
     The command, its variables and its sandbox are those of :mod:`ramp_fleet.ramp_test`;
     paths are relative to the kit folder, which holds the data too (as the AMI lays it out).
     """
+    state = f".ramp-fleet/{submission}"
     spec = sandbox_spec(
         ramp_test_argv("ramp-test", submission, ".", ".", "submissions"), submission,
         ".", ".", "submissions", cwd=".", variables=run_variables(n_threads),
-        isolation=isolation, hidden=(".ramp-fleet",),
-        report=f".ramp-fleet/{submission}/{SANDBOX_REPORT}", measure_peak=memory_profiling)
+        isolation=isolation, hidden=(".ramp-fleet",), report=f"{state}/{SANDBOX_REPORT}",
+        timeout=timeout, collect=Collect(f"{state}/{RESULTS}", "archive", caps))
     return _render("start", kit, submission, activate,
-                   str(math.ceil(timeout) + REMOTE_TIMEOUT_MARGIN),
-                   str(KILL_GRACE), spec.to_json(), memory_profiling)
+                   str(math.ceil(timeout) + REMOTE_TIMEOUT_MARGIN), str(KILL_GRACE), spec.to_json())
 
 
 def poll(kit: str, submission: str) -> str:
@@ -91,17 +89,8 @@ def kill(kit: str, submission: str) -> str:
     return _render("kill", kit, submission, KILL_GRACE)
 
 
-def pack(kit: str, submission: str, archive: str) -> str:
-    return _render("pack", kit, submission, archive)
-
-
-def peak(kit: str, submission: str) -> str:
-    """Print the run's peak memory in KiB (memory_profiling), at most 32 bytes of it."""
-    return _render("peak", kit, submission)
-
-
 def report(kit: str, submission: str) -> str:
-    """Print the sandbox launcher's report (JSON), at most 16 KiB of it."""
+    """Print the runner's report (JSON), at most 16 KiB of it."""
     return _render("report", kit, submission)
 
 
@@ -115,7 +104,7 @@ QUICK_TEST_STATE = "ami-quick-test"
 
 
 def quick_test_prepare(kit: str) -> str:
-    """Make the folder the quick test's sandbox launcher is uploaded to."""
+    """Make the folder the quick test's runner is uploaded to."""
     return _render("quick_test_prepare", kit, QUICK_TEST_STATE)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ import click
 
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import UsageError
+from ramp_fleet.text import strict_json
 
 if TYPE_CHECKING:
     from ramp_fleet.config import EventConfig
@@ -43,7 +43,7 @@ def report(config: Path, output: Path, as_json: bool) -> None:
     data = with_prices(data, PriceList(pricing_client_factory(lambda: _aws_session(event))))
     figures = build_report(data)
     if as_json:
-        click.echo(json.dumps(report_json(figures), indent=2))
+        click.echo(strict_json(report_json(figures), indent=2))
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_html(figures, link_base=output.parent), encoding="utf-8")

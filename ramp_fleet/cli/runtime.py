@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import yaml
 
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import UsageError
+from ramp_fleet.text import strict_json, strict_json_text, visible
 
 if TYPE_CHECKING:
     from ramp_fleet.config import EventConfig
@@ -164,8 +164,8 @@ def _status_json(rows: Iterator[tuple[Any, ...]], out: TextIO) -> None:
     chunk = ["["]
     separator = "\n"
     for row in rows:
-        text = json.dumps(dict(zip(keys, row, strict=False)))
-        chunk.append(f"{separator}{text[:-1]}, \"scores\": {row[-1] or 'null'}}}")
+        text = strict_json(dict(zip(keys, row, strict=False)))
+        chunk.append(f"{separator}{text[:-1]}, \"scores\": {strict_json_text(row[-1])}}}")
         separator = ",\n"
         if len(chunk) >= 1000:
             out.write("".join(chunk))
@@ -184,7 +184,7 @@ def leaderboard(config: Path, as_json: bool) -> None:
     event = load(config)
     board = build_leaderboard(event)
     if as_json:
-        click.echo(json.dumps(board.as_json(), indent=2))
+        click.echo(strict_json(board.as_json(), indent=2))
         return
     with_memory = any(entry.peak_memory_mb is not None for entry in board.entries)
     columns = ["rank", "name", *board.score_names, *(["peak MB"] if with_memory else [])]
@@ -200,7 +200,7 @@ def _cell(value: Any, column: str) -> str:
     if value is None:
         return ""
     if column == "error":
-        lines = str(value).strip().splitlines()
+        lines = visible(str(value)).strip().splitlines()
         return (lines[-1] if lines else "")[:70]
     if column in ("submitted", "started", "finished"):
         return str(value).replace("T", " ").removesuffix("+00:00")
@@ -225,10 +225,11 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     for column in columns:
         table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(visible(cell)) for cell in row))  # shown as text, never as markup
     Console().print(table)

@@ -29,6 +29,8 @@ from ramp_fleet.config.fields import (
 )
 
 BUILTIN_WORKER_TYPES = ("conda", "aws", "dask")
+#: What a run may write by default (its folder, its /tmp, each), in MiB.
+DEFAULT_DISK_MB = 1024
 HUNGER_POLICIES = (None, "sleep", "exit")
 
 
@@ -103,15 +105,17 @@ class IsolationSection(Section):
     Not called ``sandbox``: ramp-board's ``sandbox_dir`` already names the starting kit.
     """
 
-    #: ``auto``: isolated wherever bubblewrap works, else one warning; ``required``:
-    #: refuse to run without it; ``off``: no sandbox (one warning).
-    mode: Literal["auto", "required", "off"] = "auto"
+    #: ``required``: refuse to run where bubblewrap cannot make a sandbox; ``auto``:
+    #: isolated wherever it can, else one warning; ``off``: no sandbox (one warning).
+    mode: Literal["auto", "required", "off"] = "required"
     #: Give runs the network (otherwise a namespace of their own: not even loopback).
     network: Flag = False
-    #: Memory per run, in MiB; unset: not limited.
+    #: Resident memory of a whole run (all its processes together), in MiB; unset: not limited.
     memory_mb: PositiveInt | None = None
     #: Processes (threads included) per run.
     max_processes: PositiveInt = 4096
+    #: What a run may write in its own folder, and in its /tmp, in MiB each (memory-backed).
+    disk_mb: PositiveInt = DEFAULT_DISK_MB
     #: More folders runs may read, as paths on the machine of the run.
     read_only_paths: list[RunPath] = Field(default_factory=list)
 
@@ -163,6 +167,7 @@ class AWSWorkerSection(WorkerSection):
     ssh_config_file: PathField | None = None
     remote_ramp_kit_folder: Text = "~/ramp-kit"
     remote_activate: Text = ". ~/.profile"
+    #: Kept for the RAMP guide's configs: every run's peak memory is measured now.
     memory_profiling: Flag = False
     reuse_instances: Flag = False
     instance_idle_timeout: Seconds = 300.0

@@ -1,14 +1,13 @@
 """The one Dask task that trains one submission on a Dask worker host.
 
 :func:`run_submission` receives the submission folder as bytes, writes it
-into a scratch folder of its own (through :mod:`ramp_fleet.archive`), runs
-the ``ramp-test`` command of :mod:`ramp_fleet.ramp_test` (through
-:mod:`ramp_fleet.dask.guard`) in the sandbox built here, on the worker host
-(``mode: required`` without a working bwrap here: the run is refused), with
-the timeout enforced here, and returns
-plain values only — the return code, the log (bounded) and
-``training_output`` packed as ``.tar.gz`` bytes — so the dispatcher never
-has to unpickle what a worker host sends.
+into a scratch folder of its own (through :mod:`ramp_fleet.archive`), starts
+the runner of :mod:`ramp_fleet.ramp_test` (through :mod:`ramp_fleet.dask.guard`)
+on the worker host (``mode: required`` without a working bwrap here: the run
+is refused), which keeps the sandbox, the limits and the timeout and packs
+``training_output``, and returns plain values only — the return code, the
+log (bounded), the runner's report and its ``.tar.gz`` as bytes — so the
+dispatcher never has to unpickle what a worker host sends.
 
 While the run goes on, the task watches three things, so that a run the
 dispatcher gave up on never keeps a CPU busy: the deadline, the cancel
@@ -38,9 +37,9 @@ from typing import Any
 
 from ramp_fleet import archive
 from ramp_fleet.process import TIMEOUT_RETURNCODE, kill_tree, spawn_group
-from ramp_fleet.ramp_test import IsolationUnavailable, ramp_test_command
+from ramp_fleet.ramp_test import Collect, IsolationUnavailable, ramp_test_command
 from ramp_fleet.results import LogSource, bounded_chunks
-from ramp_fleet.sandbox.spec import Isolation, Report
+from ramp_fleet.sandbox.spec import Isolation, Report, ResultCaps
 
 logger = logging.getLogger("ramp_fleet.dask.task")
 
@@ -48,6 +47,8 @@ logger = logging.getLogger("ramp_fleet.dask.task")
 CHECK_SECONDS = 0.5
 #: Return code of a run stopped on the dispatcher's request (SIGKILL's, as a shell shows it).
 KILLED_RETURNCODE = 137
+#: The runner stops a run at its timeout; the task, this much later, if it did not.
+RUNNER_GRACE = 15.0
 
 
 @dataclass(frozen=True)
@@ -78,23 +79,23 @@ class RunSpec:
         return f"{self.run_id}-started"
 
     @property
-    def limits(self) -> archive.Limits:
-        return archive.Limits(self.max_bytes, self.max_files, self.max_file_bytes)
+    def caps(self) -> ResultCaps:
+        return ResultCaps(self.max_bytes, self.max_files, self.max_file_bytes)
 
 
 def reply(returncode: int, *, log: bytes = b"", training_output: bytes | None = None,
           timed_out: bool = False, lost: bool = False, error: str | None = None,
           unsafe: bool = False, host: str = "", duration: float = 0.0,
-          usage: dict[str, Any] | None = None) -> dict[str, Any]:
+          report: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the task returns: plain values that msgpack carries, never a pickled object.
 
     ``error`` is a problem of the worker host (no ramp-test, no sandbox where one
     is required...) or, with ``unsafe``, a result that broke a rule; ``lost`` asks
-    the dispatcher to retry; ``usage``: what the sandbox measured (memory limit, peak).
+    the dispatcher to retry; ``report``: the runner's (limits, peak, outcome).
     """
     return {"returncode": returncode, "log": log, "training_output": training_output,
             "timed_out": timed_out, "lost": lost, "error": error, "unsafe": unsafe,
-            "host": host, "duration": duration, "usage": usage}
+            "host": host, "duration": duration, "report": report}
 
 
 def run_submission(spec: RunSpec, submission_archive: bytes) -> dict[str, Any]:
@@ -124,10 +125,13 @@ def _run_in(scratch: Path, executable: Path, spec: RunSpec, data: bytes, events:
     submissions_dir = scratch / "submissions"
     submissions_dir.mkdir()
     archive.receive_archive(data, submissions_dir / spec.submission, archive.Limits.unbounded())
+    results = scratch / "results.tar.gz"
     try:
         command = ramp_test_command(executable, spec.submission, spec.kit_dir, spec.data_dir,
                                     submissions_dir, n_threads=spec.n_threads,
-                                    isolation=spec.isolation, report=scratch / "sandbox.json")
+                                    isolation=spec.isolation or Isolation(mode="off"),
+                                    report=scratch / "sandbox.json", timeout=spec.timeout,
+                                    collect=Collect(results, "archive", spec.caps))
     except IsolationUnavailable as exc:
         return reply(1, error=f"{exc} (Dask worker host {host})", host=host)
     guarded = [sys.executable, "-m", "ramp_fleet.dask.guard", str(os.getpid()), "--", *command.argv]
@@ -138,7 +142,7 @@ def _run_in(scratch: Path, executable: Path, spec: RunSpec, data: bytes, events:
             os.write(log_fd, f"ramp-fleet: {command.note} (Dask worker host {host})\n".encode())
         proc = spawn_group(guarded, cwd=scratch, env=command.environment(), output=log_fd)
         try:
-            outcome = _watch(proc.pid, proc.wait, spec.timeout, started, events)
+            outcome = _watch(proc.pid, proc.wait, spec.timeout + RUNNER_GRACE, started, events)
         finally:
             if proc.poll() is None:
                 kill_tree(proc.pid)
@@ -146,19 +150,19 @@ def _run_in(scratch: Path, executable: Path, spec: RunSpec, data: bytes, events:
         log = b"".join(bounded_chunks(LogSource.from_fd(log_fd), spec.max_log_bytes))
     finally:
         os.close(log_fd)
+    report = Report.read(scratch / "sandbox.json")
+    timed_out = outcome == "timeout" or (report is not None and report.timed_out)
     returncode = {"timeout": TIMEOUT_RETURNCODE, "done": proc.returncode}.get(outcome,
                                                                            KILLED_RETURNCODE)
-    report = Report.read(scratch / "sandbox.json")
-    usage = None if report is None or report.usage is None else report.usage.to_json()
-    output = submissions_dir / spec.submission / "training_output"
-    packed = None
-    if returncode == 0 and output.is_dir():
-        try:
-            packed = archive.pack_results(output, spec.limits)
-        except archive.UnsafeResult as exc:
-            return reply(returncode, log=log, error=str(exc), unsafe=True, host=host, usage=usage)
-    return reply(returncode, log=log, training_output=packed, timed_out=outcome == "timeout",
-                 host=host, duration=time.monotonic() - started, usage=usage)
+    if outcome == "done" and report is not None and report.returncode is not None:
+        returncode = report.returncode
+    said = None if report is None else report.to_json()
+    if report is not None and report.results_refused:
+        return reply(returncode, log=log, error=report.results_refused, unsafe=True, host=host,
+                     report=said)
+    packed = results.read_bytes() if report is not None and report.has_results else None
+    return reply(returncode, log=log, training_output=packed, timed_out=timed_out,
+                 host=host, duration=time.monotonic() - started, report=said)
 
 
 def _watch(pid: int, wait: Any, timeout: float, started: float, events: _Events) -> str:

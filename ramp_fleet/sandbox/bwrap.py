@@ -37,7 +37,8 @@ class BwrapMissing(Exception):
     """No usable bwrap executable."""
 
 
-INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt install bubblewrap)"
+INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt install bubblewrap; RHEL/Fedora: dnf "
+                "install bubblewrap; Ubuntu 24.04: also load its AppArmor profile, see the README)")
 
 
 def find(path: str | None = None) -> Bwrap:

@@ -1,12 +1,11 @@
-"""A sandboxed run's command line, built on the machine where it runs.
+"""Where a run is decided and seen: isolated or not on this machine, and its view.
 
-:func:`build` is what every backend calls, there: the conda worker in the
-dispatcher, a Dask task on its worker host, the launcher on an AWS instance.
-It decides (``mode``, and the bwrap check of *this* machine), then builds
-either the bubblewrap command line itself, or — when the run needs more than
-a command line (a memory limit, a peak to measure) — the launcher's
-(:mod:`ramp_fleet.sandbox.launch`), which builds the same sandbox and stays
-to watch it.
+:func:`build` is what a backend calls where the run starts (the conda
+worker, a Dask task, the remote script on an instance through the shipped
+runner): it applies ``mode`` to this machine's bwrap (``required`` without a
+working one raises :class:`SandboxUnavailable`) and returns the command line
+of the runner (:mod:`ramp_fleet.sandbox.runner`), which runs the whole thing.
+:func:`run_view` is the sandbox a run gets, for the runner.
 """
 
 from __future__ import annotations
@@ -17,17 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ramp_fleet.sandbox.bwrap import Bwrap, find
-from ramp_fleet.sandbox.limits import Limits, rlimit_prefix, running_as_root
 from ramp_fleet.sandbox.probe import BwrapCheck, check
 from ramp_fleet.sandbox.spec import SandboxSpec
-from ramp_fleet.sandbox.view import (
-    View,
-    bwrap_argv,
-    env_prefix,
-    environment,
-    python_env_paths,
-    shebang_interpreter,
-)
+from ramp_fleet.sandbox.view import View, env_prefix, environment, python_env_paths, shebang_interpreter
 
 
 class SandboxUnavailable(Exception):
@@ -63,42 +54,27 @@ def decide(mode: str, checked: bool = False) -> Decision:
 
 @dataclass(frozen=True)
 class Command:
-    """What to start: ``argv`` with exactly ``env`` (None: the caller's environment)."""
+    """The runner's command line for one run (its environment is the caller's)."""
 
     argv: list[str]
-    env: dict[str, str] | None
     isolated: bool
     #: Why the run is not isolated, for its log (``auto`` without bwrap).
     note: str | None = None
 
 
-def needs_launcher(spec: SandboxSpec) -> bool:
-    return spec.isolation.memory_mb is not None or spec.measure_peak
-
-
-def build(spec: SandboxSpec, launcher: Sequence[str]) -> Command:
-    """The command that runs ``spec`` on this machine (``launcher``: how to start the launcher)."""
+def build(spec: SandboxSpec, runner: Sequence[str]) -> Command:
+    """The command that runs ``spec`` on this machine (``runner``: how to start the runner)."""
     spec = spec.resolved()
     decision = decide(spec.isolation.mode, spec.checked)
-    if needs_launcher(spec):
-        ahead = replace(spec, checked=decision.isolate,
-                        isolation=spec.isolation if decision.isolate or spec.isolation.mode == "off"
-                        else replace(spec.isolation, mode="off"))
-        return Command([*launcher, ahead.to_json()], None, decision.isolate, decision.note)
-    program = locate(spec.command[0])
-    command = [program, *spec.command[1:]]
-    if not decision.isolate:
-        return Command(command, None, False, decision.note)
-    prefix = rlimit_prefix(Limits(max_processes=spec.isolation.max_processes),
-                           python=run_python(program), peak_fd=None,
-                           limit_processes=not running_as_root())
-    view = run_view(spec, program, [*prefix, *command])
-    return Command(bwrap_argv(view, decision.bwrap), dict(view.env), True)
+    ahead = replace(spec, checked=decision.isolate,
+                    isolation=spec.isolation if decision.isolate or spec.isolation.mode == "off"
+                    else replace(spec.isolation, mode="off"))
+    return Command([*runner, ahead.to_json()], decision.isolate, decision.note)
 
 
 def run_view(spec: SandboxSpec, program: str, command: Sequence[str]) -> View:
     """The view of a ``ramp-test`` run (``program``, started by ``command``): its Python
-    environment, the kit, the data, its own folder."""
+    environment, the kit, the data, its own folder (a copy of ``submission_dir``)."""
     env_paths = python_env_paths(program)
     python = run_python(program)
     if python is not None:
@@ -108,9 +84,11 @@ def run_view(spec: SandboxSpec, program: str, command: Sequence[str]) -> View:
         cwd=spec.cwd,
         env=environment([os.path.join(env_prefix(program), "bin")], spec.variables),
         read_only=[*env_paths, spec.kit_dir, spec.data_dir, *spec.isolation.read_only_paths],
-        writable=[spec.submission_dir],
         hidden=[os.path.join(spec.kit_dir, "submissions"), *spec.hidden],
         network=spec.isolation.network,
+        own_folder=spec.submission_dir,
+        staging=spec.submission_dir,
+        disk_bytes=spec.isolation.disk_mb << 20,
     )
 
 

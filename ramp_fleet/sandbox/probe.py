@@ -40,8 +40,16 @@ class BwrapCheck:
         return f"bubblewrap does not work here: {self.problem}"
 
     def refusal(self) -> str:
-        """Why ``mode: required`` refuses to run here, and what to do."""
-        return f"worker.isolation.mode is required, but {self.describe()}; {self.advice}"
+        """Why ``mode: required`` refuses to run here, and what to do (one line)."""
+        return (f"worker.isolation.mode is required, but {self.describe()}; {self.advice}; or "
+                "set worker.isolation.mode: off to run participants' code unisolated")
+
+
+def main() -> int:
+    """``python -m ramp_fleet.sandbox.probe``: one line, and 0 when a sandbox works here."""
+    result = check()
+    print(result.describe() if result.works else f"{result.describe()}; {result.advice}")
+    return 0 if result.works else 1
 
 
 def check(path: str | None = None) -> BwrapCheck:
@@ -55,7 +63,8 @@ def check(path: str | None = None) -> BwrapCheck:
 
 @functools.cache
 def _try(bwrap: Bwrap) -> BwrapCheck:
-    view = View(command=["true"], cwd="/", env={"PATH": "/usr/bin:/bin"})
+    view = View(command=["true"], cwd="/", env={"PATH": "/usr/bin:/bin"},
+                privileged=os.geteuid() == 0)  # as runs will be
     try:
         done = subprocess.run(bwrap_argv(view, bwrap), capture_output=True, text=True,
                               timeout=TRY_TIMEOUT, check=False, env=dict(view.env),
@@ -75,6 +84,11 @@ def _advice(detail: str) -> str:
     if "setting up uid map" in detail or "namespace" in detail.lower():
         if os.path.exists("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"):
             return ("unprivileged user namespaces are restricted by AppArmor: load the "
-                    "bwrap-userns-restrict profile (see the README, \"What a submission can reach\")")
+                    "bwrap-userns-restrict profile (see the README, \"What a submission can "
+                    "reach\")")
         return "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=1)"
     return INSTALL_HINT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

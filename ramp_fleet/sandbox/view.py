@@ -1,24 +1,33 @@
 """What a sandboxed run sees of the machine: the bubblewrap command line.
 
-This module alone decides it, for every backend. A run gets new user, PID,
-IPC, UTS, cgroup and (unless ``network``) network namespaces, dies with its
-parent, and sees:
+This module alone decides it, for every backend. A run gets new PID, IPC,
+UTS, mount, cgroup and (unless ``network``) network namespaces, dies with
+its parent, runs under a seccomp filter (:mod:`ramp_fleet.sandbox.seccomp`)
+and sees:
 
 * the system read-only (``/usr`` and the merged-``/usr`` links; of ``/etc``
-  only what programs need to start);
+  only what programs need to start), the sandbox's own root and ``/dev``
+  read-only too;
 * its Python environment read-only (the prefix of the program, the
   interpreter of its ``#!`` line, and the base interpreter a venv points at);
 * the kit and the data read-only, with the event's own folders hidden if they
   sit inside them (``kit/submissions`` always: other participants' code);
-* its own copy of the submission, writable: the one place it can leave anything;
-* a private ``/tmp``, ``HOME``, ``/proc`` (its own processes only) and ``/dev``
-  (with the NVIDIA devices on a GPU machine).
+* its own folder (the submission's path), a memory-backed folder capped at
+  the run's disk size, into which its code is copied from a read-only view;
+* a private, capped ``/tmp``, ``HOME`` and ``/dev/shm``, its own ``/proc``
+  (its own processes only) and ``/dev`` (with the NVIDIA devices on a GPU
+  machine).
 
 Nothing else: not the dispatcher's home, the event and deployment configs,
 other submissions, SSH or TLS keys, ``/run`` sockets or ``/sys``. The
 environment is an allow-list built here; bwrap is started with it and
 nothing else, since bwrap's own process is visible inside as
 ``/proc/1/environ``.
+
+Run by an unprivileged user, bwrap makes a user namespace (the run is that
+user). Run by root, it makes none (``privileged``): the sandbox's first
+process becomes the run's own unprivileged uid before anything of the run
+starts (:mod:`ramp_fleet.sandbox.inner`), so a run is never root, inside or out.
 """
 
 from __future__ import annotations
@@ -35,9 +44,14 @@ SANDBOX_HOME = "/home/sandbox"
 #: The run's private /tmp: a tmpfs of its own, never the host's.
 SANDBOX_TMP = "/tmp"  # noqa: S108
 HOSTNAME = "sandbox"
-#: Caps of the private tmpfs folders (when this bwrap knows ``--size``).
-TMP_BYTES = 1 << 30
+#: Caps of the private memory-backed folders (when this bwrap knows ``--size``);
+#: the run's own folder and /tmp get the run's disk size.
 HOME_BYTES = 256 << 20
+SHM_BYTES = 256 << 20
+#: The run's private shared memory (POSIX shm_open), never the host's.
+SANDBOX_SHM = "/dev/shm"  # noqa: S108
+#: Where the run's code is seen read-only, to be copied into its own folder.
+STAGING = "/run/ramp-fleet/submission"
 #: On merged-``/usr`` systems these are links into ``/usr``; elsewhere, folders.
 SYSTEM_TOP = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: Of ``/etc``: the dynamic linker, alternatives (Debian's BLAS...), time zone, fonts.
@@ -58,35 +72,63 @@ class View:
     #: The run's whole environment (see :func:`environment`).
     env: Mapping[str, str]
     read_only: Sequence[str] = ()
-    writable: Sequence[str] = ()
     #: Folders hidden under an empty tmpfs when they lie inside a read-only one.
     hidden: Sequence[str] = ()
     network: bool = False
+    #: The run's own folder: a memory-backed folder of ``disk_bytes`` at this path, and
+    #: what is to be copied into it, seen read-only at :data:`STAGING`.
+    own_folder: str | None = None
+    staging: str | None = None
+    disk_bytes: int = 1 << 30
+    #: bwrap runs as root: no user namespace (see the module docstring).
+    privileged: bool = False
+    #: Descriptors bwrap reads its seccomp filter from and writes its child's pid to.
+    seccomp_fd: int | None = None
+    info_fd: int | None = None
 
 
 def bwrap_argv(view: View, bwrap: Bwrap) -> list[str]:
     """The full command line: ``bwrap <options> -- <view.command>``."""
-    argv = [bwrap.path, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try"]
+    argv = [bwrap.path]
+    if view.privileged:
+        argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    else:
+        argv += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                 "--unshare-cgroup-try"]
+        if bwrap.knows("--disable-userns"):  # no nested namespaces to escape the limits from
+            argv.append("--disable-userns")
     if not view.network:
         argv.append("--unshare-net")
-    if bwrap.knows("--disable-userns"):  # no nested namespaces to escape the limits from
-        argv.append("--disable-userns")
     argv += ["--die-with-parent", "--new-session", "--hostname", HOSTNAME]
+    if view.info_fd is not None:
+        argv += ["--info-fd", str(view.info_fd)]
     argv += _system_binds()
     # The tmpfs folders first: later binds under /tmp are mounted on top of them.
-    argv += _tmpfs(SANDBOX_TMP, TMP_BYTES, bwrap) + _tmpfs(SANDBOX_HOME, HOME_BYTES, bwrap)
-    argv += ["--proc", "/proc", "--dev", "/dev", *_gpus()]
+    argv += _tmpfs(SANDBOX_TMP, view.disk_bytes, bwrap) + _tmpfs(SANDBOX_HOME, HOME_BYTES, bwrap)
+    argv += ["--proc", "/proc", "--dev", "/dev", *_tmpfs(SANDBOX_SHM, SHM_BYTES, bwrap), *_gpus()]
     read_only = outermost(p for p in view.read_only if not _system(os.path.normpath(p)))
+    # The folders leading to every mount, made readable by anyone: bwrap's own copy the
+    # host's modes, and a run that is not root could not pass a 0700 /root or /tmp/x.
+    destinations = [*read_only, *filter(None, [view.own_folder])]
+    argv += _folders(*(os.path.dirname(path) for path in destinations), skip=read_only)
     for path in read_only:
         argv += ["--ro-bind", path, path]
     for path in sorted(set(view.hidden)):
         if any(_inside(path, top) for top in read_only) and os.path.isdir(path):
-            argv += ["--tmpfs", path]
-    for path in sorted(set(view.writable)):
-        argv += ["--bind", path, path]
-    argv += ["--chdir", view.cwd, "--cap-drop", "ALL", "--", *view.command]
-    return argv
+            argv += ["--size", "4096", "--tmpfs", path] if bwrap.knows("--size") else \
+                ["--tmpfs", path]
+    if view.own_folder is not None:
+        argv += _tmpfs(view.own_folder, view.disk_bytes, bwrap)
+        if view.staging is not None:  # its folders made first: bwrap's own would be root's only
+            argv += [*_folders(os.path.dirname(STAGING)), "--ro-bind", view.staging, STAGING]
+    if bwrap.knows("--remount-ro"):
+        argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    if view.seccomp_fd is not None:
+        argv += ["--seccomp", str(view.seccomp_fd)]
+    argv += ["--chdir", view.cwd, "--cap-drop", "ALL"]
+    if view.privileged:  # only for the first process to become the run's uid (then dropped)
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return [*argv, "--", *view.command]
 
 
 def environment(path_dirs: Iterable[str], variables: Mapping[str, str],
@@ -199,6 +241,20 @@ def _system_binds() -> list[str]:
     return argv
 
 
+def _folders(*paths: str, skip: Sequence[str] = ()) -> list[str]:
+    """``--dir`` for each of ``paths`` and their parents (once each, parents first), but
+    for the system's folders and those inside a folder of ``skip`` (mounted as they are)."""
+    made: list[str] = []
+    for path in paths:
+        parts = [part for part in os.path.normpath(path).split("/") if part]
+        for depth in range(1, len(parts) + 1):
+            folder = "/" + "/".join(parts[:depth])
+            if folder not in made and not _system(folder) and not any(
+                    _inside(folder, top) for top in skip):
+                made.append(folder)
+    return [word for folder in made for word in ("--dir", folder)]
+
+
 def _gpus() -> list[str]:
     """NVIDIA's device files, when this machine has them (a GPU event's instances)."""
     argv = []
@@ -208,4 +264,7 @@ def _gpus() -> list[str]:
 
 
 def _tmpfs(path: str, size: int, bwrap: Bwrap) -> list[str]:
-    return (["--size", str(size)] if bwrap.knows("--size") else []) + ["--tmpfs", path]
+    """A memory-backed folder of ``size`` bytes that anyone may write in (as /tmp)."""
+    sized = ["--size", str(size)] if bwrap.knows("--size") else []
+    perms = ["--perms", "1777"] if bwrap.knows("--perms") else []
+    return [*perms, *sized, "--tmpfs", path]

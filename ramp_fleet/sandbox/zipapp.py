@@ -1,8 +1,8 @@
-"""The sandbox as a zip application, for machines where ramp-fleet is not installed.
+"""The runner as a zip application, for machines where ramp-fleet is not installed.
 
 The AWS worker uploads it next to each run (``sandbox.pyz``) and the
 instance runs it with its system Python (``python3 -I -S sandbox.pyz SPEC``):
-the same code that builds the sandbox here builds it there. The package is
+the same code that runs a submission here runs it there. The package is
 standard library only, so the archive holds just its modules.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 MAIN = (
     "import sys\n"
-    "from ramp_fleet.sandbox.launch import main\n"
+    "from ramp_fleet.sandbox.runner import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 #: A fixed date keeps the archive the same bytes from run to run.

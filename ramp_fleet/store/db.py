@@ -21,6 +21,7 @@ from typing import Any
 
 from ramp_fleet.store.records import InstanceRecord, Outcome, RunPlace, RunRecord
 from ramp_fleet.store.states import ACTIVE, State, check_state_change
+from ramp_fleet.text import strict_json, visible
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -424,8 +425,8 @@ class Store:
     def mark_scored(self, name: str, score: float | None, scores: dict[str, Any]) -> None:
         with self._transaction() as db:
             test = scores.get("bagged", {}).get("test")
-            _move(db, name, State.SCORED, score=score, scores=json.dumps(scores),
-                  test_scores=None if test is None else json.dumps(test),
+            _move(db, name, State.SCORED, score=score, scores=strict_json(scores),
+                  test_scores=None if test is None else strict_json(test),
                   finished=time.time(), run_state=None)
             _close_run(db, name, Outcome.SCORED)
 
@@ -439,6 +440,7 @@ class Store:
         ended: float | None = None,
         place: RunPlace | None = None,
     ) -> None:
+        error = visible(error)
         with self._transaction() as db:
             _move(db, name, state, error=error, returncode=returncode,
                   peak_memory_mb=peak_memory_mb, finished=time.time(), run_state=None,
@@ -450,6 +452,7 @@ class Store:
                 place: RunPlace | None = None) -> None:
         """Back to ``new`` after a retry (``count_attempt``) or an interruption, ready at
         ``not_before``."""
+        reason = visible(reason)
         with self._transaction() as db:
             check_state_change(_state(db, name), State.NEW)
             db.execute(

@@ -2,7 +2,7 @@
 
 ``setup`` gets an instance from the dispatcher's :class:`~ramp_fleet.aws.fleet.Fleet`
 (new, or a finished one when ``reuse_instances`` is on) and uploads the
-submission and the sandbox launcher; ``launch_submission`` starts ``ramp-test``
+submission and the runner; ``launch_submission`` starts ``ramp-test``
 detached on it, in the sandbox the instance builds (:mod:`ramp_fleet.aws.remote`); polls
 read its exit-code file over the same SSH connection; ``fetch_output`` reads
 the log (bounded) and downloads ``training_output`` (capped) for the base
@@ -112,8 +112,7 @@ class AWSWorker(BaseWorker):
         command = remote.start(
             self.kit, self.submission, activate=self.settings.remote_activate,
             timeout=self.timeout, n_threads=self.config.get("n_threads"),
-            memory_profiling=self.settings.memory_profiling,
-            isolation=isolation_settings(self.settings.isolation),
+            isolation=isolation_settings(self.settings.isolation), caps=self.result_caps(),
         )
         with _retry_on_infrastructure("launch"):
             self._remote(command, "start")
@@ -186,23 +185,18 @@ class AWSWorker(BaseWorker):
         report = Report.parse(lease.host.run(remote.report(self.kit, self.submission), "report"))
         if report is not None and report.refused:
             raise RampFleetError(f"{report.refused} (instance {lease.instance_id})")
-        self.usage = None if report is None else report.usage
-        if self.usage is not None and self.usage.peak_mb is not None:
-            self.peak_memory_mb = self.usage.peak_mb
-        elif self.settings.memory_profiling:
-            words = lease.host.run(remote.peak(self.kit, self.submission), "peak").split()
-            if words and words[-1].isdigit():
-                self.peak_memory_mb = int(words[-1]) / 1024
+        self.report = report
         output: Path | None = None
-        if self._returncode == 0:
-            lease.host.run(remote.pack(self.kit, self.submission, remote.state_path(
-                self.kit, self.submission, "results.tar.gz")), "pack")
+        if self._returncode == 0 and report is not None and report.has_results:
             if self._scratch is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix="ramp-fleet-")
-            output = Path(self._scratch.name) / "results.tar.gz"
-            if not lease.host.get_bounded(f"{state}/results.tar.gz", output, limits.max_bytes):
+            output = Path(self._scratch.name) / remote.RESULTS
+            if not lease.host.get_bounded(f"{state}/{remote.RESULTS}", output, limits.max_bytes):
                 output = None
-        return RunOutput(self._returncode, LogSource.from_bytes(log), output)
+        refused = None if report is None else report.results_refused
+        timed_out = report is not None and report.timed_out
+        return RunOutput(self._returncode, LogSource.from_bytes(log), output, timed_out=timed_out,
+                         refused=refused)
 
     def _reusable(self, lease: Lease) -> bool:
         if self.status != "collected" or not self.settings.reuse_instances:

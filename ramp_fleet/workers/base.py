@@ -18,10 +18,11 @@ fills in only what differs, as hooks:
 * ``open_shared`` / ``close_shared`` / ``reconcile``: what all slots share,
   and what a dead dispatcher left behind.
 
-Every run is isolated (:mod:`ramp_fleet.sandbox`): a worker that starts
-``ramp-test`` on this machine gets the sandboxed command line from
-:meth:`BaseWorker.ramp_test_command`; a run over its memory limit gets one
-message naming the limit and the peak, whatever the backend (:meth:`collect`).
+Every run goes through the runner (:mod:`ramp_fleet.sandbox.runner`), on
+the machine where it runs: a worker that starts ``ramp-test`` on this machine
+gets the runner's command line from :meth:`BaseWorker.ramp_test_command`.
+What the runner reports (its peak memory, the limit that ended the run, as
+one line) is taken the same way whatever the backend (:meth:`collect`).
 
 The dispatcher drives :meth:`prepare` → :meth:`start` → :meth:`wait` →
 :meth:`collect` → :meth:`release`, and needs nothing else.
@@ -40,28 +41,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ramp_fleet.archive import Limits
+from ramp_fleet.archive import Limits, UnsafeResult
 from ramp_fleet.config.sections import CustomWorkerSection, WorkerSection
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.process import TIMEOUT_RETURNCODE
-from ramp_fleet.ramp_test import RunCommand, ramp_test_command
+from ramp_fleet.ramp_test import Collect, RunCommand, ramp_test_command
 from ramp_fleet.results import (
     Destination,
-    LogSource,
     RunOutput,
-    append_note,
     check_published,
     discard_predictions,
     publish,
     timeout_message,
 )
-from ramp_fleet.sandbox.limits import LOG_TAIL_BYTES, Usage, over_limit_message
-from ramp_fleet.sandbox.spec import Report
+from ramp_fleet.sandbox.spec import Report, ResultCaps, Usage
+from ramp_fleet.scoring import ScoreError, Scores
+from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.workers.status import WorkerStatus, check_transition
 
 logger = logging.getLogger("ramp_fleet.workers")
+
+#: The runner's report, in the run's report folder.
+REPORT_NAME = "sandbox.json"
 
 
 class WorkerRetry(RampFleetError):
@@ -80,6 +83,8 @@ class RunResult:
     returncode: int
     error: str
     peak_memory_mb: float | None = None
+    #: What the trusted scorer computed from the predictions (a success scored by it).
+    scores: Scores | None = None
 
 
 @dataclass(frozen=True)
@@ -112,10 +117,14 @@ class BaseWorker:
         self.submission = submission
         #: What ``open_shared`` returned, set by the dispatcher before ``setup``.
         self.shared: Any = None
+        #: The dispatcher's trusted scorer: the predictions are scored by it, never read
+        #: from the score files the run wrote (None: a worker used on its own, unscored).
+        self.scorer: Scorer | None = None
+        self._scores: Scores | None = None
         #: Measured by workers that can; stored with the submission.
         self.peak_memory_mb: float | None = None
-        #: What the sandbox measured of the run (its memory limit and peak), when it did.
-        self.usage: Usage | None = None
+        #: What the runner reported of the run (its limits, peak, outcome), once known.
+        self.report: Report | None = None
         self._report_dir: Path | None = None
         #: What this backend needs to find the run again after a dispatcher dies
         #: (stored with the run, handed to ``reconcile``); opaque to everyone else.
@@ -215,6 +224,7 @@ class BaseWorker:
                 timed_out = output.timed_out or self._status == WorkerStatus.TIMEOUT
                 published = publish(replace(output, timed_out=timed_out), self.destination())
                 self._published = True
+                self._scores = published.scores
         if self._status in (WorkerStatus.FINISHED, WorkerStatus.RUNNING, WorkerStatus.TIMEOUT):
             self.status = "collected"
         return None if published is None else (published.returncode, published.error)
@@ -247,26 +257,35 @@ class BaseWorker:
 
     def ramp_test_command(self, executable: str | Path | None = None,
                           submissions_dir: str | Path | None = None, *,
-                          quick_test: bool = False) -> RunCommand:
-        """``ramp-test`` for this submission, to start on this machine, isolated as
-        ``worker.isolation`` says: what a custom worker runs (``argv``, ``environment()``).
+                          quick_test: bool = False, collect: Collect | None = None) -> RunCommand:
+        """``ramp-test`` for this submission, to start on this machine through the runner,
+        isolated as ``worker.isolation`` says, stopped at the timeout: what a custom worker
+        runs (``argv``, ``environment()``).
 
         ``executable``: default, the ``ramp-test`` next to this Python;
         ``submissions_dir``: the folder holding the submission's folder (default
-        ``submissions_dir``), which is the one place the run may write. Raises
+        ``submissions_dir``), which the run gets a copy of. Its ``training_output``
+        is put back there by the runner, checked and capped, as ramp-test leaves it
+        (``collect`` says otherwise). Raises
         :class:`~ramp_fleet.ramp_test.IsolationUnavailable` for ``mode: required``
         where bubblewrap does not work.
         """
         if self._report_dir is None:
             self._report_dir = self._new_report_dir()
+        submissions = Path(submissions_dir or self.config["submissions_dir"])
         return ramp_test_command(
             executable or Path(sys.executable).parent / "ramp-test", self.submission,
-            self.config["kit_dir"], self.config["data_dir"],
-            submissions_dir or self.config["submissions_dir"],
+            self.config["kit_dir"], self.config["data_dir"], submissions,
             n_threads=self.config.get("n_threads"), quick_test=quick_test,
             isolation=isolation_settings(self.settings.isolation), hidden=self.event_folders(),
-            report=self._report_dir / "sandbox.json",
+            report=self._report_dir / REPORT_NAME, timeout=self.timeout,
+            collect=collect or Collect(submissions / self.submission / "training_output",
+                                       "folder", self.result_caps()),
         )
+
+    def result_caps(self) -> ResultCaps:
+        limits = self.settings.result_limits
+        return ResultCaps(limits.max_bytes, limits.max_files, limits.max_file_bytes)
 
     def _new_report_dir(self) -> Path:
         """Where the run's launcher reports: in the event's scratch folder, which a
@@ -283,6 +302,7 @@ class BaseWorker:
 
     def destination(self) -> Destination:
         limits = self.settings.result_limits
+        scorer = self.scorer
         return Destination(
             submission=self.submission,
             logs_dir=Path(self.config["logs_dir"]),
@@ -290,7 +310,15 @@ class BaseWorker:
             limits=Limits(limits.max_bytes, limits.max_files, limits.max_file_bytes),
             timeout=self.timeout,
             max_log_bytes=limits.max_log_bytes,
+            score=None if scorer is None else
+            (lambda folder: scorer.score(folder, limits.max_file_bytes, self.submission)),
         )
+
+    @classmethod
+    def scoring_python(cls, shared: Any) -> Path:
+        """The Python the trusted scorer runs with: one with rampwf and what ``problem.py``
+        imports (default: ramp-fleet's own)."""
+        return Path(sys.executable)
 
     # -- what the dispatcher drives ----------------------------------------------------
 
@@ -345,34 +373,61 @@ class BaseWorker:
         except BaseException:
             if not self._published:  # its own publishing failed half-way: none of it stays
                 discard_predictions(self.destination().predictions)
+                self._raise_refusal()  # the reason it had nothing to publish, if it is that
             raise
         self._raise_reported()
         returncode, error = result if result is not None else (0, "")
         if not self._published:
+            self._raise_refusal()
             check_published(self.destination(), timed_out)
+            if returncode == 0 and not timed_out:
+                self._scores = self._score_in_place()
         if timed_out:
             returncode, error = TIMEOUT_RETURNCODE, timeout_message(self.timeout)
         else:
-            error = self._check_limits(returncode, error)
-        return RunResult(returncode, error, self.peak_memory_mb)
+            error = self._take_report(returncode, error)
+        return RunResult(returncode, error, self.peak_memory_mb, self._scores)
 
-    def _check_limits(self, returncode: int, error: str) -> str:
-        """Take what the sandbox measured; a run over its memory limit says so, last."""
-        if self._report_dir is not None:
-            report = Report.read(self._report_dir / "sandbox.json")
-            if report is not None and report.usage is not None:
-                self.usage = report.usage
-        if self.usage is None:
+    def _score_in_place(self) -> Scores | None:
+        """Score what a worker published itself, where it published it; nothing of it stays
+        if it cannot be scored."""
+        where = self.destination()
+        if where.score is None or not where.predictions.is_dir():
+            return None
+        try:
+            return where.score(where.predictions)
+        except ScoreError:
+            discard_predictions(where.predictions)
+            raise
+
+    def _raise_refusal(self) -> None:
+        """A worker that publishes its own results: the runner refused ``training_output``
+        (a link, too big...), so nothing of it may stay, and the reason is the error."""
+        report = self.report
+        if report is None and self._report_dir is not None:
+            report = self.report = Report.read(self._report_dir / REPORT_NAME)
+        if report is not None and report.results_refused:
+            discard_predictions(self.destination().predictions)
+            raise UnsafeResult(report.results_refused)
+
+    def _take_report(self, returncode: int, error: str) -> str:
+        """What the runner reported: the run's peak memory, and the one line that says
+        which limit ended it (its error then), if one did."""
+        report = self.report
+        if report is None and self._report_dir is not None:
+            report = self.report = Report.read(self._report_dir / REPORT_NAME)
+        if report is None:
             return error
-        if self.peak_memory_mb is None:
-            self.peak_memory_mb = self.usage.peak_mb
-        log = LogSource.from_path(self.destination().log_file)
-        tail = log.read_at(max(0, log.size - LOG_TAIL_BYTES), LOG_TAIL_BYTES)
-        message = over_limit_message(self.usage, returncode, tail.decode("utf-8", "replace"))
-        if message is None:
-            return error
-        append_note(self.destination().log_file, f"\nramp-fleet: {message}\n")
-        return f"{error}\n{message}" if error else message
+        if self.peak_memory_mb is None and report.usage is not None:
+            self.peak_memory_mb = report.usage.peak_mb
+        if report.limit and returncode != 0:
+            return report.limit
+        return error
+
+    @property
+    def usage(self) -> Usage | None:
+        """What the runner measured of the run (its memory limit and peak), when it did."""
+        return None if self.report is None else self.report.usage
 
     def kill_submission(self, timed_out: bool = False) -> None:
         """Stop a running submission (from any thread): its timeout, or the operator."""

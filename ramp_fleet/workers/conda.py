@@ -1,11 +1,12 @@
 """``worker_type: conda`` — train a submission with ramp-test on this machine.
 
 The run gets a private copy of the submission in the event's scratch folder
-(so ``training_output`` never lands in the participant's folder and a killed
-run leaves nothing stale), its own process group (so a timeout takes the
-whole tree down), a lower priority, the thread limits of ``n_threads``, and
-the sandbox of ``worker.isolation`` (its copy is the one folder it may
-write). The base class does the rest (deadline, publishing, limits).
+(so a killed run leaves nothing stale), its own process group, a lower
+priority, the thread limits of ``n_threads``, and the runner
+(:mod:`ramp_fleet.sandbox.runner`), which keeps the sandbox, the limits and
+the deadline, and hands ``training_output`` back as an archive in the
+scratch folder, out of the run's reach. The base class does the rest
+(publishing, the dispatcher's own deadline a little later, as a safety net).
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ from ramp_fleet import process
 from ramp_fleet.archive import copy_submission
 from ramp_fleet.config.sections import CondaWorkerSection
 from ramp_fleet.envs import EnvError, PythonEnv, resolve_env
+from ramp_fleet.ramp_test import Collect
 from ramp_fleet.results import LogSource, RunOutput
-from ramp_fleet.workers.base import BaseWorker, InterruptedRun
+from ramp_fleet.sandbox.spec import Report
+from ramp_fleet.workers.base import REPORT_NAME, BaseWorker, InterruptedRun
 
 logger = logging.getLogger("ramp_fleet.workers.conda")
 
 NICENESS = 5
+#: The runner stops a run at its timeout; the dispatcher, this much later, if it did not.
+RUNNER_GRACE = 15.0
+RESULTS = "results.tar.gz"
 
 
 class _SharedEnv:
@@ -44,6 +50,7 @@ class CondaEnvWorker(BaseWorker):
     section_type: ClassVar[type[CondaWorkerSection]] = CondaWorkerSection
     #: A local run is waited for through a pidfd; this is only how often a stop is noticed.
     wake_interval: ClassVar[float | None] = 1.0
+    deadline_grace: ClassVar[float] = RUNNER_GRACE
 
     def __init__(self, config: Mapping[str, Any], submission: str):
         super().__init__(config, submission)
@@ -65,6 +72,15 @@ class CondaEnvWorker(BaseWorker):
         if env.warning:
             logger.warning(env.warning)
         return _SharedEnv(env, None)
+
+    @classmethod
+    def scoring_python(cls, shared: Any) -> Path:
+        """The event's environment, where ramp-test and the kit's imports are."""
+        if isinstance(shared, _SharedEnv) and shared.env is not None:
+            python = shared.env.executable("python")
+            if python.exists():
+                return python
+        return super().scoring_python(shared)
 
     @classmethod
     def reconcile(cls, shared: Any, event: Any, interrupted: Sequence[InterruptedRun]) -> None:
@@ -103,8 +119,9 @@ class CondaEnvWorker(BaseWorker):
     def launch_submission(self) -> None:
         assert self._env is not None and self._scratch is not None, "setup() first"
         self._log_fd = os.open(self._scratch / "log", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        command = self.ramp_test_command(self._env.executable("ramp-test"),
-                                         self._scratch / "submissions")
+        command = self.ramp_test_command(
+            self._env.executable("ramp-test"), self._scratch / "submissions",
+            collect=Collect(self._scratch / RESULTS, "archive", self.result_caps(), compresslevel=1))
         self._proc = process.spawn_group(command.argv, cwd=self._scratch,
                                          env=command.environment(), output=self._log_fd,
                                          niceness=NICENESS)
@@ -128,8 +145,16 @@ class CondaEnvWorker(BaseWorker):
 
     def fetch_output(self) -> RunOutput:
         assert self._proc is not None and self._scratch is not None and self._log_fd is not None
-        output = self._scratch / "submissions" / self.submission / "training_output"
-        return RunOutput(self._proc.returncode, LogSource.from_fd(self._log_fd), output)
+        log = LogSource.from_fd(self._log_fd)
+        report = self.report = self._read_report()
+        if report is None:  # the runner was stopped before it could say
+            return RunOutput(self._proc.returncode, log)
+        output = self._scratch / RESULTS if report.has_results else None
+        return RunOutput(report.returncode, log, output, timed_out=report.timed_out,
+                         refused=report.results_refused)
+
+    def _read_report(self) -> Report | None:
+        return None if self._report_dir is None else Report.read(self._report_dir / REPORT_NAME)
 
     def teardown(self) -> None:
         try:

@@ -32,7 +32,7 @@ from ramp_fleet.dask.task import RunSpec, run_submission
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.results import LogSource, RunOutput
-from ramp_fleet.sandbox.limits import Usage
+from ramp_fleet.sandbox.spec import Report
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun, WorkerRetry
 
 logger = logging.getLogger("ramp_fleet.workers.dask")
@@ -172,7 +172,7 @@ class DaskWorker(BaseWorker):
                    f"(+{TIMEOUT_GRACE:g} s)\n").encode()
             return RunOutput(None, LogSource.from_bytes(log), timed_out=True)
         refused = reply["error"] if reply["unsafe"] else None
-        self.usage = Usage.from_json(reply.get("usage"))
+        self.report = Report.from_data(reply.get("report"))
         return RunOutput(reply["returncode"], LogSource.from_bytes(reply["log"] or b""),
                          reply["training_output"], timed_out=bool(reply["timed_out"]),
                          refused=refused)
@@ -276,11 +276,11 @@ class DaskWorker(BaseWorker):
 def _plain_reply(reply: Any) -> bool:
     """The task's reply: a dict of the keys :func:`~ramp_fleet.dask.task.reply` sets."""
     expected = {"returncode", "log", "training_output", "timed_out", "lost", "error", "unsafe",
-                "host", "duration", "usage"}
+                "host", "duration", "report"}
     return isinstance(reply, dict) and set(reply) == expected \
         and isinstance(reply["returncode"], int) \
         and all(isinstance(reply[key], bytes | None) for key in ("log", "training_output")) \
-        and isinstance(reply["usage"], dict | None)
+        and isinstance(reply["report"], dict | None)
 
 
 def _is_lost_worker(error: BaseException) -> bool:

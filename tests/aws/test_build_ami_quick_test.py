@@ -10,7 +10,7 @@ import pytest
 
 from ramp_fleet.errors import CommandError
 from ramp_fleet.image.quick_test import quick_test
-from ramp_fleet.sandbox.launch import REFUSED
+from ramp_fleet.sandbox.runner import REFUSED
 from tests.conftest import EXAMPLE, needs_bwrap
 from tests.fixtures.aws import VENV_BIN
 from tests.fixtures.moto_ec2 import live_instances

@@ -22,7 +22,7 @@ from ramp_fleet.aws.session import make_session
 from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
 from ramp_fleet.cli import cli
 from ramp_fleet.config.sections import AWSWorkerSection
-from ramp_fleet.sandbox.spec import Isolation, SandboxSpec
+from ramp_fleet.sandbox.spec import Isolation, ResultCaps, SandboxSpec
 from ramp_fleet.workers.aws import AWSWorker
 from tests.aws.runs import all_instances, instance_of, run, state_of
 from tests.fixtures.aws import AWSEventFactory
@@ -221,19 +221,21 @@ def test_a_host_key_changed_mid_run_means_retry_on_another_instance(
 
 def test_remote_commands_quote_every_value() -> None:
     command = remote.start("~/ramp kit", "sub'1", activate=". ~/.profile", timeout=10,
-                           n_threads=2, memory_profiling=False, isolation=Isolation())
+                           n_threads=2, isolation=Isolation(), caps=ResultCaps())
     assert command.startswith("cd \"$HOME\"/'ramp kit' || exit 1; setsid sh -c ")
     assert command.endswith(" > /dev/null 2>&1 < /dev/null &")
-    # Unquoted as the shells on the instance unquote it: the launcher gets one JSON spec.
+    # Unquoted as the shells on the instance unquote it: the runner gets one JSON spec.
     script = shlex.split(command.split("; ", 1)[1])[3]  # setsid sh -c SCRIPT
-    [line] = [line for line in script.splitlines() if " timeout " in line]
+    [line] = [line for line in script.splitlines() if line.startswith("timeout ")]
     words = shlex.split(line.replace('"$HOME"', "HOME").replace('"$py"', "PY"))
-    assert words[:8] == ["$@", "timeout", "--kill-after=5", "40", "PY", "-I", "-S",
+    assert words[:7] == ["timeout", "--kill-after=5", "40", "PY", "-I", "-S",
                          "HOME/ramp kit/.ramp-fleet/sub'1/sandbox.pyz"]
-    spec = SandboxSpec.from_json(words[8])
+    spec = SandboxSpec.from_json(words[7])
     assert spec.command[:3] == ("ramp-test", "--submission", "sub'1")
     assert (spec.cwd, spec.submission_dir, spec.variables["OMP_NUM_THREADS"]) == (
         ".", "submissions/sub'1", "2")
+    assert (spec.timeout, spec.results, spec.report) == (
+        10, ".ramp-fleet/sub'1/results.tar.gz", ".ramp-fleet/sub'1/sandbox.json")
     assert remote.poll("/srv/kit", "a b") == "cat /srv/kit/.ramp-fleet/'a b'/rc 2>/dev/null || true"
     assert remote.clean("/srv/kit", "x;rm -rf /").endswith(
         "rm -rf /srv/kit/submissions/'x;rm -rf /' \"$S\" && [ ! -e /srv/kit/submissions/"

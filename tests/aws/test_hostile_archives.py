@@ -1,5 +1,6 @@
-"""An instance that sends back a crafted archive (its pack step replaced, as a compromised
-host would) gets a refusal: nothing lands outside the destination, no link is kept."""
+"""An instance that sends back a crafted archive (the runner's archive replaced before the
+download, as a compromised host would) gets a refusal: nothing lands outside the
+destination, no link is kept."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tests.hostile_archives import dot_dot, link_chain, million_tiny_files, path
     (link_chain, "'s' is a symbolic link (to '.')"),
     (dot_dot, "has an empty, '.' or '..' component"),
     (path_max_chain, "is a symbolic link (to 'bbbb"),
-    (million_tiny_files, "more than 10000 files (at '0010000'"),
+    (million_tiny_files, "more than 10000 files and folders (at '0010000'"),
 ])
 def test_a_crafted_archive_from_an_instance_writes_nothing_outside(
     aws_event: AWSEventFactory, ec2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -31,8 +32,13 @@ def test_a_crafted_archive_from_an_instance_writes_nothing_outside(
     escape = f"escape-{uuid.uuid4().hex}.txt"
     crafted = tmp_path / "crafted.tar.gz"
     crafted.write_bytes(craft(escape))
-    monkeypatch.setattr(remote, "pack", lambda kit, submission, archive:
-                        f"cp {shlex.quote(str(crafted))} {shlex.quote(archive)}")
+    real_report = remote.report
+
+    def report_on_a_compromised_host(kit: str, submission: str) -> str:
+        archive = remote.state_path(kit, submission, remote.RESULTS)
+        return f"cp {shlex.quote(str(crafted))} {archive}; {real_report(kit, submission)}"
+
+    monkeypatch.setattr(remote, "report", report_on_a_compromised_host)
     event = aws_event(("logreg",))
     outcome = run(event, "logreg")
     assert outcome.error is not None and reason in outcome.error

@@ -1,7 +1,7 @@
 """Isolation on a reused instance: nothing of one run survives into the next.
 
 The "instance" is this machine behind the loopback sshd; its runs go through
-the sandbox launcher shipped as sandbox.pyz, with real bwrap.
+the runner shipped as sandbox.pyz, with real bwrap.
 """
 
 from __future__ import annotations

@@ -84,8 +84,8 @@ def test_several_submissions_in_parallel_each_on_its_own_instance(
     assert slots == ["0", "1", "2"]
 
 
-def test_memory_profiling_measures_the_peak_on_the_instance(aws_event: AWSEventFactory) -> None:
-    event = aws_event(("logreg",), memory_profiling=True)
+def test_the_runner_measures_the_peak_on_the_instance(aws_event: AWSEventFactory) -> None:
+    event = aws_event(("logreg",))
     outcome = run(event, "logreg")
     assert outcome.result is not None and outcome.result.returncode == 0
     assert outcome.result.peak_memory_mb is not None
@@ -93,6 +93,18 @@ def test_memory_profiling_measures_the_peak_on_the_instance(aws_event: AWSEventF
 
 
 # -- infrastructure failures -----------------------------------------------------------
+
+
+def test_instances_answer_metadata_only_to_imdsv2_one_hop_away(
+    aws_event: AWSEventFactory, ec2: Any
+) -> None:
+    """The instance's user-data holds its SSH host key: no IMDSv1, and no second hop (a
+    container, a sandbox with the network) may read it."""
+    outcome = run(aws_event(("logreg",)), "logreg")
+    assert outcome.result is not None and outcome.result.returncode == 0
+    reply = ec2.describe_instances(InstanceIds=[instance_of(outcome)])
+    options = reply["Reservations"][0]["Instances"][0]["MetadataOptions"]
+    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 1)
 
 
 def test_spot_instances_are_requested_when_asked(aws_event: AWSEventFactory, ec2: Any) -> None:

@@ -36,6 +36,18 @@ def get_estimator():
     return Hostile(max_iter=500)
 '''
 
+#: Registers, from ``fit``, an exit handler that puts ``{put}`` where training_output was.
+SWAP = '''
+    import atexit
+
+    def swap():
+        remove = getattr(__import__("sh" + "util"), "rm" + "tree")
+        remove(OUT)
+        {put}
+
+    atexit.register(swap)
+'''
+
 #: name → (what ``plant`` does, what the refusal says).
 TRAPS = {
     "hard_link": ('''
@@ -50,6 +62,13 @@ TRAPS = {
     zeros.touch()
     os.truncate(zeros, 10 << 30)  # sparse: 10 GB of zeros that cost no disk
 ''', "'zeros.npy' is larger than"),
+    # At the run's very end (an atexit handler), training_output is replaced: the receiving
+    # side must neither block on a FIFO nor follow a link to a host file.
+    "swapped_for_a_fifo": (SWAP.format(put="os.mkfifo(OUT)"), "training_output is not a folder"),
+    "swapped_for_a_link": (SWAP.format(put="os.symlink('/etc', OUT)"),
+                           "training_output is not a folder"),
+    "swapped_for_a_file": (SWAP.format(put="pathlib.Path(OUT).write_text('archive bytes')"),
+                           "training_output is not a folder"),
     "twenty_thousand_files": ('''
     many = pathlib.Path(OUT, "many")
     many.mkdir()

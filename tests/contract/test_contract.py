@@ -199,7 +199,7 @@ def test_links_in_a_result_are_refused_and_nothing_leaks(
 
 STATUS_FIELDS = {
     "name": str, "state": str, "attempts": int, "worker": str, "submitted": str, "started": str,
-    "finished": str, "returncode": int, "error": type(None), "peak_memory_mb": type(None),
+    "finished": str, "returncode": int, "error": type(None), "peak_memory_mb": float,
     "score": float, "scores": dict,
 }
 
@@ -213,4 +213,5 @@ def test_status_json_has_the_same_fields_on_every_backend(
                           capture_output=True, text=True, timeout=60, check=True)
     [row] = json.loads(done.stdout)
     assert {key: type(value) for key, value in row.items()} == STATUS_FIELDS
+    assert 20 < row["peak_memory_mb"] < 2000, "the runner measured the run's peak"
     assert row["worker"] in backend.slots

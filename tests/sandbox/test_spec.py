@@ -1,4 +1,4 @@
-"""What a run asks for and what its launcher reports; the launcher; the shipped zipapp."""
+"""What a run asks for and what the runner reports; the runner's refusals; the shipped zipapp."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ramp_fleet.sandbox.launch import REFUSED
-from ramp_fleet.sandbox.limits import Usage
-from ramp_fleet.sandbox.spec import Isolation, Report, SandboxSpec
+from ramp_fleet.sandbox.runner import REFUSED
+from ramp_fleet.sandbox.spec import Isolation, Report, SandboxSpec, Usage
 from ramp_fleet.sandbox.zipapp import PACKAGE, sandbox_pyz
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -50,7 +49,8 @@ def test_a_report_from_elsewhere_is_read_defensively(data: bytes) -> None:
 
 
 def test_a_report_is_written_whole_and_read_back(tmp_path: Path) -> None:
-    written = Report(True, usage=Usage(512, "RLIMIT_AS", 120.5))
+    written = Report(True, usage=Usage(512, "cgroup v1", 120.5, "cgroup v1"), returncode=0,
+                     has_results=True, duration=1.5)
     written.write(str(tmp_path / "r.json"))
     assert Report.read(tmp_path / "r.json") == written
     (tmp_path / "link").symlink_to(tmp_path / "r.json")
@@ -62,10 +62,10 @@ def launch(python: str, argv: list[str], path: str, cwd: Path) -> subprocess.Com
                           env={"PATH": path}, check=False)
 
 
-def test_the_launcher_refuses_a_required_run_where_bwrap_does_not_work(tmp_path: Path) -> None:
+def test_the_runner_refuses_a_required_run_where_bwrap_does_not_work(tmp_path: Path) -> None:
     (tmp_path / ".ramp-fleet").mkdir()
     sent = spec(tmp_path, ["true"], mode="required")
-    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.launch", sent.to_json()],
+    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", sent.to_json()],
                   "/nonexistent", tmp_path)
     assert done.returncode == REFUSED
     assert done.stderr.startswith("ramp-fleet: worker.isolation.mode is required, but bubblewrap "
@@ -74,10 +74,10 @@ def test_the_launcher_refuses_a_required_run_where_bwrap_does_not_work(tmp_path:
     assert report is not None and report.refused is not None and not report.isolated
 
 
-def test_the_launcher_runs_an_auto_run_without_bwrap_and_says_so(tmp_path: Path) -> None:
+def test_the_runner_runs_an_auto_run_without_bwrap_and_says_so(tmp_path: Path) -> None:
     (tmp_path / ".ramp-fleet").mkdir()
-    sent = spec(tmp_path, ["/bin/sh", "-c", "echo ran; exit 3"], memory_mb=256)
-    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.launch", sent.to_json()],
+    sent = spec(tmp_path, ["/bin/sh", "-c", "echo ran; exit 3"], mode="auto", memory_mb=256)
+    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", sent.to_json()],
                   "/nonexistent", tmp_path)
     assert (done.returncode, done.stdout) == (3, "ran\n")
     assert done.stderr.startswith("ramp-fleet: this run is NOT isolated: bubblewrap does not "
@@ -103,10 +103,12 @@ def test_the_zipapp_runs_with_the_system_python_alone(tmp_path: Path) -> None:
     pyz = tmp_path / "sandbox.pyz"
     pyz.write_bytes(sandbox_pyz())
     names = zipfile.ZipFile(BytesIO(sandbox_pyz())).namelist()
-    assert "__main__.py" in names and "ramp_fleet/sandbox/launch.py" in names
+    assert "__main__.py" in names and "ramp_fleet/sandbox/runner.py" in names
+    assert "ramp_fleet/sandbox/inner.py" in names
     (tmp_path / ".ramp-fleet").mkdir()
     sent = spec(tmp_path, ["/bin/sh", "-c", "echo ran"], mode="off")
     done = launch(str(SYSTEM_PYTHON), ["-I", "-S", str(pyz), sent.to_json()], "/usr/bin:/bin",
                   tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, "ran\n", "")
-    assert Report.read(tmp_path / ".ramp-fleet" / "report.json") == Report(False)
+    report = Report.read(tmp_path / ".ramp-fleet" / "report.json")
+    assert report is not None and (report.isolated, report.returncode) == (False, 0)

@@ -27,7 +27,8 @@ from ramp_fleet.sandbox.view import (
 from tests.conftest import alive, needs_bwrap
 
 OLD_BWRAP = Bwrap("/usr/bin/bwrap", "0.6.1", frozenset())
-NEW_BWRAP = Bwrap("/usr/bin/bwrap", "0.8.0", frozenset({"--size", "--disable-userns"}))
+NEW_BWRAP = Bwrap("/usr/bin/bwrap", "0.8.0", frozenset({"--size", "--disable-userns", "--perms",
+                                                         "--remount-ro"}))
 
 
 def pairs(argv: list[str], option: str) -> list[str]:
@@ -38,18 +39,31 @@ def test_the_command_line_keeps_the_order_bind_mounts_need(tmp_path: Path) -> No
     kit, sub = tmp_path / "kit", tmp_path / "kit" / "submissions" / "s"
     sub.mkdir(parents=True)
     view = View(command=["ramp-test"], cwd=str(sub), env={"PATH": "/usr/bin"},
-                read_only=[str(kit), str(kit / "data"), "/usr/lib"], writable=[str(sub)],
+                read_only=[str(kit), str(kit / "data"), "/usr/lib"], own_folder=str(sub),
+                staging=str(sub), disk_bytes=100 << 20,
                 hidden=[str(kit / "submissions"), str(tmp_path / "elsewhere"),
                         str(kit / "missing")])
     argv = bwrap_argv(view, NEW_BWRAP)
     assert argv[-2:] == ["--", "ramp-test"]
     order = [argv.index(path) for path in ("/tmp", str(kit), str(kit / "submissions"), str(sub))]
-    assert order == sorted(order), "tmpfs /tmp first, read-only binds, hidden, then writable"
-    assert pairs(argv, "--ro-bind")[1:] == [str(kit)], "nested folders are bound once"
-    # Hidden: only what lies in a bound folder and exists.
-    assert pairs(argv, "--tmpfs") == ["/tmp", SANDBOX_HOME, str(kit / "submissions")]
-    assert argv.index(str(kit / "submissions")) < argv.index("--bind")
+    assert order == sorted(order), "tmpfs /tmp first, read-only binds, hidden, then its own"
+    assert pairs(argv, "--ro-bind")[1:] == [str(kit), str(sub)], "nested folders bound once"
+    # Hidden: only what lies in a bound folder and exists; every tmpfs capped.
+    assert pairs(argv, "--tmpfs") == ["/tmp", SANDBOX_HOME, "/dev/shm", str(kit / "submissions"),
+                                      str(sub)]
+    assert pairs(argv, "--size") == [str(100 << 20), str(256 << 20), str(256 << 20), "4096",
+                                     str(100 << 20)]
+    assert pairs(argv, "--remount-ro") == ["/dev", "/"], "after every mount"
+    assert argv.index("--remount-ro") > argv.index(str(sub))
     assert "--unshare-net" in argv and "--cap-drop" in argv and "--die-with-parent" in argv
+    assert "--unshare-user" in argv and "--cap-add" not in argv
+
+
+def test_as_root_there_is_no_user_namespace_and_only_the_first_process_may_change_uid() -> None:
+    argv = bwrap_argv(View(command=["true"], cwd="/", env={}, privileged=True), NEW_BWRAP)
+    assert "--unshare-user" not in argv and "--disable-userns" not in argv
+    assert pairs(argv, "--cap-add") == ["CAP_SETUID", "CAP_SETGID"]
+    assert argv.index("--cap-drop") < argv.index("--cap-add") < argv.index("--")
 
 
 def test_options_are_used_only_when_this_bwrap_knows_them() -> None:
@@ -136,7 +150,7 @@ def test_a_run_sees_its_folders_and_nothing_else(tmp_path: Path) -> None:
     done = run(View(command=[sys.executable, "-c", probe], cwd=str(own),
                     env=environment([str(Path(sys.executable).parent)], {}),
                     read_only=[*python_env_paths(sys.executable), str(kit)],
-                    writable=[str(own)], hidden=[str(kit / "submissions")]))
+                    own_folder=str(own), hidden=[str(kit / "submissions")]))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:4] + lines[6:] == [
@@ -145,7 +159,7 @@ def test_a_run_sees_its_folders_and_nothing_else(tmp_path: Path) -> None:
     top = set(json.loads(lines[4].removeprefix("top ")))
     assert top.isdisjoint({"run", "sys", "var", "boot", "mnt", "srv", "media"}), top
     assert set(json.loads(lines[5].removeprefix("etc "))) <= set(ETC_ENTRIES)
-    assert (own / "x").read_text() == "1"
+    assert not (own / "x").exists(), "its own folder is its own, not the host's"
 
 
 @needs_bwrap

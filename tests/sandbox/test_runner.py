@@ -1,0 +1,309 @@
+"""The runner, for real: what a run may do, what stops it, what it hands back.
+
+Each test starts ``python -m ramp_fleet.sandbox.runner`` on a small Python
+program standing in for ramp-test (the contract and isolation suites run
+real ramp-test through every backend). Paths with no usable cgroup are
+taken for real too: the runner is started in a mount namespace where
+``/sys/fs/cgroup`` is an empty folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ramp_fleet.sandbox import cgroups
+from ramp_fleet.sandbox.runner import RUN_UIDS, TIMED_OUT
+from ramp_fleet.sandbox.spec import Isolation, Report, ResultCaps, SandboxSpec
+from tests.conftest import needs_bwrap
+from tests.real_parts import require
+
+pytestmark = needs_bwrap
+
+
+def spec(tmp_path: Path, code: str, **isolation: object) -> SandboxSpec:
+    sub = tmp_path / "subs" / "s"
+    sub.mkdir(parents=True, exist_ok=True)
+    (sub / "code.py").write_text(textwrap.dedent(code))
+    timeout = isolation.pop("timeout", 60.0)
+    return SandboxSpec(command=(sys.executable, str(sub / "code.py")), cwd=str(sub),
+                       kit_dir=str(tmp_path / "kit"), data_dir=str(tmp_path / "kit"),
+                       submission_dir=str(sub), isolation=Isolation(**isolation),  # type: ignore[arg-type]
+                       report=str(tmp_path / "report.json"),
+                       results=str(tmp_path / "results.tar.gz"), timeout=timeout,  # type: ignore[arg-type]
+                       result_caps=ResultCaps())
+
+
+def start(sent: SandboxSpec, no_cgroup: bool = False) -> subprocess.Popen[str]:
+    Path(sent.kit_dir).mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "ramp_fleet.sandbox.runner", sent.to_json()]
+    if no_cgroup:
+        require("unshare and mount (util-linux)", shutil.which("unshare") is not None)
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs none /sys/fs/cgroup && exec "$@"', "sh", *argv]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run(sent: SandboxSpec, no_cgroup: bool = False) -> tuple[int, str, Report]:
+    proc = start(sent, no_cgroup)
+    output, _ = proc.communicate(timeout=300)
+    report = Report.read(sent.report or "")
+    assert report is not None, output
+    return proc.returncode, output, report
+
+
+def results(tmp_path: Path) -> list[str]:
+    with tarfile.open(tmp_path / "results.tar.gz") as archive:
+        return sorted(archive.getnames())
+
+
+WRITES_OUTPUT = """
+import os
+os.makedirs("training_output/fold_0")
+with os.fdopen(os.open("training_output/fold_0/scores.csv", os.O_WRONLY | os.O_CREAT), "w") as f:
+    f.write("step,acc\\ntrain,1\\n")
+"""
+
+
+def test_an_honest_run_is_collected_by_the_runner_and_measured(tmp_path: Path) -> None:
+    code, output, report = run(spec(tmp_path, WRITES_OUTPUT + "print('done')"))
+    assert (code, report.returncode, report.has_results) == (0, 0, True), output
+    assert results(tmp_path) == ["fold_0", "fold_0/scores.csv"]
+    assert report.isolated and report.limit is None and report.usage is not None
+    assert report.usage.peak_mb is not None and report.usage.peak_mb > 1
+    assert not (tmp_path / "subs" / "s" / "training_output").exists(), "made in its own folder"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the run is that user")
+def test_as_root_a_run_is_an_unprivileged_uid_of_its_own_inside_and_out(tmp_path: Path) -> None:
+    sent = spec(tmp_path, """
+        import os, time
+        print("ids", os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), flush=True)
+        time.sleep(3)
+    """)
+    proc = start(sent)
+    deadline = time.monotonic() + 60
+    seen: set[int] = set()
+    while time.monotonic() < deadline and not seen:
+        for process in psutil.process_iter(["cmdline", "uids"]):
+            if str(Path(sent.submission_dir) / "code.py") in (process.info["cmdline"] or []) \
+                    and "-c" not in (process.info["cmdline"] or []):
+                seen = set(process.info["uids"] or ())
+        time.sleep(0.1)
+    output, _ = proc.communicate(timeout=60)
+    assert seen and all(uid in RUN_UIDS for uid in seen), (seen, output)
+    uid = next(iter(seen))
+    assert f"ids {uid} {uid} {uid} []" in output
+
+
+SYSCALLS = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(name, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(*args)
+    print(name, "allowed" if result >= 0 else errno.errorcode[ctypes.get_errno()], flush=True)
+NR = {"x86_64": dict(ptrace=101, keyctl=250, unshare=272, mount=165, bpf=321, clone3=435,
+                     setns=308),
+      "aarch64": dict(ptrace=117, keyctl=219, unshare=97, mount=40, bpf=280, clone3=435,
+                      setns=268)}[os.uname().machine]
+attempt("ptrace", NR["ptrace"], 16, os.getppid(), 0, 0)       # PTRACE_ATTACH
+attempt("keyctl", NR["keyctl"], 0, -3, 0)                      # KEYCTL_GET_KEYRING_ID
+attempt("unshare", NR["unshare"], 0x10000000)                  # CLONE_NEWUSER
+attempt("mount", NR["mount"], b"none", b"/tmp", b"tmpfs", 0, 0)
+attempt("bpf", NR["bpf"], 0, 0, 0)
+attempt("clone3", NR["clone3"], 0, 0)
+attempt("setns", NR["setns"], 0, 0)
+def write(path):
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT))
+        return "writable"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+print("root", write("/x"), "dev", write("/dev/x"), flush=True)
+"""
+
+
+def test_system_calls_a_submission_never_needs_are_refused(tmp_path: Path) -> None:
+    code, output, _ = run(spec(tmp_path, SYSCALLS))
+    assert code == 0, output
+    for name in ("ptrace", "keyctl", "unshare", "mount", "bpf", "setns"):
+        assert f"{name} EPERM" in output, output
+    assert "clone3 ENOSYS" in output
+    assert "root EROFS dev EROFS" in output
+
+
+FILLS = """
+import errno, os, sys
+where = sys.argv[1] if len(sys.argv) > 1 else {where!r}
+written = 0
+try:
+    with open(os.path.join(where, "fill"), "wb") as out:
+        while written < (2 << 30):
+            out.write(b"x" * (1 << 20))
+            out.flush()
+            written += 1 << 20
+except OSError as exc:
+    print("stopped", errno.errorcode[exc.errno], written >> 20, flush=True)
+    raise SystemExit(1)
+"""
+
+
+@pytest.mark.parametrize(("where", "cap_mb"), [(".", 64), ("/tmp", 64), ("/dev/shm", 256)])
+def test_what_a_run_may_write_is_capped_and_named(tmp_path: Path, where: str, cap_mb: int) -> None:
+    code, output, report = run(spec(tmp_path, FILLS.format(where=where), disk_mb=64))
+    assert code == 1
+    assert "stopped ENOSPC" in output
+    written = int(output.split("stopped ENOSPC ")[1].split()[0])
+    assert cap_mb - 2 <= written <= cap_mb
+    place = {".": "its own folder"}.get(where, where)
+    assert report.limit == (f"the run filled the 64 MB it may write in {place} "
+                            "(worker.isolation.disk_mb)")
+
+
+BOMB = """
+import threading, time
+started = 0
+try:
+    for _ in range(2000):
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        started += 1
+except RuntimeError as exc:
+    print("stopped at", started, exc, flush=True)
+    raise SystemExit(1)
+print("started", started)
+"""
+
+
+@pytest.mark.parametrize("no_cgroup", [False, True], ids=["cgroup", "no cgroup"])
+def test_max_processes_holds_whoever_runs_the_dispatcher(tmp_path: Path, no_cgroup: bool) -> None:
+    code, output, report = run(spec(tmp_path, BOMB, max_processes=50), no_cgroup=no_cgroup)
+    assert code == 1 and "stopped at" in output, output
+    assert int(output.split("stopped at ")[1].split()[0]) < 50
+    if not no_cgroup and cgroups.available()[0] is not None:
+        assert report.limit is not None and "limit of 50 processes and threads" in report.limit
+
+
+HOG = """
+chunks = []
+for _ in range(64):
+    chunk = bytearray(64 << 20)
+    chunk[::4096] = b"1" * len(chunk[::4096])
+    chunks.append(chunk)
+print("survived")
+"""
+HONEST = """
+import time
+chunk = bytearray(150 << 20)
+chunk[::4096] = b"1" * len(chunk[::4096])
+time.sleep(0.5)
+print("fine")
+"""
+
+
+@pytest.mark.parametrize("no_cgroup", [False, True], ids=["cgroup", "watchdog"])
+def test_memory_mb_is_the_resident_memory_of_the_run(tmp_path: Path, no_cgroup: bool) -> None:
+    kind = None if no_cgroup else cgroups.available()[0]
+    require("a writable cgroup hierarchy", no_cgroup or kind is not None, "run as root")
+    honest = run(spec(tmp_path / "honest", HONEST, memory_mb=400), no_cgroup)
+    assert honest[0] == 0 and "fine" in honest[1], honest[1]
+    assert honest[2].usage is not None and honest[2].usage.peak_mb is not None
+    assert 150 < honest[2].usage.peak_mb < 400
+    code, output, report = run(spec(tmp_path / "hog", HOG, memory_mb=400), no_cgroup)
+    assert code != 0 and "survived" not in output
+    assert report.usage is not None and report.usage.oom_killed
+    how = ("watchdog: the resident memory of the run's processes, sampled every 100 ms"
+           if no_cgroup else f"{kind}: the resident memory of the whole run")
+    assert report.limit is not None and report.limit.startswith(
+        f"the run went over its memory limit of 400 MB (worker.isolation.memory_mb, {how}); ")
+    assert report.limit in output, "the log says it too"
+    if no_cgroup:
+        reached = float(report.limit.split("reached ")[1].split(" MB")[0])
+        assert 400 < reached < 400 + 64 * 3, "stopped within a few samples"
+
+
+def test_the_timeout_kills_the_whole_run(tmp_path: Path) -> None:
+    marker = f"sleeper-{tmp_path.name}"
+    sent = spec(tmp_path, f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", {marker!r}],
+                         start_new_session=True)
+        time.sleep(600)
+    """, timeout=3.0)
+    began = time.monotonic()
+    code, _, report = run(sent)
+    assert code == TIMED_OUT and report.timed_out and report.returncode == TIMED_OUT
+    assert time.monotonic() - began < 30
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if marker in (p.info["cmdline"] or [])]
+
+
+SWAPS = WRITES_OUTPUT + """
+import shutil
+shutil.rmtree("training_output")
+{swap}
+"""
+
+
+@pytest.mark.parametrize(("swap", "why"), [
+    ("os.mkfifo('training_output')", "Not a directory"),
+    ("os.symlink('/etc', 'training_output')", "Not a directory"),
+    ("os.symlink('training_output', 'training_output')", "Not a directory"),
+    ("open('training_output', 'w').write('a regular file')", "Not a directory"),
+], ids=["fifo", "link", "loop", "file"])
+def test_a_training_output_swapped_after_the_run_is_refused_at_once(
+    tmp_path: Path, swap: str, why: str
+) -> None:
+    began = time.monotonic()
+    code, _, report = run(spec(tmp_path, SWAPS.format(swap=swap)))
+    assert time.monotonic() - began < 30, "never blocks"
+    assert code == 0 and not report.has_results
+    assert report.results_refused == (f"training_output is not a folder ({why}: a link, a FIFO "
+                                      "or a file put in its place): refused")
+    assert not (tmp_path / "results.tar.gz").exists()
+
+
+def test_a_link_inside_training_output_is_refused(tmp_path: Path) -> None:
+    code, _, report = run(spec(tmp_path, WRITES_OUTPUT + "os.symlink('/etc/passwd', "
+                                                         "'training_output/fold_0/y.csv')"))
+    assert code == 0 and not report.has_results
+    assert report.results_refused is not None and "'fold_0/y.csv' is a symbolic link" in \
+        report.results_refused
+
+
+def test_what_a_run_left_running_cannot_change_what_is_collected(tmp_path: Path) -> None:
+    sent = spec(tmp_path, WRITES_OUTPUT + """
+import shutil, time
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(1.5)  # after ramp-test has ended: swap the results for a link
+    shutil.rmtree("training_output")
+    os.symlink("/etc", "training_output")
+    time.sleep(600)
+""")
+    code, output, report = run(sent)
+    assert (code, report.has_results, report.results_refused) == (0, True, None), output
+    assert results(tmp_path) == ["fold_0", "fold_0/scores.csv"]
+
+
+def test_a_signal_to_the_runner_stops_the_run_and_is_reported(tmp_path: Path) -> None:
+    sent = spec(tmp_path, "import time; print('started', flush=True); time.sleep(600)")
+    proc = start(sent)
+    assert proc.stdout is not None
+    assert "started" in proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    report = Report.read(sent.report or "")
+    assert report is not None and report.returncode == 128 + signal.SIGKILL, output
+    assert json.loads(Path(sent.report or "").read_text())["has_results"] is False

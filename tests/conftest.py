@@ -17,6 +17,8 @@ import psutil
 import pytest
 import yaml
 
+from tests.real_parts import SWITCH, required
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "iris"
 
@@ -92,9 +94,28 @@ def _bwrap_works() -> bool:
     return check().works
 
 
-#: For tests of the sandbox itself: they need a bubblewrap that works (make test installs it).
+#: For tests of the sandbox itself: they need a bubblewrap that works (make test installs it;
+#: under it a missing one fails them, see pytest_runtest_makereport below).
 needs_bwrap = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap does not work here "
                                  "(make test installs Debian's bubblewrap)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under ``make test`` (RAMP_FLEET_REQUIRE_REAL_PARTS=1) a skip is a failure: every real
+    part was installed, so a test that does not run is a test that proves nothing."""
+    report = yield
+    if report.skipped and required() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under {SWITCH}=1, which allows no skip: {reason}"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    terminalreporter.write_line(f"real parts: {skipped} test(s) skipped"
+                                + (f" ({SWITCH}=1: none allowed)" if required() else ""))
 
 EventFactory = Callable[..., Path]
 

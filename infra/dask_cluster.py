@@ -24,7 +24,13 @@ from ramp_fleet.templating import render
 
 TLS_DIR = "/etc/ramp-fleet/dask"
 CERT_VALIDITY_HOURS = 24 * 365
-CERT_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
+#: What each role's certificate may be used for: the hosts accept and open connections;
+#: the dispatcher's only opens them (its key can never serve as a scheduler or a worker).
+CERT_USES = {
+    "scheduler": ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
+    "worker": ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
+    "client": ["digital_signature", "key_encipherment", "client_auth"],
+}
 #: Who gets a certificate, and which of them run on hosts (the client is the dispatcher).
 ROLES = ("scheduler", "worker", "client")
 HOST_ROLES = ("scheduler", "worker")
@@ -55,7 +61,7 @@ class _Identity:
     """A private key and a certificate signed by the cluster's CA."""
 
     def __init__(self, parent: pulumi.Resource, name: str, common_name: str,
-                 ca_key: tls.PrivateKey, ca_cert: tls.SelfSignedCert) -> None:
+                 ca_key: tls.PrivateKey, ca_cert: tls.SelfSignedCert, uses: list[str]) -> None:
         child = pulumi.ResourceOptions(parent=parent)
         self.key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         request = tls.CertRequest(f"{name}-csr", private_key_pem=self.key.private_key_pem,
@@ -64,7 +70,7 @@ class _Identity:
         self.cert = tls.LocallySignedCert(
             f"{name}-cert", cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca_cert.cert_pem,
-            validity_period_hours=CERT_VALIDITY_HOURS, allowed_uses=CERT_USES, opts=child,
+            validity_period_hours=CERT_VALIDITY_HOURS, allowed_uses=uses, opts=child,
         )
 
 
@@ -87,7 +93,7 @@ class DaskCluster(pulumi.ComponentResource):
         )
         ca_key, ca_cert = self._certificate_authority()
         identities = {role: _Identity(self, f"{name}-{role}", f"{args.names.base}-dask-{role}",
-                                      ca_key, ca_cert) for role in ROLES}
+                                      ca_key, ca_cert, CERT_USES[role]) for role in ROLES}
         profiles = {role: self._host_profile(role, identities[role]) for role in HOST_ROLES}
         cluster = args.cluster
         groups = dask_security_groups(
@@ -155,7 +161,7 @@ class DaskCluster(pulumi.ComponentResource):
     def _host(self, ami_id: pulumi.Input[str], profile: aws.iam.InstanceProfile) -> dict[str, Any]:
         return {"ami": ami_id, "key_name": self._args.key_name, "subnet_id": self._args.subnet_id,
                 "iam_instance_profile": profile.name,
-                "metadata_options": {"http_tokens": "required"},
+                "metadata_options": {"http_tokens": "required", "http_put_response_hop_limit": 1},
                 "user_data_replace_on_change": True}
 
     def _scheduler(self, ami_id: pulumi.Input[str], profile: aws.iam.InstanceProfile,
@@ -220,6 +226,6 @@ class DaskCluster(pulumi.ComponentResource):
             "conda_prefix": CONDA_PREFIX, "region": args.region,
             "key_parameter": args.names.dask_key_parameter(role),
             "ca_cert_pem": ca_cert_pem, "cert_pem": cert_pem, "argv": argv,
-            "environment": host_settings.environment(),
+            "environment": host_settings.environment(role),
         }
         return render("dask-host.sh.j2", **context)

@@ -31,6 +31,13 @@ def shpath(value: Any) -> str:
 
 
 @cache
+def systemd_quote(value: Any) -> str:
+    """One word of a systemd unit line (``Environment="NAME=value"``): quoted, escaped, and
+    with ``%`` doubled so that systemd expands no specifier in it."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"'
+
+
 def environment(trim_blocks: bool = True) -> jinja2.Environment:
     """The one jinja2 setup; ``trim_blocks=False`` for templates of shell macros,
     whose line breaks are part of the command.
@@ -49,6 +56,7 @@ def environment(trim_blocks: bool = True) -> jinja2.Environment:
     )
     env.filters["shquote"] = shquote
     env.filters["shpath"] = shpath
+    env.filters["systemd_quote"] = systemd_quote
     return env
 
 

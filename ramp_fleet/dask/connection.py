@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ramp_fleet.config.sections import DaskWorkerSection
+from ramp_fleet.dask.no_pickles import refuse_pickles, refusing
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
@@ -112,7 +113,8 @@ class DaskConnection:
 
 #: What the dispatcher accepts from the cluster: plain data only. It sends pickle (the task
 #: and its arguments), but never unpickles what a worker or scheduler sends back: a
-#: compromised host could otherwise run code on the dispatcher.
+#: compromised host could otherwise run code on the dispatcher (see
+#: :mod:`ramp_fleet.dask.no_pickles`, which holds it whatever distributed's protocol allows).
 SENDS = ["dask", "pickle", "msgpack"]
 ACCEPTS = ["msgpack", "error"]
 
@@ -120,6 +122,7 @@ ACCEPTS = ["msgpack", "error"]
 def open_client(address: str, security: Any, timeout: float) -> Any:
     """A connected ``distributed.Client`` that never unpickles what the cluster sends, or an
     exception and nothing left running."""
+    refuse_pickles()
     return _discarding_client_class()(address, security=security, timeout=timeout,
                                       set_as_default=False, serializers=SENDS,
                                       deserializers=ACCEPTS)
@@ -127,7 +130,8 @@ def open_client(address: str, security: Any, timeout: float) -> Any:
 
 @functools.cache
 def _discarding_client_class() -> type:
-    """``distributed.Client`` that is discarded on the spot when it cannot connect.
+    """``distributed.Client`` that is discarded on the spot when it cannot connect, and that
+    refuses pickles in what it reads from its scheduler.
 
     A Client that fails to connect keeps its IO-loop thread and is left to
     ``__del__``, which the cyclic garbage collector runs at any moment in any
@@ -143,6 +147,12 @@ def _discarding_client_class() -> type:
             except BaseException:
                 discard(self)
                 raise
+
+        async def _ensure_connected(self, timeout: float | None = None) -> Any:
+            return await refusing(super()._ensure_connected, timeout=timeout)
+
+        async def _handle_report(self) -> Any:
+            return await refusing(super()._handle_report)
 
     return DiscardingClient
 

@@ -78,7 +78,7 @@ class HostBoot:
         return argv + self._tls_options()
 
     def environment(self, role: Role) -> dict[str, str]:
-        env = host_settings.environment()
+        env = host_settings.environment(role)
         if role == "scheduler":
             name = host_settings.variable_name("distributed.scheduler.unknown-task-duration")
             env[name] = f"{TARGET_DURATION_SECONDS:g}s"

@@ -4,6 +4,7 @@ dispatcher never unpickles the one nor lets the other write outside its destinat
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_a_pickled_reply_is_refused_and_never_unpickled(
     (link_chain, "'s' is a symbolic link (to '.')"),
     (dot_dot, "has an empty, '.' or '..' component"),
     (path_max_chain, "is a symbolic link (to 'bbbb"),
-    (million_tiny_files, "more than 10000 files (at '0010000'"),
+    (million_tiny_files, "more than 10000 files and folders (at '0010000'"),
 ])
 def test_a_crafted_archive_in_a_reply_writes_nothing_outside(
     iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -68,3 +69,51 @@ def test_a_crafted_archive_in_a_reply_writes_nothing_outside(
     assert not (tmp_path / "predictions" / "logreg").exists()
     assert not list(tmp_path.rglob(escape)) and not Path("/tmp", escape).exists()
     assert not [p for p in (tmp_path / "predictions").rglob("*") if p.is_symlink()]
+
+
+class _Payload:
+    """Unpickling this runs code: it records the pid of the process that unpickled it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        code = (f"import os; open({self.marker!r}, 'a').write(str(os.getpid()) + ' ')")
+        return exec, (code,)
+
+
+def _send_to_client(client_id: str, marker: str, dask_scheduler: object = None) -> str:
+    """Run on the scheduler (as any holder of a cluster certificate may have it run): push
+    a pickled object down the dispatcher client's own stream."""
+    from distributed.protocol.serialize import ToPickle
+
+    comm = dask_scheduler.client_comms[client_id]  # type: ignore[attr-defined]
+    comm.send({"op": "ramp-fleet-probe", "payload": ToPickle(_Payload(marker))})
+    return "sent"
+
+
+def test_a_pickle_pushed_by_the_scheduler_never_runs_in_the_dispatcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack of the review: a certificate holder has the scheduler send ``ToPickle``
+    frames, which distributed unpickles whatever a client's deserializers say."""
+    from distributed import Client
+
+    from ramp_fleet.dask.connection import DaskConnection
+
+    monkeypatch.setenv("PYTHONPATH", f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    marker = tmp_path / "unpickled-by"
+    with LocalDaskCluster(0, workdir=tmp_path / "cluster") as cluster:
+        connection = DaskConnection(cluster.address)
+        dispatcher_client = connection.client()
+        try:
+            with Client(cluster.address, set_as_default=False) as attacker:
+                assert attacker.run_on_scheduler(_send_to_client, dispatcher_client.id,
+                                                 str(marker)) == "sent"
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not marker.exists():
+                    time.sleep(0.1)
+        finally:
+            connection.close()
+    pids = marker.read_text().split() if marker.exists() else []
+    assert str(os.getpid()) not in pids, "the dispatcher unpickled what the scheduler sent"

@@ -48,9 +48,11 @@ def test_the_hosts_run_with_the_quiet_settings_and_the_scheduler_expects_long_ta
     scheduler = BOOT.user_data("scheduler", BOOT.scheduler_argv())
     worker = BOOT.user_data("worker", WORKER_ARGV)
     for script in (scheduler, worker):
-        assert "Environment=DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in script
-    assert "Environment=DASK_DISTRIBUTED__SCHEDULER__UNKNOWN_TASK_DURATION=1s" in scheduler
+        assert 'Environment="DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"' in script
+    assert 'Environment="DASK_DISTRIBUTED__SCHEDULER__UNKNOWN_TASK_DURATION=1s"' in scheduler
     assert "UNKNOWN_TASK_DURATION" not in worker
+    # The scheduler never runs a client's code (run_on_scheduler, client.run...).
+    assert 'BLOCKED_HANDLERS=[\\"run_function\\"' in scheduler and "BLOCKED" not in worker
 
 
 def test_a_worker_is_named_by_its_spec_name_and_leaves_when_its_scheduler_is_gone() -> None:

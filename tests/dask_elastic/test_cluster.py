@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from distributed import Client
 
@@ -45,6 +46,16 @@ def slow_square(number: int, seconds: float = 2.0) -> int:
 
 def unknown_task_duration(dask_scheduler: Any) -> float:
     return float(dask_scheduler.UNKNOWN_TASK_DURATION)
+
+
+def scheduler_environment(address: str) -> dict[str, str]:
+    """The environment of the local "host" process serving the scheduler at ``address``."""
+    port = address.rsplit(":", 1)[1]
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        cmdline = process.info["cmdline"] or []
+        if "distributed.cli.dask_scheduler" in cmdline and port in cmdline:
+            return dict(process.info["environ"] or {})
+    raise AssertionError(f"no scheduler process on port {port}")
 
 
 def tags_of(instance: dict[str, Any]) -> dict[str, str]:
@@ -126,8 +137,12 @@ def test_a_burst_grows_the_cluster_to_max_workers_then_it_shrinks_to_min_workers
     with ElasticCluster.open(settings_of(event), event) as cluster, \
             Client(cluster.address, security=cluster.security, set_as_default=False) as client:
         client.wait_for_workers(1, timeout=60)
-        # Every waiting task asks for a worker before the scheduler has seen one end.
-        assert client.run_on_scheduler(unknown_task_duration) == 1.0
+        # Every waiting task asks for a worker before the scheduler has seen one end...
+        env = scheduler_environment(cluster.address)
+        assert env["DASK_DISTRIBUTED__SCHEDULER__UNKNOWN_TASK_DURATION"] == "1s"
+        # ...and it never runs a client's code.
+        with pytest.raises(ValueError, match="'run_function' handler has been explicitly"):
+            client.run_on_scheduler(unknown_task_duration)
         futures = client.map(slow_square, range(6), seconds=3.0)
         most, names = 0, set()
         while not all(future.done() for future in futures):

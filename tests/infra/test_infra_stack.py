@@ -348,7 +348,21 @@ def test_dask_user_data_starts_tls_scheduler_and_workers(deploy):
     assert "--tls-key /etc/ramp-fleet/dask/key.pem" in worker
     assert "/ramp-fleet/iris_dask/dask/worker-key" in worker
     for user_data in (scheduler, worker):
-        assert "\nEnvironment=DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False\n" in user_data
+        assert '\nEnvironment="DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"\n' in user_data
+    # Only the scheduler refuses to run a client's code (run_on_scheduler, client.run...).
+    blocked = ('\nEnvironment="DASK_DISTRIBUTED__SCHEDULER__BLOCKED_HANDLERS=[\\"run_function\\", '
+               '\\"feed\\", \\"broadcast\\"')
+    assert blocked in scheduler and "BLOCKED_HANDLERS" not in worker
+
+
+def test_each_dask_certificate_serves_its_role_only(deploy):
+    deployment = deploy("dask")
+    uses = {r.name.rsplit("-", 2)[-2]: r.inputs["allowedUses"]
+            for r in deployment.of_type("tls:index/locallySignedCert:LocallySignedCert")}
+    assert uses["client"] == ["digital_signature", "key_encipherment", "client_auth"], \
+        "the dispatcher's key can never serve as a scheduler or a worker"
+    for host in ("scheduler", "worker"):
+        assert set(uses[host]) >= {"server_auth", "client_auth"}
 
 
 def test_each_dask_host_role_reads_only_its_own_key(deploy):

@@ -14,15 +14,18 @@ outcome}`` (histogram), ``retries_total{backend}``, ``instances_alive``.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from ramp_fleet.errors import UsageError
 from ramp_fleet.observers import Finished, RunObserver
@@ -83,37 +86,21 @@ class DispatcherMetrics:
         return MetricsServer(self.registry, host, port)
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    #: ``server_close`` waits for the requests in flight: nothing outlives ``stop``.
-    daemon_threads = False
-    block_on_close = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every few seconds for a month: not one line each on stderr."""
-
-
 class MetricsServer:
-    """A running metrics endpoint; call it (or :meth:`stop`) to stop it. Stopping twice is harmless."""
+    """A running metrics endpoint (prometheus_client's own server); call it (or :meth:`stop`)
+    to stop it. Stopping twice is harmless. Its request threads are daemons: a client that
+    keeps a connection open never holds up the dispatcher's exit."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int):
         try:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            server_class = type("MetricsHTTPServer", (_Server,), {"address_family": family})
-            self._server: WSGIServer = make_server(host, port, make_wsgi_app(registry),
-                                                   server_class=server_class, handler_class=_QuietHandler)
+            self._server, thread = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:
             raise UsageError(f"dispatcher.metrics_port: cannot serve metrics on {host}:{port}: "
                              f"{exc.strerror or exc}") from None
         self.host = host
         self.port = int(self._server.server_port)
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-            name=f"metrics-{self.port}", daemon=True,
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = thread
 
     @property
     def url(self) -> str:

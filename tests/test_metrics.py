@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -69,6 +71,21 @@ def test_stopping_leaves_no_thread_and_no_socket() -> None:
     with pytest.raises(urllib.error.URLError) as refused:
         urllib.request.urlopen(server.url, timeout=30)
     assert isinstance(refused.value.reason, ConnectionRefusedError)
+
+
+def test_an_idle_client_never_holds_up_the_stop() -> None:
+    """A connection that sends half a request and waits (or a scraper that hangs) must not
+    keep a finished dispatcher from exiting."""
+    server = DispatcherMetrics().serve()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle:
+        idle.sendall(b"GET /metrics HTTP/1.1\r\n")  # and nothing more
+        time.sleep(0.2)
+        stopper = threading.Thread(target=server.stop, daemon=True)
+        began = time.monotonic()
+        stopper.start()
+        stopper.join(timeout=10)
+        assert not stopper.is_alive(), "stop() waits for the idle client"
+        assert time.monotonic() - began < 5
 
 
 def test_a_busy_port_is_one_line_naming_the_key() -> None:

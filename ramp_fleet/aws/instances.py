@@ -78,8 +78,6 @@ class LaunchSpec:
     instance_profile: str | None = None
     #: True/False: ask for a public IP or none; None: the subnet's default.
     public_ip: bool | None = None
-    #: Instance metadata through IMDSv2 session tokens only.
-    require_imdsv2: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +166,10 @@ def _network(spec: LaunchSpec) -> dict[str, Any]:
     return {"NetworkInterfaces": [interface]}
 
 
+METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
+                    "HttpEndpoint": "enabled"}
+
+
 def _host_options(spec: LaunchSpec) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if spec.user_data is not None:
@@ -175,8 +177,9 @@ def _host_options(spec: LaunchSpec) -> dict[str, Any]:
     if spec.instance_profile:
         kind = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
         options["IamInstanceProfile"] = {kind: spec.instance_profile}
-    if spec.require_imdsv2:
-        options["MetadataOptions"] = {"HttpTokens": "required", "HttpEndpoint": "enabled"}
+    # Every instance: IMDSv2 only, one hop (a container or a sandbox on it cannot reach the
+    # metadata, whose user-data holds the instance's own SSH host key).
+    options["MetadataOptions"] = METADATA_OPTIONS
     return options
 
 

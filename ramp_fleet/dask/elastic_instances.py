@@ -65,7 +65,6 @@ class HostLaunch:
             instance_profile=self.instance_profile,
             # Without a NAT, a host reaches SSM (its key) through its public address.
             public_ip=not self.private_only,
-            require_imdsv2=True,
         )
 
 

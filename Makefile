@@ -33,12 +33,10 @@ $(RB_STAMP): requirements/ramp-board.txt
 
 ramp-board-venv: $(RB_STAMP)
 
-## demo: train and score the bundled iris event from scratch, then show the leaderboard
+## demo: train and score the bundled iris event from scratch, isolated (bubblewrap is
+## installed where it can be), then show the leaderboard
 demo: $(STAMP)
-	rm -rf $(DEMO)/events
-	cd $(DEMO) && ../../$(BIN)/ramp-fleet validate config.yml > /dev/null
-	cd $(DEMO) && ../../$(BIN)/ramp-fleet dispatch config.yml
-	cd $(DEMO) && ../../$(BIN)/ramp-fleet leaderboard config.yml
+	$(DEMO)/demo $(BIN)
 
 ## test: lint, type-check, check the installed wheel and run the whole suite
 ## (real ramp-test, sshd, moto, dask, PostgreSQL with ramp-board's packages,
@@ -78,4 +76,5 @@ bench-ramp-board: $(STAMP) $(RB_STAMP) system-packages
 	$(BIN)/python benchmarks/ramp_board.py
 
 clean:
-	rm -rf $(VENV) $(RB_VENV) $(DEMO)/events .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RB_VENV) $(DEMO)/events $(DEMO)/.demo-unisolated.yml .pytest_cache \
+		.mypy_cache .ruff_cache

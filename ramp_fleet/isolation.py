@@ -58,6 +58,18 @@ def start_check(event: EventConfig, here: bool | None = None) -> str | None:
     return f"submissions run NOT isolated ({result.describe()}): {EXPOSED}; {result.advice}"
 
 
+def isolated_line(event: EventConfig) -> str | None:
+    """The line a dispatcher starts with when its runs will be isolated here."""
+    if event.worker.isolation.mode == "off" or not runs_here(event):
+        return None
+    result = check()
+    if not result.works:
+        return None
+    limits = _limits_here(event.worker.isolation, isolated=True)
+    return (f"runs are isolated ({result.describe()}); memory: {limits['memory']}; "
+            f"processes: {limits['processes']}; disk: {limits['disk']}")
+
+
 def describe(event: EventConfig, here: bool | None = None) -> dict[str, Any]:
     """The isolation block of ``validate``'s output: which mode applies, and how."""
     section = event.worker.isolation

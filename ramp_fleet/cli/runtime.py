@@ -94,6 +94,11 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
 
     event = load(config)
     _isolation_at_start(event)  # before connecting anything: required may refuse to start
+    from ramp_fleet.isolation import isolated_line
+
+    line = isolated_line(event)
+    if line:
+        click.echo(line)
     board = None
     if ramp_board or event.store.backend == "ramp-board":
         from ramp_fleet.ramp_board.sync import connect

@@ -258,3 +258,54 @@ def test_an_unprivileged_dispatcher_isolates_limits_and_scores(
               if line.startswith("FORKED ")]
     assert forked and all(int(count) < 64 and error == "BlockingIOError"
                           for _, count, error in forked), forked
+
+
+BOMB = '''
+    import threading, time
+    from sklearn.linear_model import LogisticRegression
+
+    class Bomb(LogisticRegression):
+        def fit(self, X, y):
+            for _ in range(100_000):
+                threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+            return super().fit(X, y)
+
+    def get_estimator():
+        return Bomb()
+'''
+
+
+@needs_bwrap
+@pytest.mark.parametrize("no_cgroup", [False, True], ids=["cgroup", "watchdog"])
+def test_memory_mb_400_scores_an_honest_run_and_stops_a_hog_in_one_line(
+    make_event: EventFactory, no_cgroup: bool
+) -> None:
+    """The limits as organisers write them, on each path this machine has: the resident
+    memory of the run (an address-space cap at 400 MB failed every honest iris run)."""
+    from tests.contract.test_isolation import HOG
+
+    config = make_event(("logreg",), worker={"conda_env": sys.prefix, "isolation": {
+        "memory_mb": 400, "max_processes": 200}})
+    write_submission(config.parent / "submissions", "hog", textwrap.dedent(HOG))
+    write_submission(config.parent / "submissions", "bomb", textwrap.dedent(BOMB))
+    argv = [sys.executable, "-m", "ramp_fleet", "dispatch", str(config)]
+    if no_cgroup:  # the runner finds no cgroup hierarchy at all
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs none /sys/fs/cgroup && exec "$@"', "sh", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    store = Store(config.parent / "events" / "iris_test" / "ramp-fleet.sqlite")
+    rows = {row.name: row for row in store.all()}
+    logreg, hog, bomb = rows["logreg"], rows["hog"], rows["bomb"]
+    assert logreg.state == State.SCORED, logreg.error
+    assert logreg.peak_memory_mb is not None and 50 < logreg.peak_memory_mb < 400
+    assert hog.state == State.TRAINING_ERROR
+    how = "watchdog" if no_cgroup else "cgroup v"
+    assert (hog.error or "").startswith(
+        f"the run went over its memory limit of 400 MB (worker.isolation.memory_mb, {how}"), hog.error
+    assert "\n" not in (hog.error or "")
+    assert bomb.state == State.TRAINING_ERROR
+    assert (bomb.error or "").startswith("the run reached its limit of 200 processes and threads "
+                                         "(worker.isolation.max_processes, "), bomb.error
+    print(f"{'watchdog' if no_cgroup else 'cgroup'}: honest peak {logreg.peak_memory_mb:.0f} MB; "
+          f"hog: {hog.error}; bomb: {(bomb.error or '').splitlines()[-1]}")

@@ -79,6 +79,10 @@ RUN_UIDS = range(0x7A000000, 0x7A000000 + (1 << 20))
 END_GRACE = 10.0
 #: Below this many free bytes, a run's memory-backed folder counts as full.
 FULL_MARGIN = 64 << 10
+#: A failed run that had this share of its process cap (watched, without a cgroup) hit it.
+NEAR_LIMIT = 0.9
+#: What a run says when RLIMIT_NPROC refuses it a process or a thread (Python, C).
+NO_MORE_TASKS = ("can't start new thread", "Resource temporarily unavailable", "BlockingIOError")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -347,9 +351,17 @@ class Run:
         returncode = self.status.returncode if self.status is not None else None
         if self.stopped_by is not None or returncode == 0:
             return None
+        limit = self.isolation.max_processes
         if self.cgroup is not None and self.cgroup.hit_process_limit():
-            return (f"the run reached its limit of {self.isolation.max_processes} processes and "
-                    f"threads (worker.isolation.max_processes, {self.cgroup.kind} pids)")
+            return (f"the run reached its limit of {limit} processes and threads "
+                    f"(worker.isolation.max_processes, {self.cgroup.kind} pids)")
+        uncounted = self.cgroup is None or "pids" not in self.cgroup.folders
+        if limit is not None and self.decision.isolate and uncounted:
+            seen = self.watchdog.peak_tasks if self.watchdog is not None else 0
+            if seen >= limit * NEAR_LIMIT or any(marker in _log_tail() for marker in NO_MORE_TASKS):
+                return (f"the run reached its limit of {limit} processes and threads "
+                        f"(worker.isolation.max_processes, RLIMIT_NPROC of the run's own uid): "
+                        "it could start no more")
         full = self._full_folder()
         if full is not None:
             return (f"the run filled the {self.isolation.disk_mb} MB it may write in {full} "
@@ -470,6 +482,15 @@ class Run:
                 else (self.cgroup.kind if self.cgroup is not None else "")
         oom = self.stopped_by == "memory" or (self.cgroup is not None and self.cgroup.oom_killed())
         return Usage(limit, enforced_by, peak, peak_by, oom)
+
+
+def _log_tail(size: int = 64 << 10) -> str:
+    """The end of the run's log, when it is a file (the runner's own output is the log)."""
+    try:
+        length = os.fstat(1).st_size
+        return os.pread(1, size, max(0, length - size)).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _child_pid(info: bytes) -> int | None:

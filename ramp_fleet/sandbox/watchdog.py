@@ -8,7 +8,11 @@ under the run too). Each process counts its proportional set size (shared
 pages split between the processes sharing them, so forked workers are not
 counted twice) where ``smaps_rollup`` is readable, else its resident size.
 Over the limit, the watchdog calls ``on_over`` once (the runner kills the
-tree). The peak it saw is the run's peak, to within one interval.
+tree). The peak it saw is the run's peak, to within one interval; past half
+the limit it samples five times as often, so a fast allocation is caught
+soon after it crosses. It also keeps the most processes and threads the run
+had at once (where no cgroup counts them, that is how a run that reached
+``max_processes`` is told from one that failed on its own).
 
 Standard library only (Python 3.10+): shipped to worker hosts with the runner.
 """
@@ -32,6 +36,8 @@ class Watchdog:
         self.root_pid = root_pid
         self.limit_mb = limit_mb
         self.peak_mb = 0.0
+        #: The most processes and threads the run had at once.
+        self.peak_tasks = 0
         #: The sample that went over the limit, if one did.
         self.over_mb: float | None = None
         self._on_over = on_over
@@ -51,17 +57,28 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            used = tree_memory_mb(self.root_pid)
+            pids = tree(self.root_pid)
+            used = sum(process_memory(pid) for pid in pids) / (1 << 20)
             self.peak_mb = max(self.peak_mb, used)
+            self.peak_tasks = max(self.peak_tasks, sum(tasks(pid) for pid in pids))
+            near = self.limit_mb is not None and used > self.limit_mb / 2
             if self.limit_mb is not None and used > self.limit_mb and self.over_mb is None:
                 self.over_mb = used
                 self._on_over(used)
-            self._stop.wait(self._interval)
+            self._stop.wait(self._interval / 5 if near else self._interval)
 
 
 def tree_memory_mb(root: int) -> float:
     """The memory (MiB) of ``root`` and all its descendants, as described above."""
     return sum(process_memory(pid) for pid in tree(root)) / (1 << 20)
+
+
+def tasks(pid: int) -> int:
+    """Threads of ``pid`` (0 when it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def tree(root: int) -> list[int]:

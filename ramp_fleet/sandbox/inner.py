@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
         os.setuid(uid)
     _not_dumpable()
     if staging:
-        _copy(staging, target)
+        _copy(staging, target, skip=("training_output",))  # a previous run's: never an input
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if nproc > 0:
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
@@ -86,9 +86,11 @@ def _not_dumpable() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def _copy(source: str, target: str) -> None:
+def _copy(source: str, target: str, skip: tuple[str, ...] = ()) -> None:
     """Regular files and folders of ``source`` into ``target``, never following a link."""
     for name in os.listdir(source):
+        if name in skip:
+            continue
         path, into = os.path.join(source, name), os.path.join(target, name)
         info = os.lstat(path)
         if stat.S_ISDIR(info.st_mode):

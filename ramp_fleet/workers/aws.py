@@ -52,6 +52,9 @@ class AWSWorker(BaseWorker):
 
     section_type: ClassVar[type[AWSWorkerSection]] = AWSWorkerSection
     settings: AWSWorkerSection
+    #: The runner on the instance stops a run at its timeout (and then packs its results):
+    #: the dispatcher gives up on it this much later.
+    deadline_grace: ClassVar[float] = 15.0
     #: Runs start on the instances; the sandbox is built (and bwrap checked) there.
     runs_on_this_machine: ClassVar[bool] = False
 

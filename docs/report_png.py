@@ -1,16 +1,19 @@
-"""Make docs/report.png, the README's picture of a report, from a synthetic event.
+"""Make docs/report.png, the README's picture of a report, from a real dispatch.
 
     python docs/report_png.py
 
-Renders the report of 600 synthetic runs on 12 slots (3 on EC2), opens it in
-the browser test's headless Chromium, and keeps the top of the page (counts
-and timeline) as a 64-colour PNG.
+Copies the bundled iris event, adds a few submissions that take longer (and
+one that fails), dispatches them for real on two conda slots, renders the
+report, opens it in the browser test's headless Chromium and keeps the top of
+the page (counts and timeline) as a 64-colour PNG.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,27 +22,45 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 
 from ramp_fleet.config import load_event_config  # noqa: E402
+from ramp_fleet.dispatcher import Dispatcher  # noqa: E402
+from ramp_fleet.progress import LogReporter  # noqa: E402
 from ramp_fleet.report import build_report, render_html  # noqa: E402
-from ramp_fleet.report.prices import PriceList  # noqa: E402
-from ramp_fleet.report.source import report_data, with_prices  # noqa: E402
+from ramp_fleet.report.source import report_data  # noqa: E402
 from ramp_fleet.store import Store  # noqa: E402
 from tests.report.browser import open_report  # noqa: E402
-from tests.report.synthetic import fill_store, synthetic_event  # noqa: E402
 
 OUTPUT = REPO / "docs" / "report.png"
+EXAMPLE = REPO / "examples" / "iris"
+#: A random forest made slower, as participants' models are: ``seconds`` of training.
+SLOW = """
+import time
+from sklearn.ensemble import RandomForestClassifier
+
+
+class Slow(RandomForestClassifier):
+    def fit(self, X, y):
+        time.sleep({seconds})
+        return super().fit(X, y)
+
+
+def get_estimator():
+    return Slow(n_estimators=50)
+"""
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="report-png-") as folder:
         root = Path(folder)
-        (root / "config.yml").write_text("ramp: {problem_name: iris, event_name: iris_2025}\n"
-                                         "worker: {worker_type: conda, hourly_price: 0.0416}\n")
-        event = load_event_config(root / "config.yml", runtime_files=False, check_env=False)
-        synthetic = synthetic_event(600, 12, aws_slots=3, seed=7)
+        shutil.copytree(EXAMPLE, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("events"))
+        for seconds in (2, 4, 6, 3):
+            submission = root / "submissions" / f"forest_{seconds}s"
+            submission.mkdir()
+            (submission / "estimator.py").write_text(textwrap.dedent(SLOW.format(seconds=seconds)))
+        event = load_event_config(root / "config.yml")
+        Dispatcher(event, LogReporter()).run()
         store = Store(event.store_path)
         try:
-            fill_store(store, synthetic)
-            data = with_prices(report_data(event, store, now=synthetic.end + 60), PriceList(None, root))
+            data = report_data(event, store)
         finally:
             store.close()
         html = root / "report.html"

@@ -47,6 +47,11 @@ class Report:
     peak_memory: PeakMemory
     aws: AwsCosts | None
 
+    @property
+    def span_seconds(self) -> float:
+        """From the first queued attempt to the last collection (utilisation's denominator)."""
+        return float(self.timeline.edges.max()) if self.timeline.n_runs else 0.0
+
 
 def build_report(data: ReportData) -> Report:
     names = tuple(dict.fromkeys([s.name for s in data.submissions] + [r.submission for r in data.runs]))

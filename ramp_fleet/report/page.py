@@ -20,7 +20,7 @@ from ramp_fleet.report.build import Report
 from ramp_fleet.report.costs import AwsCosts
 from ramp_fleet.report.export import log_path
 from ramp_fleet.report.failures import FailureGroup
-from ramp_fleet.report.stats import Quantiles
+from ramp_fleet.report.stats import NO_PEAK, Quantiles
 from ramp_fleet.report.timeline import PHASES
 from ramp_fleet.templating import render
 
@@ -74,6 +74,7 @@ def _summary(report: Report) -> dict[str, Any]:
         "runs_by_outcome": list(report.runs_by_outcome.items()),
         "slots": [(s.slot, s.runs, s.failed, duration(s.busy_seconds), f"{100 * s.utilisation:.0f} %")
                   for s in report.slots],
+        "span": duration(report.span_seconds),
         "phases": [(phase.replace("_", " "), *_quantile_cells(q)) for phase, q in report.phases.items()],
     }
 
@@ -113,7 +114,8 @@ def log_href(path: Path, link_base: Path | None) -> str:
 def _memory(report: Report) -> dict[str, Any]:
     memory = report.peak_memory
     top = zip(memory.submissions[:TOP_MEMORY], memory.mb[:TOP_MEMORY], strict=True)
-    return {"top_memory": [(name, f"{mb:,.0f} MB") for name, mb in top]}
+    return {"top_memory": [(name, f"{mb:,.0f} MB") for name, mb in top],
+            "no_peak": [(count, NO_PEAK[reason]) for reason, count in memory.without.items()]}
 
 
 def _aws(aws: AwsCosts | None) -> dict[str, Any] | None:

@@ -1,9 +1,11 @@
 """The report's figures, drawn with Bokeh (imported only when a page is rendered).
 
 Sizes matter at 10 000 runs: the timeline is one ``ColumnDataSource`` of
-compact columns (int8/int16/int32 indexes, float32 milliseconds from the
-event's start, which ``dodge`` shifts back to dates in the browser) shared by
-the four phase renderers ``timeline-<phase>``; submission names are stored
+compact columns (int8/int16/int32 indexes) shared by the four phase
+renderers ``timeline-<phase>``. Its five instants are float64 epoch
+milliseconds, drawn as they are: a float32 column shifted by the epoch in
+the browser (``dodge``) is computed in float32 there, whose step at today's
+epoch is 131 seconds, and snapped every bar to that grid. Submission names are stored
 once, in the ``submission-names`` source, and looked up by index for the
 tooltips. Canvas output, not WebGL: headless browsers and remote desktops
 have no GPU, and canvas draws 10 000 bars fast enough.
@@ -22,14 +24,17 @@ from bokeh.models import (
     HoverTool,
     LinearColorMapper,
     Range1d,
+    SingleIntervalTicker,
 )
 from bokeh.plotting import figure
 from bokeh.resources import Resources
-from bokeh.transform import dodge
 
 from ramp_fleet.report.build import Report
+from ramp_fleet.report.stats import log_scale
 from ramp_fleet.report.timeline import OUTCOMES, PHASES
 
+#: Up to this many submissions, the peak memory bars are labelled with their names.
+NAMED_BARS = 20
 #: Per phase: the colour of a run that went well (or still runs), failed, or ran again.
 PHASE_COLOURS = {
     "queue_wait": ("#c7c7c7", "#f4a6a6", "#fdd0a2"),
@@ -79,8 +84,8 @@ def _timeline(report: Report, name_of: CustomJSHover) -> Any:
     start_ms = timeline.start * 1000
     data: dict[str, Any] = {"lane": timeline.lane, "outcome": timeline.outcome,
                             "sub": timeline.submission, "attempt": timeline.attempt}
-    for i in range(5):
-        data[f"t{i}"] = (timeline.edges[:, i] * 1000).astype(np.float32)
+    for i in range(5):  # float64 epoch milliseconds: see the module docstring
+        data[f"t{i}"] = (timeline.start + timeline.edges[:, i]) * 1000.0
     source = ColumnDataSource(data, name="timeline-source")
     n_lanes = len(timeline.slots)
     span_ms = float(timeline.edges.max()) * 1000 or 60_000.0
@@ -96,7 +101,7 @@ def _timeline(report: Report, name_of: CustomJSHover) -> Any:
         palette = [PHASE_COLOURS[phase][_OUTCOME_KIND[outcome]] for outcome in OUTCOMES]
         mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(OUTCOMES) - 0.5)
         renderers.append(plot.hbar(
-            y="lane", left=dodge(f"t{i}", start_ms), right=dodge(f"t{i + 1}", start_ms),
+            y="lane", left=f"t{i}", right=f"t{i + 1}",
             height=_BAR_HEIGHT[phase], source=source, name=f"timeline-{phase}",
             line_color=None if phase == "queue_wait" else "white", line_width=0.5,
             fill_color={"field": "outcome", "transform": mapper},
@@ -113,12 +118,25 @@ def _timeline(report: Report, name_of: CustomJSHover) -> Any:
     return plot
 
 
+def _count_step(most: int) -> int:
+    """Whole-number ticks for counts of attempts: 1, 2, 5, 10, 20, 50..."""
+    k = 0
+    while most / ((1, 2, 5)[k % 3] * 10 ** (k // 3)) > 8:
+        k += 1
+    return (1, 2, 5)[k % 3] * 10 ** (k // 3)
+
+
 def _training(report: Report) -> Any:
     training = report.training
-    plot = figure(name="training-time", x_axis_type="log", height=260, sizing_mode="stretch_width",
+    log = log_scale(training)
+    plot = figure(name="training-time", x_axis_type="log" if log else "linear", height=260,
+                  sizing_mode="stretch_width",
                   y_range=Range1d(start=0, end=1.05 * max(int(training.counts.max()), 1)),
-                  tools="xpan,box_zoom,reset,save", x_axis_label="training time (s, log scale)",
+                  tools="xpan,box_zoom,reset,save",
+                  x_axis_label="training time (s, log scale)" if log else "training time (s)",
                   y_axis_label="attempts", output_backend="canvas")
+    plot.yaxis.ticker = SingleIntervalTicker(interval=_count_step(int(training.counts.max())))
+    plot.yaxis.minor_tick_line_color = None
     source = ColumnDataSource({"left": training.edges[:-1], "right": training.edges[1:],
                                "count": training.counts}, name="training-source")
     bars = plot.quad(top="count", bottom=0, left="left", right="right", source=source,
@@ -142,6 +160,10 @@ def _memory(report: Report, name_of: CustomJSHover) -> Any:
                   output_backend="canvas")
     bars = plot.vbar(x="rank", top="mb", width=0.9, source=source, line_color=None,
                      fill_color=PHASE_COLOURS["setup"][0], name="memory-bars")
+    if len(memory.mb) <= NAMED_BARS:  # a few submissions: their names under their bars
+        plot.xaxis.ticker = FixedTicker(ticks=list(range(len(memory.mb))))
+        plot.xaxis.major_label_overrides = dict(enumerate(memory.submissions))
+        plot.xaxis.major_label_orientation = 0.6 if len(memory.mb) > 6 else 0.0
     plot.add_tools(HoverTool(renderers=[bars], tooltips=[("submission", "@sub{name}"),
                                                          ("peak MB", "@mb{0,0}")],
                              formatters={"@sub": name_of}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,10 +44,22 @@ class TrainingTimes:
 
 @dataclass(frozen=True)
 class PeakMemory:
-    """Highest peak memory measured for each submission, highest first."""
+    """Highest peak memory measured for each submission, highest first; and how many
+    attempts have none, by reason."""
 
     submissions: tuple[str, ...]
     mb: tuple[float, ...]
+    #: Reason → attempts without a peak (see :data:`NO_PEAK`).
+    without: dict[str, int] = field(default_factory=dict)
+
+
+#: Why an attempt has no peak memory.
+NO_PEAK = {
+    "never_ran": "never started training (its setup failed, or it was stopped before)",
+    "running": "still running",
+    "not_measured": "not measured (run by an older ramp-fleet, or by a custom worker that "
+                    "starts ramp-test without the runner)",
+}
 
 
 def failed_mask(timeline: Timeline) -> np.ndarray:
@@ -80,17 +92,30 @@ def phase_stats(timeline: Timeline) -> dict[str, Quantiles | None]:
     return {phase: quantiles(durations[:, i]) for i, phase in enumerate(PHASES)}
 
 
-def training_times(timeline: Timeline, bins: int = 40) -> TrainingTimes:
-    """Log-spaced bins from 1 s (training times run from seconds to hours)."""
+def training_times(timeline: Timeline, max_bins: int = 40) -> TrainingTimes:
+    """A histogram of training times: log-spaced bins when they span a factor of ten or more
+    (seconds to hours), else even ones; about the square root of the runs in bins (a handful
+    of runs gets a handful of bars, not forty slivers)."""
     seconds = timeline.durations()[timeline.trained, 2]
     if seconds.size == 0:
         empty = np.zeros(0)
         return TrainingTimes(seconds, empty, empty.astype(np.int64))
+    bins = int(np.clip(np.ceil(np.sqrt(seconds.size)), 3, max_bins))
     low = max(float(seconds.min()), 1.0)
     high = max(float(seconds.max()), low * 1.01)
-    edges = np.geomspace(low, high, bins + 1)
-    counts, _ = np.histogram(np.clip(seconds, low, high), bins=edges)
+    if high / low >= 10:
+        edges = np.geomspace(low, high, bins + 1)
+    else:
+        pad = max(0.5, 0.05 * (high - low))
+        edges = np.linspace(max(low - pad, 0.0), high + pad, bins + 1)
+    counts, _ = np.histogram(np.clip(seconds, edges[0], edges[-1]), bins=edges)
     return TrainingTimes(seconds, edges, counts)
+
+
+def log_scale(training: TrainingTimes) -> bool:
+    """Whether the histogram's bins are log-spaced."""
+    edges = training.edges
+    return edges.size > 2 and not np.allclose(np.diff(edges), edges[1] - edges[0])
 
 
 def peak_memory(data: ReportData) -> PeakMemory:
@@ -100,8 +125,16 @@ def peak_memory(data: ReportData) -> PeakMemory:
     ]:
         if mb is not None:
             peaks[name] = max(mb, peaks.get(name, mb))
+    without = dict.fromkeys(NO_PEAK, 0)
+    for run in data.runs:
+        if run.peak_memory_mb is not None:
+            continue
+        reason = ("running" if run.outcome == Outcome.RUNNING else
+                  "never_ran" if run.launched is None else "not_measured")
+        without[reason] += 1
     ordered = sorted(peaks.items(), key=lambda item: (-item[1], item[0]))
-    return PeakMemory(tuple(name for name, _ in ordered), tuple(mb for _, mb in ordered))
+    return PeakMemory(tuple(name for name, _ in ordered), tuple(mb for _, mb in ordered),
+                      {reason: count for reason, count in without.items() if count})
 
 
 def success_rate(counts: dict[str, int]) -> float | None:

@@ -40,11 +40,32 @@ BAR_POSITION_JS = """(name) => {
   const data = renderer.data_source.data;
   const i = Array.from(data.sub).indexOf(sub);
   if (sub < 0 || i < 0) return null;
-  const x = renderer.glyph.left.transform.value + (data.t2[i] + data.t3[i]) / 2;
+  const x = (data.t2[i] + data.t3[i]) / 2;
   const view = [...Bokeh.index.all_views()].find((v) => v.model.name === 'timeline');
   view.el.scrollIntoView({block: 'start'});
   const box = view.el.getBoundingClientRect();
   return {x: box.left + view.frame.x_scale.compute(x), y: box.top + view.frame.y_scale.compute(data.lane[i])};
+}"""
+#: Where BokehJS drew every bar of the timeline: each phase renderer's edges in data space
+#: (epoch milliseconds, after any transform) and on screen (pixels), and two points of the
+#: x scale to map one onto the other.
+DRAWN_BARS_JS = """() => {
+  const doc = Bokeh.documents[0];
+  const views = [...Bokeh.index.all_views()];
+  const plot = views.find((v) => v.model.name === 'timeline');
+  const meta = JSON.parse(document.getElementById('report-meta').textContent);
+  const data = doc.get_model_by_name('timeline-source').data;
+  const scale = plot.frame.x_scale, a = plot.frame.x_range.start, b = plot.frame.x_range.end;
+  const out = {scale: [a, b, scale.compute(a), scale.compute(b)], phases: {},
+               sub: Array.from(data.sub), attempt: Array.from(data.attempt),
+               names: doc.get_model_by_name('submission-names').data.name};
+  for (const name of meta.timeline_renderers) {
+    const renderer = doc.get_model_by_name(name);
+    const glyph = views.find((v) => v.model === renderer).glyph;
+    out.phases[name] = {left: Array.from(glyph.left), right: Array.from(glyph.right),
+                        sleft: Array.from(glyph.sleft), sright: Array.from(glyph.sright)};
+  }
+  return out;
 }"""
 _REMOTE = re.compile(r"^(https?|wss?)://")
 
@@ -60,6 +81,8 @@ class PageCheck:
     tags: dict[str, int] = field(default_factory=dict)
     #: The timeline's tooltip over the hovered submission's bar.
     tooltip: str = ""
+    #: Where the bars were drawn (see :data:`DRAWN_BARS_JS`).
+    drawn: dict[str, Any] = field(default_factory=dict)
 
 
 def open_report(html: Path, screenshot: Path, *, hover: str | None = None, full_page: bool = False,
@@ -88,6 +111,8 @@ def open_report(html: Path, screenshot: Path, *, hover: str | None = None, full_
             )
             counted = page.evaluate(COUNT_BARS_JS)
             check.meta, check.bars = counted["meta"], counted["bars"]
+            if check.meta["n_runs"]:
+                check.drawn = page.evaluate(DRAWN_BARS_JS)
             if hover is not None:
                 position = page.evaluate(BAR_POSITION_JS, hover)
                 assert position is not None, f"no training bar of {hover!r} in the timeline"
@@ -100,6 +125,39 @@ def open_report(html: Path, screenshot: Path, *, hover: str | None = None, full_
         finally:
             context.close()
     return check
+
+
+@dataclass(frozen=True)
+class Misplaced:
+    """How far the drawn bars are from where their records put them."""
+
+    worst_ms: float
+    worst_px: float
+    bars: int
+
+
+def misplaced(drawn: dict[str, Any], expected: dict[tuple[str, int], list[float]]) -> Misplaced:
+    """Compare every drawn bar edge with ``expected[(submission, attempt)]``: the five instants
+    of the attempt (queued, setup start, launch, end, collection), epoch seconds (attempts
+    not in ``expected`` are not compared)."""
+    a, b, sa, sb = drawn["scale"]
+
+    def screen(ms: float) -> float:
+        return sa + (ms - a) * (sb - sa) / (b - a)
+
+    worst_ms = worst_px = 0.0
+    count = 0
+    for phase, edges in enumerate(drawn["phases"].values()):
+        for row, (sub, attempt) in enumerate(zip(drawn["sub"], drawn["attempt"], strict=True)):
+            instants = expected.get((drawn["names"][sub], attempt))
+            if instants is None:
+                continue
+            for side, index in (("left", phase), ("right", phase + 1)):
+                want_ms = instants[index] * 1000
+                worst_ms = max(worst_ms, abs(edges[side][row] - want_ms))
+                worst_px = max(worst_px, abs(edges[f"s{side}"][row] - screen(want_ms)))
+            count += 1
+    return Misplaced(worst_ms, worst_px, count)
 
 
 def colour_spread(png: Path) -> tuple[int, float]:

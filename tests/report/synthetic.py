@@ -63,13 +63,16 @@ def synthetic_event(
     n_waiting: int = 3,
     seed: int = 0,
     names: tuple[str, ...] = (),
+    start: float = START,
+    stretch: float = 1.0,
 ) -> SyntheticEvent:
-    """``names`` are used first for the submissions (then ``submission_000000042``...)."""
+    """``names`` are used first for the submissions (then ``submission_000000042``...);
+    the event begins at ``start`` (epoch seconds), its trainings ``stretch`` times as long."""
     rng = np.random.default_rng(seed)
-    event = SyntheticEvent()
+    event = SyntheticEvent(end=start)
     width = max(2, len(str(n_slots)))
     slots = [f"{'aws' if s < aws_slots else 'conda'}-{s + 1:0{width}d}" for s in range(n_slots)]
-    cursor = np.full(n_slots, START) + rng.uniform(0, 30, n_slots)
+    cursor = np.full(n_slots, start) + rng.uniform(0, 30, n_slots)
     instance: list[InstanceRecord | None] = [None] * n_slots
     pending: list[tuple[str, int, float]] = []  # retries waiting for a slot, and since when
     counter = 0
@@ -81,10 +84,10 @@ def synthetic_event(
         else:
             name = names[counter] if counter < len(names) else f"submission_{counter:09d}"
             attempt, counter = 1, counter + 1
-            queued = max(START, setup_start - rng.exponential(600))
+            queued = max(start, setup_start - rng.exponential(600))
         aws = s < aws_slots
         launched = setup_start + (rng.uniform(40, 120) if aws else rng.uniform(1, 5))
-        ended = launched + float(np.clip(rng.lognormal(5.5, 0.9), 3, 7200))
+        ended = launched + stretch * float(np.clip(rng.lognormal(5.5, 0.9), 3, 7200))
         collected = ended + (rng.uniform(5, 30) if aws else rng.uniform(0.2, 2))
         run = RunRecord(name, attempt, slots[s], "aws" if aws else "conda", queued, setup_start, launched,
                         ended, collected, Outcome.SCORED, 0, None,

@@ -12,7 +12,8 @@ from ramp_fleet.report import build_report, render_html
 from ramp_fleet.report.plots import PHASE_COLOURS
 from ramp_fleet.report.source import report_data
 from ramp_fleet.store import Store
-from tests.report.browser import colour_spread, open_report
+from ramp_fleet.store.records import RunRecord
+from tests.report.browser import colour_spread, misplaced, open_report
 from tests.report.synthetic import fill_store, synthetic_event
 
 #: A name `submit` accepts: markup in it must stay text everywhere on the page.
@@ -88,3 +89,42 @@ def test_the_meta_block_is_json(page: tuple[Path, int]) -> None:
     meta = json.loads(text[start:text.index("</script>", start)])
     assert meta["n_runs"] == n_runs and meta["event"] == "browser_test"
     assert meta["slots"] == ["aws-01", "aws-02", *(f"conda-{i:02d}" for i in range(3, 9))]
+
+
+def complete_attempts(runs: list[RunRecord]) -> dict[tuple[str, int], list[float]]:
+    """The five instants of every attempt that went through all of them, as recorded."""
+    return {(run.submission, run.attempt): [run.queued, run.setup_start, run.launched, run.ended,
+                                            run.collected]
+            for run in runs if None not in (run.setup_start, run.launched, run.ended, run.collected)}
+
+
+@pytest.mark.parametrize(("stretch", "hours"), [(1, (4, 12)), (40, (200, 400))],
+                         ids=["6 hours", "10 days"])
+def test_every_bar_of_a_long_event_is_where_its_attempt_was(
+    chromium: Path, tmp_path: Path, stretch: float, hours: tuple[float, float]
+) -> None:
+    """Epochs of today (1.8e12 ms): a float32 column shifted by the epoch in the browser
+    snaps every edge to a 131-second grid."""
+    root = tmp_path / "event"
+    root.mkdir()
+    (root / "config.yml").write_text("ramp: {problem_name: iris, event_name: long}\n"
+                                     "worker: {worker_type: conda}\n")
+    event = load_event_config(root / "config.yml", runtime_files=False, check_env=False)
+    store = Store(event.store_path)
+    try:
+        start = 1_796_000_000.0
+        synthetic = synthetic_event(300, 4, seed=11, start=start, stretch=stretch)
+        assert hours[0] < (synthetic.end - start) / 3600 < hours[1]
+        fill_store(store, synthetic)
+        data = report_data(event, store, now=synthetic.end + 60)
+    finally:
+        store.close()
+    html = root / "report.html"
+    html.write_text(render_html(build_report(data), link_base=root), encoding="utf-8")
+    check = open_report(html, tmp_path / "long.png")
+    expected = complete_attempts(list(data.runs))
+    placed = misplaced(check.drawn, expected)
+    print(f"{(synthetic.end - start) / 3600:.0f} h: {placed.bars} bars, "
+          f"worst {placed.worst_ms:.3f} ms, {placed.worst_px:.3f} px")
+    assert placed.bars >= 4 * len(expected) > 0
+    assert placed.worst_ms <= 1.0 and placed.worst_px <= 1.0

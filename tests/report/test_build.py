@@ -14,6 +14,7 @@ from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.report import ReportData, as_json, build_report
 from ramp_fleet.report.prices import API_SOURCE, CONFIG_SOURCE, NO_SOURCE, SPOT_NOTE, PriceList
 from ramp_fleet.report.source import report_data, with_prices
+from ramp_fleet.report.stats import log_scale
 from ramp_fleet.store import Store
 from tests.conftest import EventFactory
 from tests.report import small_event
@@ -88,6 +89,10 @@ def test_training_times_and_peak_memory(data: ReportData) -> None:
     assert report.phases["training"] is not None
     assert report.peak_memory.submissions == ("beta", "alpha", "gamma")
     assert report.peak_memory.mb == (1500.0, 900.0, 300.0)
+    # delta's two attempts ran unmeasured, epsilon's setup failed, eta is still running.
+    assert report.peak_memory.without == {"never_ran": 1, "running": 1, "not_measured": 2}
+    # Five training times within a factor of ten: a few even bins, not forty slivers.
+    assert report.training.edges.size - 1 == 3 and not log_scale(report.training)
     by_slot = {s.slot: s for s in report.slots}
     assert (by_slot["aws-1"].runs, by_slot["aws-1"].failed) == (3, 2)
     assert by_slot["aws-1"].busy_seconds == pytest.approx((680 - 10) + (1000 - 681) + (1005 - 1001))

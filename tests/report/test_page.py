@@ -38,6 +38,13 @@ def test_every_value_is_escaped(tmp_path: Path) -> None:
     assert "<b>event</b>" not in html and "iris &lt;b&gt;event&lt;/b&gt;: operator&#39;s report" in html
 
 
+def test_utilisation_says_over_which_span_and_missing_peaks_say_why(tmp_path: Path) -> None:
+    html = render_html(build_report(small_data(tmp_path / "logs")), link_base=tmp_path)
+    assert "Utilisation: busy time over the 30.0 min" in html  # to the report: eta runs
+    assert ("Attempts without a peak:\n1 never started training (its setup failed, or it was "
+            "stopped before); 1 still running; 2 not measured") in html
+
+
 def test_failures_link_to_their_logs(tmp_path: Path) -> None:
     html = render_html(build_report(small_data(tmp_path / "logs")), link_base=tmp_path)
     assert '<a href="logs/gamma/log">gamma</a>' in html

@@ -19,9 +19,10 @@ from ramp_fleet.report import build_report, render_html
 from ramp_fleet.report.source import report_data
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import Outcome
-from tests.conftest import EventFactory
+from tests.conftest import EventFactory, write_submission
 from tests.fixtures.sshd import free_port
-from tests.report.browser import colour_spread, open_report
+from tests.report.browser import colour_spread, misplaced, open_report
+from tests.report.test_browser import complete_attempts
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -68,6 +69,46 @@ def test_a_conda_event_that_ran_is_reported_and_renders(
     assert set(check.bars.values()) == {3}, "one bar per run in every phase"
     colours, spread = colour_spread(tmp_path / "report.png")
     assert colours > 50 and spread > 5
+
+
+SLOW = """
+import time
+from sklearn.linear_model import LogisticRegression
+
+
+class Slow(LogisticRegression):
+    def fit(self, X, y):
+        time.sleep(4)
+        return super().fit(X, y)
+
+
+def get_estimator():
+    return Slow(max_iter=500)
+"""
+
+
+def test_a_short_event_draws_every_bar_where_its_attempt_was(
+    make_event: EventFactory, chromium: Path, tmp_path: Path
+) -> None:
+    """The new user's event of issue 23 (3 good, 1 failing, 1 slow, 2 slots, under 30 s): the
+    timeline was empty, every bar edge snapped to the same 131-second step."""
+    config = make_event(("logreg", "knn", "random_forest", "broken"))
+    write_submission(config.parent / "submissions", "slow", SLOW)
+    Dispatcher(load_event_config(config), Quiet()).run()
+    store = Store(load_event_config(config).store_path)
+    runs = store.runs()
+    store.close()
+    assert len(runs) == 5 and max(r.collected or 0 for r in runs) - min(r.queued for r in runs) < 30
+    _, page = report_of(config, tmp_path)
+    check = open_report(page, tmp_path / "report.png")
+    placed = misplaced(check.drawn, complete_attempts(runs))
+    print(f"short event: {placed.bars} bars, worst {placed.worst_ms:.3f} ms, {placed.worst_px:.3f} px")
+    assert placed.bars == 4 * 5
+    assert placed.worst_ms <= 1.0 and placed.worst_px <= 1.0
+    training = check.drawn["phases"]["timeline-training"]
+    widths = [right - left for left, right in zip(training["sleft"], training["sright"],
+                                                  strict=True)]
+    assert min(widths) >= 2, f"every training bar is visible: {widths}"
 
 
 def test_an_aws_event_reports_its_instances_and_cost(

@@ -23,6 +23,7 @@ import contextlib
 import io
 import os
 import stat
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -89,9 +90,17 @@ def receive_archive(archive: bytes | Path, destination: Path, limits: Limits) ->
             fill(destination, limits, _archive_entries(reader))
         except UnsafeResult:
             raise
-        except (EOFError, OSError) as exc:  # gzip's errors (BadGzipFile is an OSError)
-            raise UnsafeResult(f"not a readable .tar.gz archive ({exc.__class__.__name__}: "
-                               f"{exc})") from None
+        except OSError as exc:
+            if exc.errno is not None:  # our disk's fault (full, read-only), not the archive's
+                raise
+            raise _unreadable(exc) from None
+        except (EOFError, zlib.error) as exc:
+            raise _unreadable(exc) from None
+
+
+def _unreadable(exc: BaseException) -> UnsafeResult:
+    """gzip's errors (BadGzipFile is an OSError without errno), a stream cut short."""
+    return UnsafeResult(f"not a readable .tar.gz archive ({exc.__class__.__name__}: {exc})")
 
 
 def _archive_entries(reader: TarReader) -> Iterator[tuple[str, int, IO[bytes] | None]]:

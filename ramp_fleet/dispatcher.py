@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ramp_fleet.config import EventConfig
+from ramp_fleet.faults import cleanups, log_failure, outside_fault
 from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.scoring import ScoreError
@@ -82,6 +83,10 @@ class Dispatcher:
         self.shared: Any = None
         self._stop_launching = threading.Event()
         self._kill_now = threading.Event()
+        #: An operator asked it to stop (a signal): ``dispatch`` then exits with 130.
+        self.interrupted = False
+        #: The outside fault that stopped the dispatcher (its store could not be written).
+        self._fatal: BaseException | None = None
         self._done = threading.Event()
         self._wake = threading.Condition()
         #: Set (under ``_wake``) by every notification, cleared by the main loop when it
@@ -102,6 +107,7 @@ class Dispatcher:
 
     def request_stop(self) -> None:
         """First call: finish what runs. Second call: stop the runs now."""
+        self.interrupted = True
         if not self._stop_launching.is_set():
             self._stop_launching.set()
             self.reporter.message("stopping: no new runs; interrupt again to stop the runs now")
@@ -113,8 +119,8 @@ class Dispatcher:
             for worker in workers:
                 try:
                     worker.kill_submission()
-                except Exception:
-                    logger.exception("could not stop %s", worker.submission)
+                except Exception as exc:
+                    log_failure(logger, f"could not stop {worker.submission}", exc)
         self._notify()
 
     def _notify(self) -> None:
@@ -125,6 +131,18 @@ class Dispatcher:
     # -- the main loop ------------------------------------------------------------
 
     def run(self) -> Summary:
+        """Serve the event until done; an outside fault that stops it is one
+        :class:`~ramp_fleet.faults.OutsideFault` (the first one: what fails while releasing
+        is logged after it)."""
+        try:
+            return self._run_locked()
+        except Exception as exc:
+            fault = outside_fault(exc)
+            if fault is None or fault is exc:
+                raise
+            raise fault from exc
+
+    def _run_locked(self) -> Summary:
         with DispatcherLock(self.event.store_path, self.event.event_name):
             store = Store(self.event.store_path)
             try:
@@ -139,16 +157,23 @@ class Dispatcher:
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
                         with self._metrics():
                             self._serve(store)
+                            if self._fatal is not None:
+                                raise self._fatal
                             self.observers.tick(store, final=True)
                     finally:
-                        if self.scorer is not None:
-                            self.scorer.close()
-                        self.worker_cls.close_shared(self.shared)
+                        cleanups(("stopping the scorer", self._close_scorer),
+                                 (f"releasing the {self._slot_prefix} workers",
+                                  lambda: self.worker_cls.close_shared(self.shared)))
                 finally:
-                    self.observers.close()  # after the runs: what they recorded is sent
+                    # After the runs: what they recorded is sent.
+                    cleanups(("sending what the runs recorded", self.observers.close))
                 return self._summary(store)
             finally:
-                store.close()
+                cleanups(("closing the store", store.close))
+
+    def _close_scorer(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
 
     @contextmanager
     def _metrics(self) -> Iterator[None]:
@@ -205,6 +230,8 @@ class Dispatcher:
                 self._discover(store)
                 self.observers.tick(store)
                 next_look = time.monotonic() + interval
+            if self._fatal is not None:
+                return
             if self._stop_launching.is_set() and store.outstanding()[1] == 0:
                 return
             if policy == "exit" and not store.unfinished() and not self._discover(store):
@@ -225,15 +252,36 @@ class Dispatcher:
 
     def _slot(self, store: Store, label: str) -> None:
         while not self._stop_launching.is_set():
-            submission = store.claim_next(label, self.event.worker_type)
-            if submission is None:
-                self._idle(store)
-                continue
             try:
+                submission = store.claim_next(label, self.event.worker_type)
+                if submission is None:
+                    self._idle(store)
+                    continue
                 self._run(store, submission, label)
-            except Exception:  # a bug must not take the slot down silently
-                logger.exception("slot %s failed on %s", label, submission.name)
+            except Exception as exc:
+                # What escapes a run is the store's (the run's own errors are recorded):
+                # the outside world's, it stops the dispatcher; a bug's, this slot goes on.
+                fault = outside_fault(exc)
+                if fault is not None:
+                    self._stop_for(fault)
+                    return
+                logger.exception("slot %s failed", label)
             self._notify()
+
+    def _stop_for(self, fault: BaseException) -> None:
+        """The event cannot be served any more (its store cannot be written): stop now."""
+        with self._active_lock:
+            if self._fatal is None:
+                self._fatal = fault
+            workers = list(self._active.values())
+        self._stop_launching.set()
+        self._kill_now.set()
+        for worker in workers:
+            try:
+                worker.kill_submission()
+            except Exception as exc:
+                log_failure(logger, f"could not stop {worker.submission}", exc)
+        self._notify()
 
     def _idle(self, store: Store) -> None:
         ready_at = store.next_ready_at()
@@ -274,8 +322,12 @@ class Dispatcher:
         except WorkerRetry as retry:
             again = retry
         except Exception as exc:
+            fault = outside_fault(exc)
             if self._kill_now.is_set():  # stopped by the operator mid-way: runs again
                 again = _Interrupted("stopped by the dispatcher")
+            elif fault is not None:  # not the submission's doing: it runs again later
+                logger.debug("%s: %s", name, fault, exc_info=True)
+                again = WorkerRetry(str(fault))
             else:
                 message = _one_line(exc)
                 logger.debug("%s: %s", name, message, exc_info=True)

@@ -25,6 +25,7 @@ from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts, RemoteHost, SSHSettin
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import UsageError
+from ramp_fleet.faults import cleanups, log_failure, outside_fault
 from ramp_fleet.store.records import InstanceLog, InstanceRecord
 
 logger = logging.getLogger("ramp_fleet.aws")
@@ -238,8 +239,8 @@ class Fleet:
                 logger.info("terminating %d idle instance(s)", len(expired))
                 try:
                     self._terminate(expired)
-                except Exception:
-                    logger.exception("terminating idle instances failed; reaped at stop")
+                except Exception as exc:
+                    log_failure(logger, "terminating idle instances failed; reaped at stop", exc)
 
     def instance_count(self) -> int:
         """Instances this fleet holds: lent to a run, being launched, or idle."""
@@ -276,11 +277,16 @@ class Fleet:
             self._idle = []
             self._busy = {}
         try:
-            if leases:
-                self._terminate(leases)
-        finally:
-            if reap:
-                self.reap()
+            cleanups(("terminating the event's instances",
+                      lambda: self._terminate(leases) if leases else None),
+                     *([("reaping the event's instances left by tag", self.reap)] if reap else []))
+        except Exception as exc:
+            fault = outside_fault(exc)
+            if fault is None:
+                raise
+            held = ", ".join(lease.instance_id for lease in leases) or "none held"
+            raise fault.and_then(f"instances of the event may still run ({held}): they are "
+                                 "reaped at the next start, or by `ramp-fleet reap`") from exc
         if self._janitor is not None:
             self._janitor.join(timeout=10)
         if self.instance_log is not None:

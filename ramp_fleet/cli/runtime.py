@@ -14,6 +14,7 @@ import yaml
 
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import UsageError
+from ramp_fleet.faults import cleanups
 from ramp_fleet.text import strict_json, strict_json_text, visible
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def submit(config: Path, path: Path, name: str | None) -> None:
     click.echo(f"submitted {added!r} to event {event.event_name!r}")
 
 
+#: Exit status of a dispatch an operator's signal stopped (as a shell reports Ctrl-C).
+INTERRUPTED = 130
+
+
 @contextmanager
 def _stop_on_signals(request_stop: Any) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -104,19 +109,23 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
         from ramp_fleet.ramp_board.sync import connect
 
         board = connect(event, deployment_config)
+        earlier = board.set_aside_earlier_life(event.store_path)
+        if earlier:
+            click.echo(f"note: {earlier}", err=True)
     reporter = make_reporter()
     try:
         dispatcher = Dispatcher(event, reporter, observers=[board] if board else [], source=board)
         with _stop_on_signals(dispatcher.request_stop):
             summary = dispatcher.run()
     finally:
-        reporter.close()
-        if board is not None:
-            board.close()
+        cleanups(("stopping the live view", reporter.close),
+                 *([("closing ramp-board's connection", board.close)] if board else []))
     click.echo(
         f"{summary.scored} scored, {summary.training_error} training errors, "
         f"{summary.checking_error} checking errors, {summary.waiting} waiting"
     )
+    if dispatcher.interrupted:
+        sys.exit(INTERRUPTED)
     if summary.total == 0 and board is not None:
         click.echo(f"warning: event {event.event_name!r} has no submissions to train in "
                    f"ramp-board's database {board.client.where}", err=True)

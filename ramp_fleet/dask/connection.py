@@ -107,7 +107,8 @@ class DaskConnection:
                 except Exception as exc:  # OSError, TimeoutError, TLS errors...
                     attempt.failed(exc)
         except WaitTimeout as exc:
-            raise DaskUnavailable(str(exc)) from exc.__cause__
+            raise DaskUnavailable(f"{exc}; check that the Dask scheduler runs there "
+                                  "(worker.dask_scheduler) and the network") from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -57,6 +57,10 @@ class RampBoardError(RampFleetError):
     """ramp-board's database refused or could not do what was asked (one line, no password)."""
 
 
+class DatabaseUnavailable(RampBoardError):
+    """ramp-board's database could not be reached (in time): a fault of the outside world."""
+
+
 class _Unavailable(Exception):
     """Worth another try: the helper died or hung, or the database could not be reached."""
 
@@ -319,6 +323,11 @@ class RampBoardClient:
         result = self._call("states", {"event_name": event_name})
         return {int(sid): str(state) for sid, state in result.items()}
 
+    def submitted(self, event_name: str) -> dict[int, float]:
+        """When each submission of the event was made, in epoch seconds."""
+        result = self._call("submitted", {"event_name": event_name})
+        return {int(sid): float(when) for sid, when in result.items()}
+
     # -- life cycle -----------------------------------------------------------
 
     @property
@@ -357,11 +366,11 @@ class RampBoardClient:
                     except _Unavailable as exc:
                         message = self._clean(f"ramp-board's {op} ({self.where}): {exc}")
                         if not retry:
-                            raise RampBoardError(message) from None
+                            raise DatabaseUnavailable(message) from None
                         logger.warning("%s; trying again (attempt %d)", message, attempt.number)
                         attempt.failed(_Unavailable(self._clean(str(exc))))
             except WaitTimeout as exc:
-                raise RampBoardError(self._clean(str(exc))) from None
+                raise DatabaseUnavailable(self._clean(str(exc))) from None
         raise AssertionError("unreachable")  # pragma: no cover - Backoff returns or raises
 
     def _round_trip(self, op: str, request: dict[str, Any]) -> Any:

@@ -85,6 +85,7 @@ class Board:
             "update_leaderboards": self.update_leaderboards,
             "reset_interrupted": self.reset_interrupted,
             "states": self.states,
+            "submitted": self.submitted,
         }
 
     # -- plumbing -------------------------------------------------------------
@@ -278,6 +279,18 @@ class Board:
 
         rows = self._event_submissions(session, event_name, Submission.id, Submission.state)
         return {str(sid): state for sid, state in rows.order_by(Submission.id)}
+
+
+    def submitted(self, session: Any, event_name: str) -> dict[str, float]:
+        """When each submission of the event was made (epoch seconds; ramp-board keeps UTC)."""
+        import datetime
+
+        from ramp_database.model import Submission
+
+        rows = self._event_submissions(session, event_name, Submission.id,
+                                       Submission.submission_timestamp)
+        return {str(sid): stamp.replace(tzinfo=datetime.timezone.utc).timestamp()  # noqa: UP017 - 3.8+
+                for sid, stamp in rows if stamp is not None}
 
 
 def _basename(submission_id: int) -> str:

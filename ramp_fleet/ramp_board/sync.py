@@ -19,23 +19,34 @@ database never holds a run up. While the database is away, writes wait in
 order and are sent when it is back; what a dispatcher could not send before
 it stopped is re-sent at the next start, from the store (:meth:`BoardSync.start`),
 so nothing is lost and nothing is scored twice (every write is idempotent).
+
+A store can belong to an earlier life of the event (a test event deleted and
+deployed again under the same name): its submissions are not the database's
+any more — their ids are gone, or the database's were made after the store
+recorded them. Re-sending its results would write them onto strangers'
+submissions (or fail on ids that no longer exist), so it is recognised before
+anything is sent (:meth:`BoardSync.set_aside_earlier_life`): kept, renamed
+beside itself, and a fresh store serves the event as it is now. A store the
+database merely missed writes from (an outage) is re-sent, never set aside.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
 from ramp_fleet.observers import Finished, RunObserver
-from ramp_fleet.ramp_board.client import RampBoardClient, RampBoardError
-from ramp_fleet.store import State, Store, Submission
+from ramp_fleet.ramp_board.client import DatabaseUnavailable, RampBoardClient, RampBoardError
+from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.states import FINAL
 
 logger = logging.getLogger("ramp_fleet.ramp_board")
@@ -135,6 +146,43 @@ class BoardSync(RunObserver):
         #: Writes that were given up on (the database away for too long); re-sent next start.
         self.unsent = 0
 
+    # -- a store of an earlier life of the event -----------------------------------------
+
+    def set_aside_earlier_life(self, store_path: Path) -> str | None:
+        """If the store at ``store_path`` belongs to an earlier life of the event in ramp-board,
+        rename it aside and say so (one line); None when it is this life's (or there is none)."""
+        if not store_path.exists():
+            return None
+        with DispatcherLock(store_path, self.event.event_name):
+            store = Store(store_path)
+            try:
+                why = self._earlier_life(store)
+            finally:
+                store.close()
+            if why is None:
+                return None
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            aside = store_path.with_name(f"{store_path.stem}.earlier-life-{stamp}{store_path.suffix}")
+            for suffix in ("", "-wal", "-shm"):  # SQLite's own files go with it
+                if Path(f"{store_path}{suffix}").exists():
+                    os.rename(f"{store_path}{suffix}", f"{aside}{suffix}")
+        return (f"the store {store_path} belongs to an earlier life of event "
+                f"'{self.event.event_name}' in ramp-board ({why}): kept as {aside}; serving the "
+                "event as the database has it now")
+
+    def _earlier_life(self, store: Store) -> str | None:
+        made = self.client.submitted(self.event.event_name)
+        ours = [row for row in store.all() if row.source_id is not None]
+        gone = [row.name for row in ours if row.source_id not in made]
+        remade = [row.name for row in ours if row.source_id in made
+                  and made[row.source_id] > row.submitted + CLOCK_SLACK]
+        if gone:
+            return f"{_some(gone)} {'is' if len(gone) == 1 else 'are'} not in its database"
+        if remade:
+            return (f"{_some(remade)} {'was' if len(remade) == 1 else 'were'} made there after "
+                    "this store recorded it")
+        return None
+
     # -- start: what a previous dispatcher left, then the first look --------------------
 
     def start(self, store: Store) -> list[str]:
@@ -142,6 +190,8 @@ class BoardSync(RunObserver):
         dead dispatcher left back to ``new``, read the new submissions; then follow on."""
         try:
             info = self.client.check_event(self.event.event_name)
+        except DatabaseUnavailable:
+            raise  # the outside world's (exit status 1), said in one line
         except RampBoardError as exc:
             self.client.close()
             raise UsageError(str(exc)) from None
@@ -319,6 +369,15 @@ class BoardSync(RunObserver):
         if self.unsent:
             logger.error("ramp-board: %d write(s) could not be sent; they are re-sent at the "
                          "next start", self.unsent)
+
+
+#: A submission the database says was made this long after the store recorded it is not it.
+CLOCK_SLACK = 300.0
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def connect(event: EventConfig, deployment_config: Path | None = None) -> BoardSync:

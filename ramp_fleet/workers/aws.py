@@ -32,6 +32,7 @@ from ramp_fleet.aws.instances import InstanceError
 from ramp_fleet.aws.ssh import ConnectionLost, HostKeyChanged
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import CommandError, RampFleetError
+from ramp_fleet.faults import log_failure
 from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.results import LogSource, RunOutput
 from ramp_fleet.sandbox.spec import Report
@@ -153,9 +154,10 @@ class AWSWorker(BaseWorker):
         try:
             if lease is not None and fleet is not None:
                 fleet.release(lease, reusable=self._reusable(lease))
-        except Exception:
-            logger.exception("%s: releasing instance %s failed; it is reaped by tag at "
-                             "dispatcher stop", self.submission, lease and lease.instance_id)
+        except Exception as exc:
+            log_failure(logger, f"{self.submission}: releasing instance "
+                                f"{lease and lease.instance_id} failed; it is reaped by tag at "
+                                "dispatcher stop", exc)
         finally:
             if self._scratch is not None:
                 self._scratch.cleanup()

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 from ramp_fleet.archive import Limits, UnsafeResult
 from ramp_fleet.config.sections import CustomWorkerSection, WorkerSection
 from ramp_fleet.errors import RampFleetError
+from ramp_fleet.faults import log_failure
 from ramp_fleet.isolation import settings as isolation_settings
 from ramp_fleet.process import TIMEOUT_RETURNCODE
 from ramp_fleet.ramp_test import Collect, RunCommand, ramp_test_command
@@ -442,8 +443,8 @@ class BaseWorker:
         self.stopping.set()
         try:
             self.teardown()
-        except Exception:
-            logger.exception("teardown of %s failed", self.submission)
+        except Exception as exc:
+            log_failure(logger, f"teardown of {self.submission} failed", exc)
         finally:
             if self._report_dir is not None:
                 shutil.rmtree(self._report_dir, ignore_errors=True)

@@ -171,7 +171,7 @@ def test_postgresql_restarting_mid_event_loses_nothing(
                                            "alice/broken": "training_error"}
 
 
-def test_an_unreachable_database_or_missing_event_is_one_line_and_exit_2(
+def test_an_unreachable_database_is_one_line_exit_1_and_a_missing_event_exit_2(
     postgres: PostgresServer, ramp_board: Deployment, ramp_board_env: Path, tmp_path: Path
 ) -> None:
     config = serving(postgres, ramp_board, tmp_path / "deploy", ramp_board_env)
@@ -180,7 +180,7 @@ def test_an_unreachable_database_or_missing_event_is_one_line_and_exit_2(
     settings["sqlalchemy"]["port"] = 1  # nothing listens there
     deployment_config.write_text(yaml.safe_dump(settings))
     done = dispatch(config)
-    assert done.returncode == 2
+    assert done.returncode == 1, "the outside world's fault"
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
     assert str(settings["sqlalchemy"]["password"]) not in done.stderr + done.stdout
 
@@ -214,3 +214,46 @@ def test_the_flag_and_the_deployment_config_option_serve_a_sqlite_config(
     assert states(postgres, ramp_board)["alice/logreg"] == "scored"
     assert Store(load_event_config(config, deployment_dir=tmp_path / "deploy").store_path
                  ).counts()[State.SCORED] == 3
+
+
+def test_a_store_of_an_earlier_life_of_the_event_is_set_aside_not_resent(
+    postgres: PostgresServer, ramp_board: Deployment, ramp_board_env: Path, tmp_path: Path
+) -> None:
+    """A test run, then the event deleted and deployed again under the same name: the
+    store's results belong to submissions the database no longer has."""
+    from tests.fixtures.ramp_board_event import deploy_event
+
+    config = serving(postgres, ramp_board, tmp_path / "deploy", ramp_board_env)
+    assert dispatch(config).returncode == 0
+    store_path = config.parent / "ramp-fleet.sqlite"
+    assert store_path.exists()
+    # The real event: a new database, where Dave submits first (every id moves).
+    again = deploy_event(ramp_board_env, tmp_path / "again", postgres, "iris_again",
+                         plan=({"signup": "dave"}, {"submit": ["dave", "knn", "knn"]}))
+    (config.parent.parent.parent / "config.yml").write_text(yaml.safe_dump(
+        {"flask": {"secret_key": "abcdefghijkl"}, "sqlalchemy": again.database}))
+    submissions = config.parent / "submissions"
+    shutil.rmtree(submissions)
+    shutil.copytree(again.root / "events" / again.event_name / "submissions", submissions)
+    postgres.psql(f"UPDATE events SET path_ramp_submissions = '{submissions}' "
+                  f"WHERE name = '{again.event_name}'", again.database_name)
+    try:
+        done = dispatch(config)
+        assert done.returncode == 0, done.stderr
+        [note] = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+        assert note.startswith(f"note: the store {store_path} belongs to an earlier life of event "
+                               f"'{ramp_board.event_name}' in ramp-board (")
+        [aside] = config.parent.glob("ramp-fleet.earlier-life-*.sqlite")
+        assert note.endswith(f": kept as {aside}; serving the event as the database has it now")
+        assert "1 scored, 0 training errors" in done.stdout
+        [(state,)] = query(postgres, again, "SELECT state FROM submissions "
+                                            "WHERE name = 'knn'")
+        assert state == "scored"
+        old = Store(aside)
+        assert {row.state for row in old.all()} == {State.SCORED, State.TRAINING_ERROR}
+        old.close()
+        # The same life again (a plain restart) is not set aside.
+        done = dispatch(config)
+        assert done.returncode == 0 and "note: " not in done.stderr, done.stderr
+    finally:
+        postgres.drop_database(again.database_name)

@@ -40,37 +40,51 @@ class OutsideFault(RampFleetError):
 
     def and_then(self, consequence: str) -> OutsideFault:
         """The same fault, saying what it leaves behind (in the same one line)."""
-        return OutsideFault(self.part, f"{self.what}; {consequence}", self.check)
+        fault = OutsideFault(self.part, f"{self.what}; {consequence}", self.check)
+        carry_notes(self, fault)
+        return fault
 
 
 def outside_fault(exc: BaseException) -> OutsideFault | None:
-    """The one-line fault ``exc`` is, when it is the outside world's; else None."""
+    """The one-line fault ``exc`` is, when it is the outside world's (with its notes); else
+    None."""
     if isinstance(exc, OutsideFault):
         return exc
     for classify in (_aws_fault, _disk_fault):
         fault = classify(exc)
         if fault is not None:
-            return fault
+            return carry_notes(exc, fault)  # type: ignore[return-value]
     return None
 
 
 def cleanups(*steps: tuple[str, Callable[[], object]]) -> None:
-    """Run every ``(what, step)``; see the module docstring for whose error wins."""
-    propagating = sys.exc_info()[1] is not None
+    """Run every ``(what, step)``; see the module docstring for whose error wins.
+
+    The failures that do not win are added to the one that does as notes
+    (``also, while <what>: <line>``), which the command prints after it.
+    """
+    in_flight = sys.exc_info()[1]
     first: BaseException | None = None
     for what, step in steps:
         try:
             step()
         except Exception as exc:
-            line = str(outside_fault(exc) or exc).strip().splitlines()
-            text = line[0] if line else exc.__class__.__name__
-            if propagating or first is not None:
-                logger.error("also, while %s: %s", what, text)
-                logger.debug("cleanup failure", exc_info=True)
-            else:
+            winner = in_flight or first
+            if winner is None:
                 first = exc
+                continue
+            line = str(outside_fault(exc) or exc).strip().splitlines()
+            winner.add_note(f"also, while {what}: {line[0] if line else type(exc).__name__}")
+            logger.debug("while %s", what, exc_info=exc)
     if first is not None:
         raise first
+
+
+def carry_notes(source: BaseException, target: BaseException) -> BaseException:
+    """``target`` with the notes of ``source`` (an error said again in other words)."""
+    for note in getattr(source, "__notes__", ()):
+        target.add_note(note)
+    return target
 
 
 def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:

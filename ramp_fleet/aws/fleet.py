@@ -284,9 +284,10 @@ class Fleet:
             fault = outside_fault(exc)
             if fault is None:
                 raise
-            held = ", ".join(lease.instance_id for lease in leases) or "none held"
-            raise fault.and_then(f"instances of the event may still run ({held}): they are "
-                                 "reaped at the next start, or by `ramp-fleet reap`") from exc
+            held = ", ".join(lease.instance_id for lease in leases)
+            raise fault.and_then(f"instances of the event may still run{f' ({held})' if held else ''}"
+                                 ": they are reaped at the next start, or by `ramp-fleet reap`"
+                                 ) from exc
         if self._janitor is not None:
             self._janitor.join(timeout=10)
         if self.instance_log is not None:

@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     except RampFleetError as exc:
         for line in str(exc).splitlines() or [exc.__class__.__name__]:
             click.echo(f"error: {line}", err=True)
+        for note in getattr(exc, "__notes__", ()):  # what failed after it, while cleaning up
+            click.echo(f"error: {note}", err=True)
         sys.exit(exc.exit_code)
     if isinstance(code, int) and code:
         sys.exit(code)

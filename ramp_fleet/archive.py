@@ -23,13 +23,12 @@ import contextlib
 import io
 import os
 import stat
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ramp_fleet.sandbox.tar import TarReader, budget_for, gzip_members, pack
-from ramp_fleet.sandbox.tree import Limits, Tally, UnsafeResult, check_name, entries, fill, open_folder
+from ramp_fleet.sandbox.tar import pack, unpack
+from ramp_fleet.sandbox.tree import Limits, Tally, UnsafeResult, entries, fill, open_folder
 
 __all__ = ["SKIPPED_NAMES", "Limits", "UnsafeResult", "copy_submission", "pack_folder",
            "pack_submission", "receive_archive", "verify_tree"]
@@ -85,51 +84,7 @@ def receive_archive(archive: bytes | Path, destination: Path, limits: Limits) ->
     with contextlib.ExitStack() as stack:
         raw: IO[bytes] = (io.BytesIO(archive) if isinstance(archive, bytes)
                           else stack.enter_context(_open_archive(archive)))
-        reader, _ = gzip_members(raw, budget_for(limits.max_bytes, limits.max_files))
-        try:
-            fill(destination, limits, _archive_entries(reader))
-        except UnsafeResult:
-            raise
-        except OSError as exc:
-            if exc.errno is not None:  # our disk's fault (full, read-only), not the archive's
-                raise
-            raise _unreadable(exc) from None
-        except (EOFError, zlib.error) as exc:
-            raise _unreadable(exc) from None
-
-
-def _unreadable(exc: BaseException) -> UnsafeResult:
-    """gzip's errors (BadGzipFile is an OSError without errno), a stream cut short."""
-    return UnsafeResult(f"not a readable .tar.gz archive ({exc.__class__.__name__}: {exc})")
-
-
-def _archive_entries(reader: TarReader) -> Iterator[tuple[str, int, IO[bytes] | None]]:
-    data = _MemberData(reader)
-    for member in reader:
-        if member.name in (".", "./") and member.kind == "folder":
-            continue  # the archive's root (``tar -C folder .``), which is the destination
-        relative = check_name(member.name)
-        if member.kind == "folder":
-            yield relative, 0, None
-        elif member.kind == "file":
-            yield relative, member.size, data  # type: ignore[misc]  # a readable stream
-        else:
-            target = f" (to {member.linkname!r})" if member.linkname else ""
-            raise UnsafeResult(f"'{relative}' is {member.kind}{target}: "
-                               "a result holds regular files and folders only")
-
-
-class _MemberData(io.RawIOBase):
-    """The current member's data, as the writer reads it."""
-
-    def __init__(self, reader: TarReader):
-        self._reader = reader
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        return self._reader.read(size if size > 0 else 1 << 20)
+        unpack(raw, destination, limits)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from ramp_fleet.config import EventConfig
 from ramp_fleet.faults import cleanups, log_failure, outside_fault
 from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
+from ramp_fleet.results import RunResult
 from ramp_fleet.scoring import ScoreError
 from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
@@ -29,7 +30,7 @@ from ramp_fleet.store.records import RunPlace
 from ramp_fleet.store.submissions import FolderSource, SubmissionSource
 from ramp_fleet.waiting import backoff_delay
 from ramp_fleet.workers import BaseWorker, worker_class
-from ramp_fleet.workers.base import InterruptedRun, RunResult, WorkerRetry
+from ramp_fleet.workers.base import InterruptedRun, WorkerRetry
 
 logger = logging.getLogger("ramp_fleet.dispatcher")
 
@@ -78,7 +79,6 @@ class Dispatcher:
         self.observers = Observers(observers)
         #: Where new submissions come from: the submissions folder, or ramp-board's database.
         self.source: SubmissionSource = source or FolderSource(event)
-        self.config = event.worker_mapping()
         self.worker_cls: type[BaseWorker] = worker_class(event.worker_type)
         self.shared: Any = None
         self._stop_launching = threading.Event()
@@ -149,7 +149,7 @@ class Dispatcher:
                 interrupted = self._recover(store)
                 try:
                     self.source.start(store)
-                    self.shared = self.worker_cls.open_shared(self.config, self.event)
+                    self.shared = self.worker_cls.open_shared(self.event)
                     try:
                         self.scorer = Scorer(self.worker_cls.scoring_python(self.shared),
                                              self.event.dirs.kit.path,
@@ -297,7 +297,7 @@ class Dispatcher:
     def _run(self, store: Store, submission: Submission, label: str) -> None:
         """setup → launch → wait → collect → teardown, and the state that follows."""
         name = submission.name
-        worker = self.worker_cls(self.config, name)
+        worker = self.worker_cls(self.event, name)
         worker.shared = self.shared
         worker.scorer = self.scorer
         with self._active_lock:

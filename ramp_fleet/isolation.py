@@ -16,7 +16,6 @@ from ramp_fleet.config.sections import IsolationSection
 from ramp_fleet.errors import UsageError
 from ramp_fleet.sandbox import cgroups
 from ramp_fleet.sandbox.probe import check
-from ramp_fleet.sandbox.spec import Isolation
 from ramp_fleet.sandbox.watchdog import INTERVAL
 
 #: What a run that is not isolated can do, for the warnings.
@@ -25,21 +24,7 @@ EXPOSED = ("a submission can read whatever the dispatcher's user can (its home a
            "and reach the network")
 
 
-def settings(section: IsolationSection) -> Isolation:
-    """The config section as the sandbox takes it (plain values, sent to remote hosts)."""
-    return Isolation(mode=section.mode, network=section.network, memory_mb=section.memory_mb,
-                     max_processes=section.max_processes, disk_mb=section.disk_mb,
-                     read_only_paths=tuple(section.read_only_paths))
-
-
-def runs_here(event: EventConfig) -> bool:
-    """Whether this event's runs start on this machine (else on instances or Dask hosts)."""
-    from ramp_fleet.workers import worker_class
-
-    return bool(getattr(worker_class(event.worker_type), "runs_on_this_machine", True))
-
-
-def start_check(event: EventConfig, here: bool | None = None) -> str | None:
+def start_check(event: EventConfig, here: bool) -> str | None:
     """The one warning line a dispatcher starts with, if any.
 
     Raises :class:`UsageError` (exit status 2) for ``mode: required`` when the
@@ -48,7 +33,7 @@ def start_check(event: EventConfig, here: bool | None = None) -> str | None:
     mode = event.worker.isolation.mode
     if mode == "off":
         return f"worker.isolation.mode is off: submissions run NOT isolated: {EXPOSED}"
-    if not (runs_here(event) if here is None else here):
+    if not here:
         return None
     result = check()
     if result.works:
@@ -58,9 +43,9 @@ def start_check(event: EventConfig, here: bool | None = None) -> str | None:
     return f"submissions run NOT isolated ({result.describe()}): {EXPOSED}; {result.advice}"
 
 
-def isolated_line(event: EventConfig) -> str | None:
+def isolated_line(event: EventConfig, here: bool) -> str | None:
     """The line a dispatcher starts with when its runs will be isolated here."""
-    if event.worker.isolation.mode == "off" or not runs_here(event):
+    if event.worker.isolation.mode == "off" or not here:
         return None
     result = check()
     if not result.works:
@@ -70,10 +55,11 @@ def isolated_line(event: EventConfig) -> str | None:
             f"processes: {limits['processes']}; disk: {limits['disk']}")
 
 
-def describe(event: EventConfig, here: bool | None = None) -> dict[str, Any]:
-    """The isolation block of ``validate``'s output: which mode applies, and how."""
+def describe(event: EventConfig, here: bool) -> dict[str, Any]:
+    """The isolation block of ``validate``'s output: which mode applies, and how
+    (``here``: the event's runs start on this machine)."""
     section = event.worker.isolation
-    local = runs_here(event) if here is None else here
+    local = here
     result = check()
     if section.mode == "off":
         applies = "NOT isolated (mode off)"

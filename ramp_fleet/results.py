@@ -1,16 +1,17 @@
-"""Putting a run's results in place: written once, for every backend.
+"""Receiving a run: its log, its predictions and its scores put in place, written once.
 
-A backend hands back a :class:`RunOutput` — the return code, the log, and
-``training_output`` as the ``.tar.gz`` the runner packed (a local file or a
-worker host's bytes: never a folder a run could still change) — and :func:`publish`
-does the rest, the same way whatever ran it: the log goes to
-``logs_dir/<submission>/log`` (copied in bounded chunks, with a
+Every backend hands back a :class:`RunOutput` — the runner's report, the
+log, and ``training_output`` as the ``.tar.gz`` the runner packed (a local
+file or a worker host's bytes: never a folder a run could still change) —
+and :func:`receive` does the rest, the same way whatever ran it: the log goes
+to ``logs_dir/<submission>/log`` (copied in bounded chunks, with a
 ``[… truncated: N bytes]`` marker past ``max_log_bytes``), a timeout gets one
-message, a failure gets its error excerpt (taken from that copy), and a
-success moves ``predictions_dir/<submission>`` in atomically, received through
-:mod:`ramp_fleet.archive` (regular files only, capped) and scored there by the
-trusted scorer (:mod:`ramp_fleet.scoring.scorer`) before it is moved: all of it
-or none, and its scores with it.
+message, a failure the line of the limit that ended it or its error excerpt,
+and a success moves ``predictions_dir/<submission>`` in atomically, received
+through :mod:`ramp_fleet.archive` (regular files only, capped) and scored
+there by the trusted scorer (:mod:`ramp_fleet.scoring.scorer`) before it is
+moved: all of it or none, and its scores with it. The outcome is one
+:class:`RunResult`, which the dispatcher records as it is.
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ramp_fleet.archive import Limits, UnsafeResult, receive_archive, verify_tree
+from ramp_fleet.errors import RampFleetError
 from ramp_fleet.process import TIMEOUT_RETURNCODE
+from ramp_fleet.sandbox.logs import MAX_LOG_BYTES, LogSource, bounded_chunks
+from ramp_fleet.sandbox.spec import LOG, REPORT, RESULTS, Report, Usage
 from ramp_fleet.scoring.files import Scores
 from ramp_fleet.text import visible
 
+__all__ = ["MAX_LOG_BYTES", "Destination", "LogSource", "RunNotStarted", "RunOutput", "RunResult",
+           "error_excerpt", "excerpt", "receive", "timeout_message"]
+
 #: How much of a failed run's log is kept as its error message.
 EXCERPT_LINES = 20
-#: A log longer than this keeps its first quarter and its end around the marker.
-MAX_LOG_BYTES = 4 << 20
 NO_OUTPUT = "ramp-test succeeded but wrote no training_output"
 #: The last line of a timed-out run's log, whatever the backend.
 TIMEOUT_NOTE = "\nramp-fleet: {}; the run was killed\n"
@@ -41,84 +46,48 @@ def timeout_message(seconds: float) -> str:
     return f"timed out after {seconds:g} s"
 
 
-class LogSource:
-    """A run's log, read by offset (never whole): from bytes, a descriptor, or a remote file."""
-
-    def __init__(self, size: int, read_at: Callable[[int, int], bytes]):
-        self.size = size
-        self.read_at = read_at
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> LogSource:
-        return cls(len(data), lambda offset, length: data[offset:offset + length])
-
-    @classmethod
-    def from_fd(cls, fd: int) -> LogSource:
-        """A log file we opened ourselves: whatever the run did to its name, we read our file."""
-        return cls(os.fstat(fd).st_size, lambda offset, length: os.pread(fd, length, offset))
-
-    @classmethod
-    def from_path(cls, path: Path, max_bytes: int = MAX_LOG_BYTES) -> LogSource:
-        """A log file on this machine, opened without following a link, read bounded."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return cls.from_bytes(b"")
-        try:
-            return cls.from_bytes(b"".join(bounded_chunks(cls.from_fd(fd), max_bytes)))
-        finally:
-            os.close(fd)
-
-
-def bounded_chunks(log: LogSource, max_bytes: int = MAX_LOG_BYTES) -> Iterator[bytes]:
-    """The log in chunks; past ``max_bytes``, its head, a marker, and its end — never
-    more than ``max_bytes`` in all, so bounding it twice changes nothing."""
-    size = log.size
-    if size <= max_bytes:
-        yield from _range(log, 0, size)
-        return
-    head = max_bytes // 4
-    marker = b""
-    for _ in range(2):  # the marker's length depends on the count it shows
-        tail = max(0, max_bytes - head - len(marker))
-        marker = f"\n[… truncated: {size - head - tail} bytes]\n".encode()
-    yield from _range(log, 0, head)
-    yield marker
-    yield from _range(log, size - tail, tail)
-
-
-def _range(log: LogSource, start: int, length: int, chunk: int = 1 << 20) -> Iterator[bytes]:
-    offset = start
-    while offset < start + length:
-        data = log.read_at(offset, min(chunk, start + length - offset))
-        if not data:
-            return
-        offset += len(data)
-        yield data
+class RunNotStarted(RampFleetError):
+    """The host could not run the submission (no sandbox where one is required, no
+    ramp-test there): not the submission's doing."""
 
 
 @dataclass(frozen=True)
 class RunOutput:
     """What a backend hands back once a run has ended."""
 
-    #: None when the run was stopped before it could say (the dispatcher's deadline).
-    returncode: int | None
+    #: The runner's report; None when the runner was stopped before it could say.
+    report: Report | None
     log: LogSource
-    #: ``training_output`` as the runner packed it: a ``.tar.gz``, as bytes or as a local
-    #: file our own code wrote (None: the run handed nothing back).
-    output: Path | bytes | None = None
-    #: The run was stopped by its timeout (on this machine or on the worker host).
-    timed_out: bool = False
-    #: Why the worker host already refused ``training_output`` (a link...), if it did.
-    refused: str | None = None
+    #: ``training_output`` as the runner packed it: bytes, or a local file its own code
+    #: wrote (None: the run handed nothing back).
+    results: Path | bytes | None = None
+    #: The runner's exit status as the backend saw it, when it did.
+    exit_status: int | None = None
+
+    @classmethod
+    def from_folder(cls, folder: Path, max_log_bytes: int = MAX_LOG_BYTES,
+                    exit_status: int | None = None) -> RunOutput:
+        """A run folder on this machine, as the runner left it."""
+        report = Report.read(folder / REPORT)
+        results = folder / RESULTS if report is not None and report.has_results else None
+        return cls(report, LogSource.from_path(folder / LOG, max_log_bytes), results,
+                   exit_status)
 
 
 @dataclass(frozen=True)
-class Published:
+class RunResult:
+    """How one run ended, as the dispatcher records it."""
+
     returncode: int
     error: str
-    #: What the trusted scorer computed from the predictions (a success with a scorer).
+    #: What the runner measured (memory limit, peak), when it did.
+    usage: Usage | None = None
+    #: What the trusted scorer computed from the predictions (a success, scored).
     scores: Scores | None = None
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        return None if self.usage is None else self.usage.peak_mb
 
 
 #: Scores the predictions received in a folder (rewriting its score files), or raises.
@@ -147,28 +116,43 @@ class Destination:
         return self.predictions_dir / self.submission
 
 
-def publish(run: RunOutput, where: Destination) -> Published:
-    """Write the log; on success receive ``training_output``; return the code and the error.
+def receive(run: RunOutput, where: Destination, timed_out: bool = False) -> RunResult:
+    """Put one ended run in place (see the module docstring); ``timed_out``: the dispatcher
+    stopped it at its own deadline.
 
-    Raises :class:`~ramp_fleet.archive.UnsafeResult` when the results break a
-    rule (a link, too many bytes...): nothing of them is kept.
+    Raises :class:`RunNotStarted` when the host could not run it, and
+    :class:`~ramp_fleet.archive.UnsafeResult` when its results break a rule (a
+    link, too many bytes...): nothing of them is kept.
     """
-    note = TIMEOUT_NOTE.format(timeout_message(where.timeout)) if run.timed_out else ""
+    report = run.report
+    timed_out = timed_out or (report is not None and report.timed_out)
+    usage = None if report is None else report.usage
+    note = TIMEOUT_NOTE.format(timeout_message(where.timeout)) if timed_out else ""
     write_log(run.log, where.log_file, where.max_log_bytes, note)
-    if run.refused:
+    if report is not None and report.refused:
         discard_predictions(where.predictions)
-        raise UnsafeResult(run.refused)
-    if run.timed_out:
+        raise RunNotStarted(report.refused)
+    if report is not None and report.results_refused:
         discard_predictions(where.predictions)
-        return Published(TIMEOUT_RETURNCODE, timeout_message(where.timeout))
-    returncode = 1 if run.returncode is None else run.returncode
+        raise UnsafeResult(report.results_refused)
+    if timed_out:
+        discard_predictions(where.predictions)
+        return RunResult(TIMEOUT_RETURNCODE, timeout_message(where.timeout), usage)
+    returncode = _returncode(run)
     if returncode != 0:
         discard_predictions(where.predictions)
-        return Published(returncode, error_excerpt(where.log_file))
-    if run.output is None:
-        return Published(1, NO_OUTPUT)
-    scores = publish_output(run.output, where.predictions, where.limits, where.score)
-    return Published(0, "", scores)
+        limit = None if report is None else report.limit
+        return RunResult(returncode, limit or error_excerpt(where.log_file), usage)
+    if run.results is None:
+        return RunResult(1, NO_OUTPUT, usage)
+    scores = publish_output(run.results, where.predictions, where.limits, where.score)
+    return RunResult(0, "", usage, scores)
+
+
+def _returncode(run: RunOutput) -> int:
+    if run.report is not None and run.report.returncode is not None:
+        return run.report.returncode
+    return 1 if run.exit_status in (None, 0) else run.exit_status
 
 
 def write_log(log: LogSource, target: Path, max_bytes: int = MAX_LOG_BYTES, note: str = "") -> None:

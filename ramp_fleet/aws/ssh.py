@@ -17,6 +17,7 @@ exactly like OpenSSH would.
 from __future__ import annotations
 
 import fcntl
+import io
 import logging
 import os
 import stat
@@ -33,7 +34,7 @@ import paramiko
 
 from ramp_fleet.archive import UnsafeResult
 from ramp_fleet.errors import CommandError, RampFleetError
-from ramp_fleet.results import LogSource, bounded_chunks
+from ramp_fleet.sandbox.logs import LogSource, bounded_chunks
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
 logger = logging.getLogger("ramp_fleet.aws")
@@ -260,10 +261,12 @@ class RemoteHost:
                                result.stdout, result.stderr)
         return str(result.stdout)
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path | bytes, remote: str) -> None:
+        """Upload a local file, or bytes, to ``remote``."""
         connection = self._require()
         try:
-            connection.put(str(local), remote=remote)
+            connection.put(io.BytesIO(local) if isinstance(local, bytes) else str(local),
+                           remote=remote)
         except CONNECTION_ERRORS as exc:
             self._after_transfer_error()
             raise ConnectionLost(f"upload to {self.alias} failed: {exc}") from exc

@@ -40,7 +40,7 @@ def update(config: Path) -> None:
 
 def _build(config: Path, update: bool) -> None:
     event = load(config, check_env=False)
-    conda_env = event.worker_mapping().get("conda_env")
+    conda_env = getattr(event.worker, "conda_env", None)
     kit_dir = event.dirs.kit.path
     if not conda_env:
         raise UsageError(f"{event.display}: worker.conda_env: is required to create an environment")

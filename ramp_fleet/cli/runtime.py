@@ -29,16 +29,23 @@ def validate(config: Path) -> None:
     from ramp_fleet import isolation
 
     event = load(config)
-    described = {**event.describe(), "isolation": isolation.describe(event)}
+    described = {**event.describe(), "isolation": isolation.describe(event, _runs_here(event))}
     click.echo(yaml.safe_dump(described, sort_keys=False, width=1000).rstrip())
     _isolation_at_start(event)
 
 
-def _isolation_at_start(event: Any) -> None:
+def _runs_here(event: EventConfig) -> bool:
+    """Whether the event's runs start on this machine (else on instances or Dask hosts)."""
+    from ramp_fleet.workers import worker_class
+
+    return bool(getattr(worker_class(event.worker_type), "runs_on_this_machine", True))
+
+
+def _isolation_at_start(event: EventConfig) -> None:
     """One warning line when submissions will not be isolated; exit 2 when they must be."""
     from ramp_fleet.isolation import start_check
 
-    warning = start_check(event)
+    warning = start_check(event, _runs_here(event))
     if warning:
         click.echo(f"warning: {warning}", err=True)
 
@@ -101,7 +108,7 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
     _isolation_at_start(event)  # before connecting anything: required may refuse to start
     from ramp_fleet.isolation import isolated_line
 
-    line = isolated_line(event)
+    line = isolated_line(event, _runs_here(event))
     if line:
         click.echo(line)
     board = None

@@ -27,10 +27,10 @@ from ramp_fleet.config.fields import (
     Seconds,
     Text,
 )
+from ramp_fleet.sandbox.spec import DEFAULT_DISK_MB, Isolation
+from ramp_fleet.sandbox.tree import Limits
 
 BUILTIN_WORKER_TYPES = ("conda", "aws", "dask")
-#: What a run may write by default (its folder, its /tmp, each), in MiB.
-DEFAULT_DISK_MB = 1024
 HUNGER_POLICIES = (None, "sleep", "exit")
 
 
@@ -95,6 +95,10 @@ class ResultLimits(Section):
     #: A longer log keeps its head and its end around a ``[… truncated]`` marker.
     max_log_bytes: ByteSize = 4 << 20
 
+    def caps(self) -> Limits:
+        """The caps as the runner and the receiving side hold them (the log's apart)."""
+        return Limits(self.max_bytes, self.max_files, self.max_file_bytes)
+
 
 ISOLATION_MODES = ("auto", "required", "off")
 
@@ -118,6 +122,12 @@ class IsolationSection(Section):
     disk_mb: PositiveInt = DEFAULT_DISK_MB
     #: More folders runs may read, as paths on the machine of the run.
     read_only_paths: list[RunPath] = Field(default_factory=list)
+
+    def plain(self) -> Isolation:
+        """The section as the runner takes it (plain values, sent to the hosts of the runs)."""
+        return Isolation(mode=self.mode, network=self.network, memory_mb=self.memory_mb,
+                         max_processes=self.max_processes, disk_mb=self.disk_mb,
+                         read_only_paths=tuple(self.read_only_paths))
 
 
 class WorkerSection(Section):

@@ -1,6 +1,4 @@
-"""What the Dask backend runs on the Dask worker hosts, and the local-cluster helper.
-
-Kept free of dispatcher code: a Dask worker imports ``ramp_fleet.dask.task``
-(and through it ``archive`` and ``ramp_fleet.process``) and nothing else of
-ramp-fleet. The dispatcher's side is :mod:`ramp_fleet.workers.dask`.
+"""The Dask backend's side in the dispatcher and on the organiser's machine: the client
+connection (TLS, no pickles), certificates, the hosts' settings, a local cluster, and the
+elastic cluster on EC2. What runs on a Dask worker host is :mod:`ramp_fleet.host.dask_task`.
 """

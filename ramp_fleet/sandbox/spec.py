@@ -1,10 +1,9 @@
 """What a run asks the runner for, and what the runner reports: plain, JSON-able values.
 
-A :class:`SandboxSpec` is built by the dispatcher (or a Dask task) and
-carried to the machine of the run, where paths, the Python environment and
-bubblewrap are known: relative paths are taken from the spec's ``cwd`` and
-``~`` is that machine's home. A :class:`Report` comes back; a remote host
-wrote it, so it is parsed as untrusted.
+A :class:`RunSpec` is built on the dispatcher's side and carried, with the
+submission, into the run's folder on the machine of the run, where paths,
+the Python environment and bubblewrap are known. A :class:`Report` comes
+back; a remote host wrote it, so it is parsed as untrusted.
 """
 
 from __future__ import annotations
@@ -12,13 +11,27 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from ramp_fleet.sandbox.logs import MAX_LOG_BYTES
+from ramp_fleet.sandbox.tree import Limits
 
 MODES = ("auto", "required", "off")
 #: What a run may write by default (its folder, its /tmp, each), in MiB.
 DEFAULT_DISK_MB = 1024
+
+#: The run folder: what the backend puts in it, what the runner leaves there.
+SPEC = "spec.json"
+#: The submission as the dispatcher packed it (:func:`ramp_fleet.archive.pack_submission`).
+SUBMISSION = "submission.tar.gz"
+#: The run's copy of its submission: ``submissions/<submission>`` (ramp-test's layout).
+SUBMISSIONS = "submissions"
+LOG = "log"
+REPORT = "report.json"
+#: ``training_output``, packed by the runner's own code (``results_as: archive``).
+RESULTS = "results.tar.gz"
 
 
 @dataclass(frozen=True)
@@ -36,77 +49,72 @@ class Isolation:
 
 
 @dataclass(frozen=True)
-class ResultCaps:
-    """What a run may hand back (``worker.result_limits``)."""
+class RunSpec:
+    """One ``ramp-test`` run, as the runner needs to know it (``spec.json`` of its folder).
 
-    max_bytes: int = 1 << 30
-    max_files: int = 10_000
-    max_file_bytes: int = 512 << 20
+    Paths are as on the machine of the run; a relative one is taken from the run
+    folder, ``~`` is that machine's home.
+    """
 
-
-@dataclass(frozen=True)
-class SandboxSpec:
-    """One ``ramp-test`` run, as the runner needs to know it."""
-
-    #: The command; a bare first word is looked up on ``PATH`` where the run happens.
-    command: Sequence[str]
-    cwd: str
+    submission: str
     kit_dir: str
     data_dir: str
-    #: The run's copy of the submission. The run sees it at the same path, in a
-    #: folder of its own (a capped tmpfs) when isolated.
-    submission_dir: str
-    #: Set for the run (unbuffered output, thread limits).
-    variables: Mapping[str, str] = field(default_factory=dict)
+    #: ``ramp-test``: a path, or a name found in ``python_env`` or on ``PATH``.
+    ramp_test: str = "ramp-test"
+    #: The conda environment (a name or a prefix on the host) ``ramp-test`` is in.
+    python_env: str | None = None
+    quick_test: bool = False
+    #: Threads each run may use (the OMP/MKL/OPENBLAS... variables).
+    n_threads: int | None = None
     #: The event's own folders, kept out of view when they lie inside the kit or the data.
     hidden: Sequence[str] = ()
     isolation: Isolation = field(default_factory=Isolation)
-    #: Measure the run's peak memory even without a memory limit (memory_profiling).
-    measure_peak: bool = True
-    #: Where the runner writes its report (None: nowhere).
-    report: str | None = None
-    #: Where the runner puts ``training_output``: a ``.tar.gz`` (``results_as: archive``)
-    #: or a new folder (``folder``), written by its own code; None: left where it is.
-    results: str | None = None
-    results_as: str = "archive"
-    result_caps: ResultCaps = field(default_factory=ResultCaps)
+    #: What the run may hand back (``worker.result_limits``), and how much of its log.
+    limits: Limits = field(default_factory=Limits)
+    max_log_bytes: int = MAX_LOG_BYTES
     #: The runner stops the run after this many seconds (None: never).
     timeout: float | None = None
+    #: ``archive``: ``training_output`` packed into the run folder's ``results.tar.gz``;
+    #: ``folder``: copied to ``results`` (a new folder), as ramp-test leaves it.
+    results_as: str = "archive"
+    results: str | None = None
     #: gzip level of the results archive (1 for a local hand-over, 6 over a network).
     compresslevel: int = 6
-    #: The bwrap check already passed in the process that built the spec.
+    #: Measure the run's peak memory even without a memory limit.
+    measure_peak: bool = True
+    #: The bwrap check already passed on this machine (the dispatcher tried it).
     checked: bool = False
+    #: Stop the run if the process that started the runner dies (a Dask worker).
+    watch_parent: bool = False
+    #: The log goes to the run folder's ``log``; False: to the runner's own output (a
+    #: custom worker that keeps the log itself).
+    log_in_folder: bool = True
 
-    @property
-    def training_output(self) -> str:
-        return os.path.join(self.submission_dir, "training_output")
-
-    def resolved(self) -> SandboxSpec:
-        """The spec with every path absolute, as seen from this machine and ``cwd``."""
-        cwd = os.path.abspath(os.path.expanduser(self.cwd))
+    def resolved(self, folder: str) -> RunSpec:
+        """The spec with every path absolute, as seen from this machine and ``folder``."""
 
         def here(path: str) -> str:
-            return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+            return os.path.normpath(os.path.join(folder, os.path.expanduser(path)))
 
         isolation = replace(self.isolation,
                             read_only_paths=tuple(here(p) for p in self.isolation.read_only_paths))
-        return replace(self, cwd=cwd, kit_dir=here(self.kit_dir), data_dir=here(self.data_dir),
-                       submission_dir=here(self.submission_dir),
-                       hidden=tuple(here(p) for p in self.hidden), isolation=isolation,
-                       report=None if self.report is None else here(self.report),
+        ramp_test = here(self.ramp_test) if os.sep in self.ramp_test else self.ramp_test
+        return replace(self, kit_dir=here(self.kit_dir), data_dir=here(self.data_dir),
+                       ramp_test=ramp_test, hidden=tuple(here(p) for p in self.hidden),
+                       isolation=isolation,
                        results=None if self.results is None else here(self.results))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> SandboxSpec:
+    def from_json(cls, text: str | bytes) -> RunSpec:
         data = json.loads(text)
         isolation = data.pop("isolation", {})
         isolation["read_only_paths"] = tuple(isolation.get("read_only_paths", ()))
-        return cls(**{**data, "command": tuple(data["command"]), "hidden": tuple(data["hidden"]),
+        return cls(**{**data, "hidden": tuple(data.get("hidden", ())),
                       "isolation": Isolation(**isolation),
-                      "result_caps": ResultCaps(**data.get("result_caps", {}))})
+                      "limits": Limits(**data.get("limits", {}))})
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,8 @@ class Report:
     isolated: bool
     #: Why the run was not isolated (``auto`` without a working bwrap).
     note: str | None = None
-    #: Why the run was refused (``required`` without a working bwrap): it did not start.
+    #: Why the run did not start on this host (no working bwrap where ``required``, no
+    #: ramp-test there): the host's problem, not the submission's.
     refused: str | None = None
     usage: Usage | None = None
     #: The run's exit status (128 + N for a signal N); None when it did not start.

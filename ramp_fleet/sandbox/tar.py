@@ -24,12 +24,24 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from ramp_fleet.sandbox.tree import CHUNK, DIR_MODE, FILE_MODE, Tally, UnsafeResult, shown
+from ramp_fleet.sandbox.tree import (
+    CHUNK,
+    DIR_MODE,
+    FILE_MODE,
+    Limits,
+    Tally,
+    UnsafeResult,
+    check_name,
+    fill,
+    shown,
+)
 
 BLOCK = 512
 #: Largest pax record set or GNU long name accepted (a name is at most 1 KiB anyway).
@@ -265,6 +277,57 @@ def budget_for(max_bytes: int, max_files: int) -> int:
     """Decompressed bytes an archive within these caps can need: the data, and room for every
     header, extended header and padding block on top of it."""
     return max_bytes + (min(max_files, 1 << 40) + 2) * 4 * BLOCK + 2 * MAX_META
+
+
+def unpack(raw: IO[bytes], destination: str | os.PathLike[str], limits: Limits) -> None:
+    """Write the ``.tar.gz`` in ``raw`` into a new ``destination`` (regular files and folders
+    only, names checked, everything capped: :func:`~ramp_fleet.sandbox.tree.fill`), or
+    raise :class:`UnsafeResult` saying why not."""
+    reader, _ = gzip_members(raw, budget_for(limits.max_bytes, limits.max_files))
+    try:
+        fill(destination, limits, _entries(reader))
+    except UnsafeResult:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:  # our disk's fault (full, read-only), not the archive's
+            raise
+        raise _unreadable(exc) from None
+    except (EOFError, zlib.error) as exc:
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: BaseException) -> UnsafeResult:
+    """gzip's errors (BadGzipFile is an OSError without errno), a stream cut short."""
+    return UnsafeResult(f"not a readable .tar.gz archive ({exc.__class__.__name__}: {exc})")
+
+
+def _entries(reader: TarReader) -> Iterator[tuple[str, int, IO[bytes] | None]]:
+    data = _MemberData(reader)
+    for member in reader:
+        if member.name in (".", "./") and member.kind == "folder":
+            continue  # the archive's root (``tar -C folder .``), which is the destination
+        relative = check_name(member.name)
+        if member.kind == "folder":
+            yield relative, 0, None
+        elif member.kind == "file":
+            yield relative, member.size, data  # type: ignore[misc]  # a readable stream
+        else:
+            target = f" (to {member.linkname!r})" if member.linkname else ""
+            raise UnsafeResult(f"'{relative}' is {member.kind}{target}: "
+                               "a result holds regular files and folders only")
+
+
+class _MemberData(io.RawIOBase):
+    """The current member's data, as the writer reads it."""
+
+    def __init__(self, reader: TarReader):
+        self._reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._reader.read(size if size > 0 else 1 << 20)
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The runner as a zip application, for machines where ramp-fleet is not installed.
 
-The AWS worker uploads it next to each run (``sandbox.pyz``) and the
-instance runs it with its system Python (``python3 -I -S sandbox.pyz SPEC``):
+The AWS worker uploads it into each run's folder (``runner.pyz``) and the
+instance runs it with its system Python (``python3 -I -S runner.pyz .``):
 the same code that runs a submission here runs it there. The package is
 standard library only, so the archive holds just its modules.
 """
@@ -24,7 +24,7 @@ _DATE = (2020, 1, 1, 0, 0, 0)
 
 
 @functools.lru_cache(maxsize=1)
-def sandbox_pyz() -> bytes:
+def runner_pyz() -> bytes:
     """The zip application's bytes (built once per process)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -1,13 +1,12 @@
 """``worker_type: aws`` — each submission runs on an EC2 instance of the event's AMI.
 
 ``setup`` gets an instance from the dispatcher's :class:`~ramp_fleet.aws.fleet.Fleet`
-(new, or a finished one when ``reuse_instances`` is on) and uploads the
-submission and the runner; ``launch_submission`` starts ``ramp-test``
-detached on it, in the sandbox the instance builds (:mod:`ramp_fleet.aws.remote`); polls
-read its exit-code file over the same SSH connection; ``fetch_output`` reads
-the log (bounded) and downloads ``training_output`` (capped) for the base
-class to publish; ``teardown`` gives the instance back (terminated unless it
-is reused).
+(new, or a finished one when ``reuse_instances`` is on) and uploads the run's
+inputs and the runner into its run folder there; ``launch_submission`` starts
+the runner detached (:mod:`ramp_fleet.aws.remote`); polls read its exit-status
+file over the same SSH connection; ``fetch_output`` reads the report, the log
+(bounded) and downloads the results (capped) for the base class to receive;
+``teardown`` gives the instance back (terminated unless it is reused).
 
 Failures of the infrastructure (instance gone, spot interruption, SSH lost
 for good, no capacity) and an instance presenting a host key other than the
@@ -20,26 +19,27 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from ramp_fleet.archive import pack_submission
 from ramp_fleet.aws import instances, remote
 from ramp_fleet.aws.fleet import Fleet, Lease
 from ramp_fleet.aws.instances import InstanceError
 from ramp_fleet.aws.ssh import ConnectionLost, HostKeyChanged
+from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
-from ramp_fleet.errors import CommandError, RampFleetError
+from ramp_fleet.errors import CommandError
 from ramp_fleet.faults import log_failure
-from ramp_fleet.isolation import settings as isolation_settings
-from ramp_fleet.results import LogSource, RunOutput
-from ramp_fleet.sandbox.spec import Report
-from ramp_fleet.sandbox.zipapp import sandbox_pyz
+from ramp_fleet.results import RunOutput
+from ramp_fleet.sandbox.logs import LogSource
+from ramp_fleet.sandbox.spec import LOG, RESULTS, Report
+from ramp_fleet.sandbox.zipapp import runner_pyz
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.waiting import Backoff, WaitTimeout
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun, WorkerRetry
+from ramp_fleet.workers.inputs import RunInputs, run_inputs
 
 logger = logging.getLogger("ramp_fleet.workers.aws")
 
@@ -59,22 +59,22 @@ class AWSWorker(BaseWorker):
     #: Runs start on the instances; the sandbox is built (and bwrap checked) there.
     runs_on_this_machine: ClassVar[bool] = False
 
-    def __init__(self, config: Mapping[str, Any], submission: str):
+    def __init__(self, config: EventConfig, submission: str):
         super().__init__(config, submission)
         self.kit = self.settings.remote_ramp_kit_folder
         self._lease: Lease | None = None
-        self._private_fleet = False
         self._returncode: int | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     # -- shared by the dispatcher's slots, and what a dead one left ---------------------
 
     @classmethod
-    def open_shared(cls, config: Mapping[str, Any], event: Any) -> Fleet:
+    def open_shared(cls, event: EventConfig) -> Fleet:
         return Fleet.for_event(event)
 
     @classmethod
-    def reconcile(cls, shared: Any, event: Any, interrupted: Sequence[InterruptedRun]) -> None:
+    def reconcile(cls, shared: Any, event: EventConfig,
+                  interrupted: Sequence[InterruptedRun]) -> None:
         """Terminate, by tag, every instance of the event a dead dispatcher left."""
         if isinstance(shared, Fleet):
             shared.reap()
@@ -90,11 +90,7 @@ class AWSWorker(BaseWorker):
 
     @property
     def fleet(self) -> Fleet:
-        if self.shared is None:  # driven without a dispatcher: a fleet of our own
-            self.shared = Fleet(self.settings, event_name=str(self.config["event_name"]),
-                                event_dir=Path(self.config["logs_dir"]).parent)
-            self._private_fleet = True
-        fleet: Fleet = self.shared
+        fleet: Fleet = self.shared_resources()
         return fleet
 
     @property
@@ -104,20 +100,17 @@ class AWSWorker(BaseWorker):
     # -- the run -------------------------------------------------------------------------
 
     def setup(self) -> None:
+        inputs = instance_inputs(self.event, self.submission)
         with _retry_on_infrastructure("setup"):
             self._lease = self.fleet.acquire(self.submission, stop=self.stopping)
             self.place = RunPlace(instance_id=self._lease.instance_id,
                                   instance_type=self.settings.instance_type,
                                   market=self._lease.lifecycle)
-            self._transfer(self._upload, "upload")
+            self._transfer(lambda lease: self._upload(lease, inputs), "upload")
         super().setup()
 
     def launch_submission(self) -> None:
-        command = remote.start(
-            self.kit, self.submission, activate=self.settings.remote_activate,
-            timeout=self.timeout, n_threads=self.config.get("n_threads"),
-            isolation=isolation_settings(self.settings.isolation), caps=self.result_caps(),
-        )
+        command = remote.start(self.kit, self.submission, activate=self.settings.remote_activate)
         with _retry_on_infrastructure("launch"):
             self._remote(command, "start")
         super().launch_submission()
@@ -161,47 +154,27 @@ class AWSWorker(BaseWorker):
         finally:
             if self._scratch is not None:
                 self._scratch.cleanup()
-            if self._private_fleet and fleet is not None:
-                fleet.close(reap=False)
             super().teardown()
 
     # -- steps ----------------------------------------------------------------------------
 
-    def _upload(self, lease: Lease) -> None:
-        source = Path(self.config["submissions_dir"]) / self.submission
-        packed = pack_submission(source)
-        archive_name = remote.state_path(self.kit, self.submission, "submission.tar.gz")
-        with tempfile.TemporaryDirectory(prefix="ramp-fleet-") as tmp:
-            archive = Path(tmp) / "submission.tar.gz"
-            archive.write_bytes(packed)
-            launcher = Path(tmp) / remote.SANDBOX_PYZ
-            launcher.write_bytes(sandbox_pyz())
-            lease.host.run(remote.prepare(self.kit, self.submission), "prepare")
-            lease.host.put(archive, remote.remote_path(self.kit, ".ramp-fleet", self.submission,
-                                                       "submission.tar.gz"))
-            lease.host.put(launcher, remote.remote_path(self.kit, ".ramp-fleet", self.submission,
-                                                        remote.SANDBOX_PYZ))
-        lease.host.run(remote.unpack(self.kit, self.submission, archive_name), "unpack")
+    def _upload(self, lease: Lease, inputs: RunInputs) -> None:
+        upload_run(lease, self.kit, self.submission, inputs)
 
     def _download(self, lease: Lease) -> RunOutput:
         limits = self.settings.result_limits
-        state = remote.remote_path(self.kit, ".ramp-fleet", self.submission)
-        log = lease.host.read_log(f"{state}/log", limits.max_log_bytes)
+        log = lease.host.read_log(remote.run_folder(self.kit, self.submission, LOG),
+                                  limits.max_log_bytes)
         report = Report.parse(lease.host.run(remote.report(self.kit, self.submission), "report"))
-        if report is not None and report.refused:
-            raise RampFleetError(f"{report.refused} (instance {lease.instance_id})")
-        self.report = report
-        output: Path | None = None
+        results: Path | None = None
         if self._returncode == 0 and report is not None and report.has_results:
             if self._scratch is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix="ramp-fleet-")
-            output = Path(self._scratch.name) / remote.RESULTS
-            if not lease.host.get_bounded(f"{state}/{remote.RESULTS}", output, limits.max_bytes):
-                output = None
-        refused = None if report is None else report.results_refused
-        timed_out = report is not None and report.timed_out
-        return RunOutput(self._returncode, LogSource.from_bytes(log), output, timed_out=timed_out,
-                         refused=refused)
+            results = Path(self._scratch.name) / RESULTS
+            if not lease.host.get_bounded(remote.run_folder(self.kit, self.submission, RESULTS),
+                                          results, limits.max_bytes):
+                results = None
+        return RunOutput(report, LogSource.from_bytes(log), results, self._returncode)
 
     def _reusable(self, lease: Lease) -> bool:
         if self.status != "collected" or not self.settings.reuse_instances:
@@ -259,6 +232,22 @@ class AWSWorker(BaseWorker):
         except WaitTimeout as exc:
             raise exc.__cause__ or exc from None
         raise ConnectionLost(f"{what} of {self.submission} stopped")  # pragma: no cover
+
+
+def instance_inputs(event: EventConfig, submission: str, **options: Any) -> RunInputs:
+    """A run's inputs as an instance of the event's AMI lays things out: the data in the kit
+    folder, the run folders in its ``.ramp-fleet``."""
+    assert isinstance(event.worker, AWSWorkerSection)
+    kit = remote.home_kit(event.worker.remote_ramp_kit_folder)
+    return run_inputs(event, submission, kit_dir=kit, data_dir=kit,
+                      hidden=(f"{kit}/.ramp-fleet",), **options)
+
+
+def upload_run(lease: Lease, kit: str, folder: str, inputs: RunInputs) -> None:
+    """A new run folder on the instance, with the run's inputs and the runner in it."""
+    lease.host.run(remote.prepare(kit, folder), "prepare")
+    for name, data in {**inputs.files(), remote.RUNNER_PYZ: runner_pyz()}.items():
+        lease.host.put(data, remote.run_folder(kit, folder, name))
 
 
 @contextmanager

@@ -3,26 +3,27 @@
 A worker trains one submission. Custom workers are written as the guide's
 "Create your own worker" section shows — ``setup``, ``launch_submission``,
 ``_is_submission_finished``, ``collect_results``, ``teardown``, each calling
-``super()`` — and may report ``self.status = 'retry'``.
+``super()``, reading ``self.config["..."]`` — and may report
+``self.status = 'retry'``.
 
-What every run shares lives here, once: the deadline loop and the timeout
-(one message, return code 124), publishing the log and the predictions
-(:mod:`ramp_fleet.results`), and one retry channel (:class:`WorkerRetry`;
-a guide-style ``'retry'`` status is turned into it). A built-in backend
-fills in only what differs, as hooks:
+Every run is the runner's (:mod:`ramp_fleet.sandbox.runner`), on the machine
+where it runs: it gets the run's inputs (:meth:`BaseWorker.inputs`: the spec
+built from the typed config, and the submission), and gives back one report,
+the log and the results. A built-in backend only moves those between the
+dispatcher and its host, as hooks:
 
-* ``setup`` / ``launch_submission``: prepare and start the run;
+* ``setup`` / ``launch_submission``: ship the inputs and start the runner there;
 * ``_is_submission_finished`` and ``_wait_for_end``: know (and wait for) its end;
-* ``_stop_run``: stop it (timeout, operator);
-* ``fetch_output``: hand back its return code, log and ``training_output``;
+* ``_stop_run``: stop it (the dispatcher's own deadline, the operator);
+* ``fetch_output``: hand back the report, the log and the results;
 * ``open_shared`` / ``close_shared`` / ``reconcile``: what all slots share,
   and what a dead dispatcher left behind.
 
-Every run goes through the runner (:mod:`ramp_fleet.sandbox.runner`), on
-the machine where it runs: a worker that starts ``ramp-test`` on this machine
-gets the runner's command line from :meth:`BaseWorker.ramp_test_command`.
-What the runner reports (its peak memory, the limit that ended the run, as
-one line) is taken the same way whatever the backend (:meth:`collect`).
+Everything else is here, once: the deadline loop (the runner keeps the
+run's own; the dispatcher's is a backstop ``deadline_grace`` later),
+receiving the run (:func:`ramp_fleet.results.receive`: log, predictions,
+scores, one timeout message) and one retry channel (:class:`WorkerRetry`; a
+guide-style ``'retry'`` status is turned into it).
 
 The dispatcher drives :meth:`prepare` → :meth:`start` → :meth:`wait` →
 :meth:`collect` → :meth:`release`, and needs nothing else.
@@ -32,40 +33,27 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ramp_fleet.archive import Limits, UnsafeResult
+from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import CustomWorkerSection, WorkerSection
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.faults import log_failure
-from ramp_fleet.isolation import settings as isolation_settings
-from ramp_fleet.process import TIMEOUT_RETURNCODE
-from ramp_fleet.ramp_test import Collect, RunCommand, ramp_test_command
-from ramp_fleet.results import (
-    Destination,
-    RunOutput,
-    check_published,
-    discard_predictions,
-    publish,
-    timeout_message,
-)
-from ramp_fleet.sandbox.spec import Report, ResultCaps, Usage
-from ramp_fleet.scoring import ScoreError, Scores
+from ramp_fleet.results import Destination, RunOutput, RunResult, discard_predictions, receive
 from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.store.records import RunPlace
+from ramp_fleet.workers.guide import GuideConfig
+from ramp_fleet.workers.inputs import RunInputs, run_inputs
+from ramp_fleet.workers.own_results import OwnResults
 from ramp_fleet.workers.status import WorkerStatus, check_transition
 
 logger = logging.getLogger("ramp_fleet.workers")
-
-#: The runner's report, in the run's report folder.
-REPORT_NAME = "sandbox.json"
 
 
 class WorkerRetry(RampFleetError):
@@ -75,17 +63,6 @@ class WorkerRetry(RampFleetError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one finished run leaves for the dispatcher to record."""
-
-    returncode: int
-    error: str
-    peak_memory_mb: float | None = None
-    #: What the trusted scorer computed from the predictions (a success scored by it).
-    scores: Scores | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +76,10 @@ class InterruptedRun:
 class BaseWorker:
     """One submission's run; see the module docstring for what to override."""
 
-    #: The config section this worker reads (the typed form of ``self.config``).
+    #: The config section this worker reads (``worker_type`` picks it).
     section_type: ClassVar[type[WorkerSection]] = CustomWorkerSection
-    #: Extra seconds past the timeout before the dispatcher stops a run itself
-    #: (for backends whose worker host enforces the timeout and reports it).
+    #: Extra seconds past the timeout before the dispatcher stops a run itself (for
+    #: backends whose runner stops the run at the timeout, then packs and reports).
     deadline_grace: ClassVar[float] = 0.0
     #: The longest ``_wait_for_end`` waits at once; None: the poll interval.
     wake_interval: ClassVar[float | None] = None
@@ -110,23 +87,21 @@ class BaseWorker:
     #: (Backends whose runs start elsewhere check it there, at each run.)
     runs_on_this_machine: ClassVar[bool] = True
 
-    def __init__(self, config: Mapping[str, Any], submission: str):
-        #: The worker section as a mapping, as the guide's workers read it.
-        self.config = dict(config)
-        #: The typed worker section (defaults applied, paths absolute).
-        self.settings: WorkerSection = self.settings_of(config)
+    def __init__(self, config: EventConfig, submission: str):
+        #: The event's typed config, and the worker section of it.
+        self.event = config
+        self.settings: WorkerSection = config.worker
+        #: The worker section by key, as the guide's workers read it.
+        self.config = GuideConfig(config)
         self.submission = submission
         #: What ``open_shared`` returned, set by the dispatcher before ``setup``.
         self.shared: Any = None
+        self._own_shared = False
         #: The dispatcher's trusted scorer: the predictions are scored by it, never read
         #: from the score files the run wrote (None: a worker used on its own, unscored).
         self.scorer: Scorer | None = None
-        self._scores: Scores | None = None
-        #: Measured by workers that can; stored with the submission.
-        self.peak_memory_mb: float | None = None
-        #: What the runner reported of the run (its limits, peak, outcome), once known.
-        self.report: Report | None = None
-        self._report_dir: Path | None = None
+        #: How the run ended, once received.
+        self.result: RunResult | None = None
         #: What this backend needs to find the run again after a dispatcher dies
         #: (stored with the run, handed to ``reconcile``); opaque to everyone else.
         self.run_state: str | None = None
@@ -134,37 +109,24 @@ class BaseWorker:
         self.place = RunPlace()
         self._status = WorkerStatus.INITIALIZED
         self._launched_at: float | None = None
-        self._published = False
+        #: A guide-style worker's run, started through :meth:`ramp_test_command`.
+        self._own = OwnResults(self)
         #: Set when the run must stop (operator, timeout): backends' own waits watch it.
         self.stopping = threading.Event()
-
-    @classmethod
-    def settings_of(cls, config: Mapping[str, Any]) -> WorkerSection:
-        """The typed section a worker mapping carries, or, for a bare mapping (a worker
-        built outside a dispatcher), the section validated from it."""
-        carried = getattr(config, "section", None)
-        if isinstance(carried, WorkerSection):
-            return carried
-        model = cls.section_type
-        known = {key: value for key, value in config.items() if value is not None
-                 and (key in model.model_fields or model.model_config.get("extra") == "allow")}
-        default = model.model_fields["worker_type"].default
-        return model.model_validate(
-            {"worker_type": default if isinstance(default, str) else cls.__name__, **known})
 
     # -- resources shared by every slot of one dispatcher ----------------------
 
     @classmethod
-    def open_shared(cls, config: Mapping[str, Any], event: Any) -> Any:
+    def open_shared(cls, event: EventConfig) -> Any:
         """Open what all runs of one dispatcher share (a Dask client, an instance pool).
 
         Called once when the dispatcher starts, before any worker exists.
-        ``event`` is the :class:`~ramp_fleet.config.EventConfig`.
         """
         return None
 
     @classmethod
-    def reconcile(cls, shared: Any, event: Any, interrupted: Sequence[InterruptedRun]) -> None:
+    def reconcile(cls, shared: Any, event: EventConfig,
+                  interrupted: Sequence[InterruptedRun]) -> None:
         """Stop what a dead dispatcher left running (called once, after ``open_shared``).
 
         ``interrupted`` are the runs it left, already put back to ``new``.
@@ -178,6 +140,21 @@ class BaseWorker:
     def instances_alive(cls, shared: Any) -> int:
         """How many cloud instances the shared resources hold now (for the metrics)."""
         return 0
+
+    @classmethod
+    def scoring_python(cls, shared: Any) -> Path:
+        """The Python the trusted scorer runs with: one with rampwf and what ``problem.py``
+        imports (default: ramp-fleet's own)."""
+        import sys
+
+        return Path(sys.executable)
+
+    def shared_resources(self) -> Any:
+        """``shared``; a worker driven without a dispatcher opens (and releases) its own."""
+        if self.shared is None:
+            self.shared = type(self).open_shared(self.event)
+            self._own_shared = True
+        return self.shared
 
     # -- status ---------------------------------------------------------------
 
@@ -213,22 +190,19 @@ class BaseWorker:
         raise NotImplementedError
 
     def collect_results(self) -> tuple[int, str] | None:
-        """Publish the log and predictions; returns ``(returncode, error_msg)``.
+        """Receive the log and predictions; returns ``(returncode, error_msg)``.
 
         A guide-style worker overrides this, calls ``super()`` first and does
         its own collecting; a backend implements :meth:`fetch_output` instead.
         """
-        published = None
         if self._status in (WorkerStatus.FINISHED, WorkerStatus.TIMEOUT):
             output = self.fetch_output()
             if output is not None:
-                timed_out = output.timed_out or self._status == WorkerStatus.TIMEOUT
-                published = publish(replace(output, timed_out=timed_out), self.destination())
-                self._published = True
-                self._scores = published.scores
+                self.result = receive(output, self.destination(),
+                                      timed_out=self._status == WorkerStatus.TIMEOUT)
         if self._status in (WorkerStatus.FINISHED, WorkerStatus.RUNNING, WorkerStatus.TIMEOUT):
             self.status = "collected"
-        return None if published is None else (published.returncode, published.error)
+        return None if self.result is None else (self.result.returncode, self.result.error)
 
     def teardown(self) -> None:
         """Release what ``setup`` took. Safe whatever the status, errors included."""
@@ -252,74 +226,51 @@ class BaseWorker:
         """
 
     def fetch_output(self) -> RunOutput | None:
-        """The ended run's return code, log and ``training_output``; None if this
-        worker publishes its own results (a guide-style ``collect_results``)."""
+        """The ended run's report, log and results; None if this worker publishes its own
+        results (a guide-style ``collect_results``)."""
         return None
+
+    # -- the run's inputs ---------------------------------------------------------------
+
+    def inputs(self, **where: Any) -> RunInputs:
+        """This run's inputs (:func:`~ramp_fleet.workers.inputs.run_inputs`); ``where``:
+        where things are on the machine of the run."""
+        return run_inputs(self.event, self.submission, **where)
 
     def ramp_test_command(self, executable: str | Path | None = None,
                           submissions_dir: str | Path | None = None, *,
-                          quick_test: bool = False, collect: Collect | None = None) -> RunCommand:
-        """``ramp-test`` for this submission, to start on this machine through the runner,
-        isolated as ``worker.isolation`` says, stopped at the timeout: what a custom worker
-        runs (``argv``, ``environment()``).
+                          quick_test: bool = False) -> Any:
+        """The runner's command for this submission, on this machine: ramp-test isolated as
+        ``worker.isolation`` says, stopped at the timeout — what a custom worker starts
+        (``argv``, ``environment()``), with its output going where it wants its log.
 
-        ``executable``: default, the ``ramp-test`` next to this Python;
-        ``submissions_dir``: the folder holding the submission's folder (default
-        ``submissions_dir``), which the run gets a copy of. Its ``training_output``
-        is put back there by the runner, checked and capped, as ramp-test leaves it
-        (``collect`` says otherwise). Raises
-        :class:`~ramp_fleet.ramp_test.IsolationUnavailable` for ``mode: required``
-        where bubblewrap does not work.
+        ``executable``: default, the ``ramp-test`` next to this Python; ``submissions_dir``:
+        the folder holding the submission's folder (default ``submissions_dir``). Its
+        ``training_output`` is put back there by the runner, checked and capped, as
+        ramp-test leaves it.
         """
-        if self._report_dir is None:
-            self._report_dir = self._new_report_dir()
-        submissions = Path(submissions_dir or self.config["submissions_dir"])
-        return ramp_test_command(
-            executable or Path(sys.executable).parent / "ramp-test", self.submission,
-            self.config["kit_dir"], self.config["data_dir"], submissions,
-            n_threads=self.config.get("n_threads"), quick_test=quick_test,
-            isolation=isolation_settings(self.settings.isolation), hidden=self.event_folders(),
-            report=self._report_dir / REPORT_NAME, timeout=self.timeout,
-            collect=collect or Collect(submissions / self.submission / "training_output",
-                                       "folder", self.result_caps()),
-        )
+        return self._own.command(executable, submissions_dir, quick_test)
 
-    def result_caps(self) -> ResultCaps:
-        limits = self.settings.result_limits
-        return ResultCaps(limits.max_bytes, limits.max_files, limits.max_file_bytes)
-
-    def _new_report_dir(self) -> Path:
-        """Where the run's launcher reports: in the event's scratch folder, which a
-        restarted dispatcher clears (a killed one cannot remove it itself)."""
-        scratch = self.config.get("scratch_dir")
-        if scratch:
-            Path(scratch).mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{self.submission}.report.", dir=scratch or None))
-
-    def event_folders(self) -> list[str]:
-        """The event's own folders, kept out of a run's view should they lie in the kit or data."""
-        keys = ("submissions_dir", "predictions_dir", "logs_dir", "scratch_dir")
-        return [str(self.config[key]) for key in keys if self.config.get(key)]
+    def scratch_folder(self, prefix: str) -> Path:
+        """A new folder for this run in the event's scratch folder, which a restarted
+        dispatcher clears (a killed one cannot remove it itself)."""
+        self.event.scratch_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{self.submission}.{prefix}",
+                                     dir=self.event.scratch_dir))
 
     def destination(self) -> Destination:
         limits = self.settings.result_limits
         scorer = self.scorer
         return Destination(
             submission=self.submission,
-            logs_dir=Path(self.config["logs_dir"]),
-            predictions_dir=Path(self.config["predictions_dir"]),
-            limits=Limits(limits.max_bytes, limits.max_files, limits.max_file_bytes),
+            logs_dir=self.event.dirs.logs.path,
+            predictions_dir=self.event.dirs.predictions.path,
+            limits=limits.caps(),
             timeout=self.timeout,
             max_log_bytes=limits.max_log_bytes,
             score=None if scorer is None else
             (lambda folder: scorer.score(folder, limits.max_file_bytes, self.submission)),
         )
-
-    @classmethod
-    def scoring_python(cls, shared: Any) -> Path:
-        """The Python the trusted scorer runs with: one with rampwf and what ``problem.py``
-        imports (default: ramp-fleet's own)."""
-        return Path(sys.executable)
 
     # -- what the dispatcher drives ----------------------------------------------------
 
@@ -367,68 +318,27 @@ class BaseWorker:
         return self.status
 
     def collect(self) -> RunResult:
-        """``collect_results``, and the one timeout outcome whatever the worker said."""
+        """``collect_results``, and how the run ended: received, or (a guide-style worker
+        that published its own results) checked where it published them."""
         timed_out = self._status == WorkerStatus.TIMEOUT
         try:
-            result = self.collect_results()
+            returned = self.collect_results()
         except BaseException:
-            if not self._published:  # its own publishing failed half-way: none of it stays
+            if self.result is None:  # its own publishing failed half-way: none of it stays
                 discard_predictions(self.destination().predictions)
-                self._raise_refusal()  # the reason it had nothing to publish, if it is that
+                self._own.raise_refusal()  # the reason it had nothing to publish, if it is that
             raise
         self._raise_reported()
-        returncode, error = result if result is not None else (0, "")
-        if not self._published:
-            self._raise_refusal()
-            check_published(self.destination(), timed_out)
-            if returncode == 0 and not timed_out:
-                self._scores = self._score_in_place()
-        if timed_out:
-            returncode, error = TIMEOUT_RETURNCODE, timeout_message(self.timeout)
-        else:
-            error = self._take_report(returncode, error)
-        return RunResult(returncode, error, self.peak_memory_mb, self._scores)
-
-    def _score_in_place(self) -> Scores | None:
-        """Score what a worker published itself, where it published it; nothing of it stays
-        if it cannot be scored."""
-        where = self.destination()
-        if where.score is None or not where.predictions.is_dir():
-            return None
-        try:
-            return where.score(where.predictions)
-        except ScoreError:
-            discard_predictions(where.predictions)
-            raise
-
-    def _raise_refusal(self) -> None:
-        """A worker that publishes its own results: the runner refused ``training_output``
-        (a link, too big...), so nothing of it may stay, and the reason is the error."""
-        report = self.report
-        if report is None and self._report_dir is not None:
-            report = self.report = Report.read(self._report_dir / REPORT_NAME)
-        if report is not None and report.results_refused:
-            discard_predictions(self.destination().predictions)
-            raise UnsafeResult(report.results_refused)
-
-    def _take_report(self, returncode: int, error: str) -> str:
-        """What the runner reported: the run's peak memory, and the one line that says
-        which limit ended it (its error then), if one did."""
-        report = self.report
-        if report is None and self._report_dir is not None:
-            report = self.report = Report.read(self._report_dir / REPORT_NAME)
-        if report is None:
-            return error
-        if self.peak_memory_mb is None and report.usage is not None:
-            self.peak_memory_mb = report.usage.peak_mb
-        if report.limit and returncode != 0:
-            return report.limit
-        return error
+        if self.result is not None:
+            return self.result
+        returncode, error = returned if returned is not None else (0, "")
+        self.result = self._own.check(returncode, error, timed_out)
+        return self.result
 
     @property
-    def usage(self) -> Usage | None:
-        """What the runner measured of the run (its memory limit and peak), when it did."""
-        return None if self.report is None else self.report.usage
+    def peak_memory_mb(self) -> float | None:
+        """The run's peak memory, as the runner measured it."""
+        return None if self.result is None else self.result.peak_memory_mb
 
     def kill_submission(self, timed_out: bool = False) -> None:
         """Stop a running submission (from any thread): its timeout, or the operator."""
@@ -446,8 +356,14 @@ class BaseWorker:
         except Exception as exc:
             log_failure(logger, f"teardown of {self.submission} failed", exc)
         finally:
-            if self._report_dir is not None:
-                shutil.rmtree(self._report_dir, ignore_errors=True)
+            self._own.remove()
+            if self._own_shared:
+                self._own_shared = False
+                try:
+                    type(self).close_shared(self.shared)
+                except Exception as exc:
+                    log_failure(logger, f"{self.submission}: releasing its own resources failed",
+                                exc)
 
     def _raise_reported(self) -> None:
         """A guide-style worker reports through its status: turn that into the one channel."""
@@ -455,3 +371,9 @@ class BaseWorker:
             raise WorkerRetry("the worker asked to retry")
         if self._status == WorkerStatus.ERROR:
             raise RampFleetError("the worker reported an error")
+
+
+def remove_folder(folder: Path | None) -> None:
+    """A run folder, gone (whatever the run left in it)."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,10 +1,11 @@
 """The Dask worker: each submission is one task on a Dask cluster.
 
 The dispatcher opens one :class:`~ramp_fleet.dask.connection.DaskConnection`
-(``open_shared``) that every slot shares. A slot packs its submission folder
-(``setup``), submits :func:`ramp_fleet.dask.task.run_submission` as a single
-task (``launch_submission``), wakes up the moment the task ends, and hands
-its reply to the base class to publish (``fetch_output``).
+(``open_shared``) that every slot shares. A slot builds its run's inputs
+(``setup``), submits :func:`ramp_fleet.host.dask_task.run_submission` with them
+as a single task (``launch_submission``): the task runs the runner on its host.
+The slot wakes up the moment the task ends, and hands the runner's report,
+log and results to the base class to receive (``fetch_output``).
 
 One task per submission and nothing else: ``n`` single-thread Dask workers
 (or workers advertising ``n`` units of the ``ramp-slot`` resource) serve
@@ -21,19 +22,24 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ramp_fleet.archive import pack_submission
+from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.dask.connection import SLOT_RESOURCE, DaskConnection
-from ramp_fleet.dask.task import RunSpec, run_submission
 from ramp_fleet.errors import RampFleetError
-from ramp_fleet.isolation import settings as isolation_settings
-from ramp_fleet.results import LogSource, RunOutput
+from ramp_fleet.host.dask_task import (
+    REPLY_KEYS,
+    cancel_event,
+    run_submission,
+    started_event,
+)
+from ramp_fleet.results import RunOutput
+from ramp_fleet.sandbox.logs import LogSource
 from ramp_fleet.sandbox.spec import Report
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun, WorkerRetry
+from ramp_fleet.workers.inputs import RunInputs
 
 logger = logging.getLogger("ramp_fleet.workers.dask")
 
@@ -54,11 +60,10 @@ class DaskWorker(BaseWorker):
     #: Runs start on the Dask worker hosts; the sandbox is built (and bwrap checked) there.
     runs_on_this_machine: ClassVar[bool] = False
 
-    def __init__(self, config: Mapping[str, Any], submission: str):
+    def __init__(self, config: EventConfig, submission: str):
         super().__init__(config, submission)
-        self._own_connection: DaskConnection | None = None
-        self._archive: bytes | None = None
-        self._spec: RunSpec | None = None
+        self._inputs: RunInputs | None = None
+        self._run_id: str | None = None
         self._future: Any = None
         self._done = threading.Event()
         self._reply: dict[str, Any] | None = None
@@ -68,8 +73,8 @@ class DaskWorker(BaseWorker):
     # -- shared by every slot of the dispatcher, and what a dead one left ---------------
 
     @classmethod
-    def open_shared(cls, config: Mapping[str, Any], event: Any) -> DaskConnection:
-        settings = cls.settings_of(config)
+    def open_shared(cls, event: EventConfig) -> DaskConnection:
+        settings = event.worker
         assert isinstance(settings, DaskWorkerSection)
         if settings.dask_cluster is not None:  # elastic: opened here, closed with the connection
             from ramp_fleet.dask.elastic import open_connection
@@ -80,15 +85,15 @@ class DaskWorker(BaseWorker):
         return connection
 
     @classmethod
-    def reconcile(cls, shared: Any, event: Any, interrupted: Sequence[InterruptedRun]) -> None:
+    def reconcile(cls, shared: Any, event: EventConfig,
+                  interrupted: Sequence[InterruptedRun]) -> None:
         """Cancel the tasks a dead dispatcher left: each kills its run on its host."""
         from distributed import Event
 
         for run in interrupted:
             if run.run_state and isinstance(shared, DaskConnection):
-                spec_events = RunSpec(run.submission, run.run_state, "", "", None, 0.0)
                 try:
-                    Event(spec_events.cancel_event, client=shared.client()).set()
+                    Event(cancel_event(run.run_state), client=shared.client()).set()
                 except Exception as exc:
                     logger.warning("could not cancel the stale run of %s: %s", run.submission, exc)
 
@@ -99,46 +104,28 @@ class DaskWorker(BaseWorker):
 
     @property
     def connection(self) -> DaskConnection:
-        if isinstance(self.shared, DaskConnection):
-            return self.shared
-        if self._own_connection is None:  # used on its own, outside a dispatcher
-            self._own_connection = DaskConnection.from_settings(self.settings)
-        return self._own_connection
+        connection: DaskConnection = self.shared_resources()
+        return connection
 
     # -- the run ------------------------------------------------------------------------
 
     def setup(self) -> None:
-        folder = Path(self.config["submissions_dir"]) / self.submission
-        self._archive = pack_submission(folder)
+        self._inputs = self.inputs(python_env=self.settings.conda_env)
         self.connection.client()
         super().setup()
 
     def launch_submission(self) -> None:
-        if self._archive is None:
+        if self._inputs is None:
             raise RuntimeError("launch_submission() before setup()")
-        limits = self.settings.result_limits
-        self._spec = RunSpec(
-            submission=self.submission,
-            run_id=_run_id(self.config.get("event_name"), self.submission),
-            kit_dir=str(self.config["kit_dir"]),
-            data_dir=str(self.config["data_dir"]),
-            conda_env=self.settings.conda_env,
-            timeout=self.timeout,
-            n_threads=self.config.get("n_threads"),
-            max_log_bytes=limits.max_log_bytes,
-            max_bytes=limits.max_bytes,
-            max_files=limits.max_files,
-            max_file_bytes=limits.max_file_bytes,
-            isolation=isolation_settings(self.settings.isolation),
-        )
+        self._run_id = _run_id(self.event.event_name, self.submission)
         connection = self.connection
         resources = {SLOT_RESOURCE: 1} if connection.uses_slot_resource() else None
         self._future = connection.client().submit(
-            run_submission, self._spec, self._archive,
-            key=self._spec.run_id, pure=False, resources=resources, retries=0,
+            run_submission, self._inputs.spec.to_json(), self._inputs.submission, self._run_id,
+            key=self._run_id, pure=False, resources=resources, retries=0,
         )
         self._future.add_done_callback(lambda _future: self._done.set())
-        self.run_state = self._spec.run_id
+        self.run_state = self._run_id
         super().launch_submission()
 
     def _is_submission_finished(self) -> bool:
@@ -170,20 +157,14 @@ class DaskWorker(BaseWorker):
         if reply is None:  # our own deadline: the worker host never answered
             log = (f"ramp-fleet: no answer from the Dask worker within {self.timeout:g} s "
                    f"(+{TIMEOUT_GRACE:g} s)\n").encode()
-            return RunOutput(None, LogSource.from_bytes(log), timed_out=True)
-        refused = reply["error"] if reply["unsafe"] else None
-        self.report = Report.from_data(reply.get("report"))
-        return RunOutput(reply["returncode"], LogSource.from_bytes(reply["log"] or b""),
-                         reply["training_output"], timed_out=bool(reply["timed_out"]),
-                         refused=refused)
+            return RunOutput(None, LogSource.from_bytes(log))
+        return RunOutput(Report.from_data(reply["report"]), LogSource.from_bytes(reply["log"] or b""),
+                         reply["results"], reply["exit_status"])
 
     def teardown(self) -> None:
         try:
             self._release()
         finally:
-            if self._own_connection is not None:
-                self._own_connection.close()
-                self._own_connection = None
             super().teardown()
 
     # -- helpers -------------------------------------------------------------------
@@ -206,9 +187,7 @@ class DaskWorker(BaseWorker):
                 raise RampFleetError("the Dask worker's reply is not what the task returns")
             self.place.dask_worker = reply.get("host") or None
             if reply["lost"]:
-                raise WorkerRetry(reply["error"] or "the Dask worker was lost")
-            if reply["error"] and not reply["unsafe"]:
-                raise RampFleetError(reply["error"])
+                raise WorkerRetry("the Dask worker running this submission was lost")
             self._reply = reply
         elif future.status == "error":
             error = future.exception(timeout=60)
@@ -223,7 +202,7 @@ class DaskWorker(BaseWorker):
         now = time.monotonic()
         if self._started_at is not None or now < self._next_started_check:
             return
-        self._next_started_check = now + float(self.config["time_between_collection"])
+        self._next_started_check = now + self.event.dispatcher.time_between_collection
         if self._run_started():
             self._started_at = now
         elif self.elapsed() > self.timeout + TIMEOUT_GRACE:
@@ -231,19 +210,19 @@ class DaskWorker(BaseWorker):
             raise WorkerRetry("no Dask worker started the run (are any workers connected?)")
 
     def _set_cancel(self) -> None:
-        if self._spec is None:
+        if self._run_id is None:
             return
         try:
-            self._event(self._spec.cancel_event).set()
+            self._event(cancel_event(self._run_id)).set()
         except Exception as exc:
             logger.error("%s: could not ask the Dask worker to stop the run: %s",
                          self.submission, exc)
 
     def _run_started(self) -> bool:
-        if self._spec is None:
+        if self._run_id is None:
             return False
         try:
-            return bool(self._event(self._spec.started_event).is_set())
+            return bool(self._event(started_event(self._run_id)).is_set())
         except Exception:  # a disconnected client: try again next time
             return False
 
@@ -254,7 +233,7 @@ class DaskWorker(BaseWorker):
 
     def _release(self) -> None:
         future, self._future = self._future, None
-        if future is None or self._spec is None:
+        if future is None or self._run_id is None:
             return
         if not future.done():
             self._set_cancel()  # the task kills the run and clears the events itself
@@ -266,7 +245,7 @@ class DaskWorker(BaseWorker):
             return
         from distributed import Event
 
-        for name in (self._spec.cancel_event, self._spec.started_event):
+        for name in (cancel_event(self._run_id), started_event(self._run_id)):
             try:
                 Event(name, client=client).clear()
             except Exception as exc:
@@ -274,13 +253,11 @@ class DaskWorker(BaseWorker):
 
 
 def _plain_reply(reply: Any) -> bool:
-    """The task's reply: a dict of the keys :func:`~ramp_fleet.dask.task.reply` sets."""
-    expected = {"returncode", "log", "training_output", "timed_out", "lost", "error", "unsafe",
-                "host", "duration", "report"}
-    return isinstance(reply, dict) and set(reply) == expected \
-        and isinstance(reply["returncode"], int) \
-        and all(isinstance(reply[key], bytes | None) for key in ("log", "training_output")) \
-        and isinstance(reply["report"], dict | None)
+    """The task's reply: a dict of the keys :func:`~ramp_fleet.host.dask_task.reply` sets."""
+    return isinstance(reply, dict) and set(reply) == REPLY_KEYS \
+        and isinstance(reply["exit_status"], int | None) \
+        and all(isinstance(reply[key], bytes | None) for key in ("log", "results")) \
+        and isinstance(reply["report"], dict | None) and isinstance(reply["host"], str)
 
 
 def _is_lost_worker(error: BaseException) -> bool:
@@ -291,6 +268,6 @@ def _is_lost_worker(error: BaseException) -> bool:
     return isinstance(error, KilledWorker | CommClosedError)
 
 
-def _run_id(event_name: str | None, submission: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{event_name or 'event'}-{submission}")
+def _run_id(event_name: str, submission: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{event_name}-{submission}")
     return f"ramp-fleet-{safe}-{uuid.uuid4().hex[:12]}"

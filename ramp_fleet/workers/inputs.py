@@ -1,0 +1,93 @@
+"""A run's inputs, as every backend ships them to the runner: its spec and its submission.
+
+The spec is built here, once, from the typed event config; a backend only
+says where things are on the machine of the run (``ramp-test``, the kit,
+the data) and where the run folder is. The files go into the run folder as
+the runner expects them (:mod:`ramp_fleet.sandbox.runner`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ramp_fleet.archive import pack_submission
+from ramp_fleet.config import EventConfig
+from ramp_fleet.sandbox.spec import SPEC, SUBMISSION, RunSpec
+
+#: How the dispatcher's machine starts the runner on a run folder.
+RUNNER = (sys.executable, "-m", "ramp_fleet.sandbox.runner")
+
+
+def runner_argv(folder: Path) -> list[str]:
+    """The runner on ``folder``, on this machine."""
+    return [*RUNNER, str(folder)]
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What the runner needs in the run folder: the spec, and the submission as an archive."""
+
+    spec: RunSpec
+    #: The submission folder, packed (:func:`ramp_fleet.archive.pack_submission`).
+    submission: bytes
+
+    def files(self) -> dict[str, bytes]:
+        """The run folder's input files, by name."""
+        return {SPEC: self.spec.to_json().encode(), SUBMISSION: self.submission}
+
+    def write(self, folder: Path) -> None:
+        """Put the inputs into a new run folder on this machine."""
+        for name, data in self.files().items():
+            fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+
+
+def run_inputs(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test",
+               python_env: str | None = None, kit_dir: str | None = None,
+               data_dir: str | None = None, hidden: tuple[str, ...] | None = None,
+               quick_test: bool = False, results: Path | None = None,
+               compresslevel: int = 6, checked: bool = False,
+               source: Path | None = None) -> RunInputs:
+    """The inputs of ``submission``'s run, from the event's config.
+
+    ``ramp_test``, ``python_env``, ``kit_dir``, ``data_dir``: as on the machine of the run
+    (default: the event's own folders); ``hidden``: folders kept out of the run's view
+    (default: the event's own); ``results``: a folder where ``training_output`` is put
+    back as ramp-test leaves it (default: an archive in the run folder); ``source``: the
+    submission's folder (default: in ``submissions_dir``).
+    """
+    worker = event.worker
+    dirs = event.dirs
+    spec = RunSpec(
+        submission=submission,
+        kit_dir=kit_dir or str(dirs.kit.path),
+        data_dir=data_dir or str(dirs.data.path),
+        ramp_test=ramp_test,
+        python_env=python_env,
+        quick_test=quick_test,
+        n_threads=event.dispatcher.n_threads,
+        hidden=event_folders(event) if hidden is None else hidden,
+        isolation=worker.isolation.plain(),
+        limits=worker.result_limits.caps(),
+        max_log_bytes=worker.result_limits.max_log_bytes,
+        timeout=worker.timeout,
+        results_as="archive" if results is None else "folder",
+        results=None if results is None else str(results),
+        compresslevel=compresslevel,
+        checked=checked,
+        log_in_folder=True,
+    )
+    folder = source or dirs.submissions.path / submission
+    return RunInputs(spec, pack_submission(folder))
+
+
+def event_folders(event: EventConfig) -> tuple[str, ...]:
+    """The event's own folders, kept out of a run's view should they lie in the kit or data."""
+    dirs = event.dirs
+    return tuple(str(path) for path in (dirs.submissions.path, dirs.predictions.path,
+                                        dirs.logs.path, event.scratch_dir))

@@ -20,6 +20,7 @@ Everything runs on 127.0.0.1 with a real ``dask scheduler`` and real
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ramp_fleet.dask.local import LocalDaskCluster
-from ramp_fleet.ramp_test import ramp_test_command
+from ramp_fleet.sandbox.programs import ramp_test_argv, run_variables
 from ramp_fleet.workers.dask import DaskWorker
 
 IRIS = Path(__file__).resolve().parents[1] / "examples" / "iris"
@@ -98,11 +99,11 @@ def _prepare(root: Path, n: int) -> list[str]:
 
 
 def _ramp_test(root: Path, name: str) -> float:
-    command = ramp_test_command(Path(sys.executable).parent / "ramp-test", name,
-                                root / "ramp-kits" / "iris", root / "ramp-data" / "iris",
-                                root / "submissions", n_threads=1)
+    argv = ramp_test_argv(str(Path(sys.executable).parent / "ramp-test"), name,
+                          str(root / "ramp-kits" / "iris"), str(root / "ramp-data" / "iris"),
+                          str(root / "submissions"))
     started = time.monotonic()
-    subprocess.run(command.argv, env=command.environment(), stdout=subprocess.DEVNULL,
+    subprocess.run(argv, env={**os.environ, **run_variables(1)}, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True)
     elapsed = time.monotonic() - started
     shutil.rmtree(root / "submissions" / name / "training_output", ignore_errors=True)

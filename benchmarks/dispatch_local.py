@@ -105,33 +105,41 @@ def standalone_seconds(root: Path, wrapper: Path, runs: int = 3) -> float:
 
 
 def isolation_cost(root: Path) -> dict[str, float]:
-    """Median ms to build and run a command that does nothing: plain, sandboxed, limited.
+    """Median ms for the runner to run a command that does nothing: plain, sandboxed, limited.
 
     The "ramp-test" here is ``true``'s twin in a Python environment of its own
-    (a venv's layout), so the sandbox binds what a real run's would.
+    (a venv's layout), so the sandbox binds what a real run's would. Each sample is a
+    whole run as a backend starts it: a run folder with its inputs, the runner on it.
     """
-    from ramp_fleet.ramp_test import ramp_test_command
-    from ramp_fleet.sandbox.spec import Isolation
+    from ramp_fleet.archive import pack_submission
+    from ramp_fleet.sandbox.spec import Isolation, RunSpec
 
     env = root / "cost-env"
     (env / "bin").mkdir(parents=True)
     program = env / "bin" / "ramp-test"
     program.write_text("#!/bin/sh\nexit 0\n")
     program.chmod(0o755)
-    (root / "cost" / "submissions" / "s").mkdir(parents=True)
+    source = root / "cost" / "submission" / "s"
+    source.mkdir(parents=True)
+    (source / "estimator.py").write_text("# nothing\n")
+    packed = pack_submission(source)
     kit, data = root / "ramp-kits" / "iris", root / "ramp-data" / "iris"
     modes = {"plain": Isolation(mode="off"), "isolated": Isolation(max_processes=4096),
              "isolated + memory_mb": Isolation(max_processes=4096, memory_mb=2048)}
     samples: dict[str, list[float]] = {name: [] for name in modes}
-    for _ in range(COST_SAMPLES):  # alternating, so a busy moment hits every mode alike
+    for index in range(COST_SAMPLES):  # alternating, so a busy moment hits every mode alike
         for name, isolation in modes.items():
+            folder = root / "cost" / f"{index}-{len(samples[name])}-{name.replace(' ', '')}"
+            folder.mkdir()
             started = time.perf_counter()
-            command = ramp_test_command(program, "s", kit, data, root / "cost" / "submissions",
-                                        n_threads=1, isolation=isolation,
-                                        report=root / "cost" / "report.json")
-            subprocess.run(command.argv, env=command.environment(), check=True,
-                           stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            spec = RunSpec(submission="s", kit_dir=str(kit), data_dir=str(data),
+                           ramp_test=str(program), n_threads=1, isolation=isolation)
+            (folder / "spec.json").write_text(spec.to_json())
+            (folder / "submission.tar.gz").write_bytes(packed)
+            subprocess.run([sys.executable, "-m", "ramp_fleet.sandbox.runner", str(folder)],
+                           check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
             samples[name].append(1000 * (time.perf_counter() - started))
+            shutil.rmtree(folder)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
@@ -139,7 +147,7 @@ def xargs_seconds(root: Path, wrapper: Path, n_submissions: int, n_workers: int)
     subs = root / "submissions"
     for i in range(n_submissions):
         shutil.copytree(EXAMPLE / "submissions" / "logreg", subs / f"sub_{i:02d}")
-    from ramp_fleet.ramp_test import run_variables
+    from ramp_fleet.sandbox.programs import run_variables
 
     names = "".join(f"sub_{i:02d}\n" for i in range(n_submissions))
     template = ramp_test_argv(wrapper, root.parent, "{}", subs)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ramp_fleet.results import LogSource, RunOutput
+from ramp_fleet.results import RunOutput
+from ramp_fleet.sandbox.logs import LogSource
+from ramp_fleet.sandbox.spec import Report
 from ramp_fleet.workers import BaseWorker
 
 
@@ -25,4 +27,5 @@ class ReadyWorker(BaseWorker):
 
     def fetch_output(self) -> RunOutput:
         log = f"{self.submission}: ready-made training_output\n".encode()
-        return RunOutput(0, LogSource.from_bytes(log), Path(self.config["ready_output"]))
+        report = Report(isolated=False, returncode=0, has_results=True)
+        return RunOutput(report, LogSource.from_bytes(log), Path(self.config["ready_output"]))

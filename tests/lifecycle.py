@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ramp_fleet.workers.base import BaseWorker, RunResult, WorkerRetry
+from ramp_fleet.results import RunResult
+from ramp_fleet.workers.base import BaseWorker, WorkerRetry
 
 
 @dataclass

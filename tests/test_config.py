@@ -12,6 +12,7 @@ import pytest
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.errors import ConfigError
+from ramp_fleet.workers.guide import GuideConfig
 from tests.ramp_board import EXAMPLE
 
 RAMP_BOARD_CONFIG = f"""
@@ -60,7 +61,7 @@ def test_a_ramp_board_config_loads_unchanged(tmp_path: Path) -> None:
     event = load_event_config(write(tmp_path, RAMP_BOARD_CONFIG))
     assert event.event_name == "iris_test"
     assert event.worker_type == "conda"
-    assert event.worker_mapping()["conda_env"] == sys.prefix
+    assert GuideConfig(event)["conda_env"] == sys.prefix
     assert event.dispatcher.hunger_policy == "sleep"
     assert event.n_slots >= 1
     assert event.warnings == ()
@@ -68,7 +69,7 @@ def test_a_ramp_board_config_loads_unchanged(tmp_path: Path) -> None:
 
 def test_directories_default_to_the_deployment_layout(tmp_path: Path) -> None:
     event = load_event_config(write(tmp_path, RAMP_BOARD_CONFIG))
-    mapping = event.worker_mapping()
+    mapping = GuideConfig(event)
     assert mapping["kit_dir"] == str(tmp_path / "ramp-kits" / "iris")
     assert mapping["data_dir"] == str(tmp_path / "ramp-data" / "iris")
     assert mapping["submissions_dir"] == str(tmp_path / "events" / "iris_test" / "submissions")
@@ -87,8 +88,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         store: {path: state/db.sqlite}
     """)
     event = load_event_config(path)
-    assert event.worker_mapping()["kit_dir"] == str(tmp_path / "kits" / "iris")
-    assert event.worker_mapping()["logs_dir"] == str(tmp_path / "sub" / "logs")
+    assert GuideConfig(event)["kit_dir"] == str(tmp_path / "kits" / "iris")
+    assert GuideConfig(event)["logs_dir"] == str(tmp_path / "sub" / "logs")
     assert event.store_path == tmp_path / "sub" / "state" / "db.sqlite"
 
 
@@ -108,7 +109,7 @@ def test_flat_keys_are_regrouped_with_one_warning(tmp_path: Path) -> None:
         n_workers: 2
     """)
     event = load_event_config(path)
-    assert event.worker_mapping()["worker_type"] == "conda"
+    assert GuideConfig(event)["worker_type"] == "conda"
     assert event.dispatcher.n_workers == 2
     assert len(event.warnings) == 1
     warning = event.warnings[0]
@@ -247,4 +248,4 @@ def test_the_pulumi_program_may_load_a_config_before_its_key_exists(tmp_path: Pa
     """)
     assert any("worker.key_path: no such file" in p for p in problems(path))
     event = load_event_config(path, runtime_files=False)
-    assert event.worker_mapping()["key_path"] == str(tmp_path / "not-yet.pem")
+    assert GuideConfig(event)["key_path"] == str(tmp_path / "not-yet.pem")

@@ -20,6 +20,7 @@ import yaml
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.errors import ConfigError
+from ramp_fleet.workers.guide import GuideConfig
 from tests.ramp_board import make_deployment
 
 
@@ -86,7 +87,7 @@ def test_the_ramp_section_keys_are_ramp_utils_names(tmp_path: Path) -> None:
     # Relative to the deployment folder, as ramp-utils joins them.
     assert event.dirs.kit.path == deploy / "kits" / "iris"
     assert event.dirs.logs.path == Path("/var/log/ramp/iris")
-    assert event.worker_mapping()["kit_dir"] == str(deploy / "kits" / "iris")
+    assert GuideConfig(event)["kit_dir"] == str(deploy / "kits" / "iris")
 
 
 def test_the_old_invented_names_are_refused_with_the_real_one(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_when_both_sections_name_a_folder_the_ramp_section_wins_with_one_warning
          worker={"logs_dir": str(worker_logs), "submissions_dir": str(config.parent / "submissions")})
     event = load_event_config(config)
     assert event.dirs.logs.path == deploy / "events" / "iris_test" / "logs"
-    assert event.worker_mapping()["logs_dir"] == str(deploy / "events" / "iris_test" / "logs")
+    assert GuideConfig(event)["logs_dir"] == str(deploy / "events" / "iris_test" / "logs")
     assert event.warnings == (
         f"{config}: ramp.logs_dir and worker.logs_dir differ "
         f"('{deploy / 'events' / 'iris_test' / 'logs'}' and '{worker_logs}'); "
@@ -131,7 +132,7 @@ def test_the_guides_data_folder_is_corrected_to_its_parent(tmp_path: Path) -> No
     edit(config, worker={"data_dir": str(data / "data")})
     event = load_event_config(config)
     assert event.dirs.data.path == data
-    assert event.worker_mapping()["data_dir"] == str(data)
+    assert GuideConfig(event)["data_dir"] == str(data)
     [warning] = event.warnings
     assert warning.endswith(f"using its parent. Write: data_dir: {data}")
     assert f"worker.data_dir: '{data / 'data'}' is the data folder itself" in warning

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.errors import UsageError
 from ramp_fleet.workers import BaseWorker, IllegalTransition, WorkerStatus, worker_class
 from ramp_fleet.workers.status import check_transition
+from tests.conftest import EventFactory
 
 
 class Minimal(BaseWorker):
@@ -16,13 +18,20 @@ class Minimal(BaseWorker):
         return True
 
 
+@pytest.fixture
+def event(make_event: EventFactory) -> EventConfig:
+    """An event whose worker is this module's own (its timeout: 10 s)."""
+    return load_event_config(make_event(worker={"worker_type": "tests.test_workers:Minimal",
+                                                "timeout": 10}))
+
+
 def test_status_names_and_order_are_ramps() -> None:
     assert [s.value for s in WorkerStatus][:5] == [
         "initialized", "setup", "running", "finished", "collected"]
 
 
-def test_the_lifecycle_walks_the_table() -> None:
-    worker = Minimal({"timeout": 10}, "s")
+def test_the_lifecycle_walks_the_table(event: EventConfig) -> None:
+    worker = Minimal(event, "s")
     assert worker.status == "initialized"
     worker.setup()
     worker.launch_submission()
@@ -59,29 +68,29 @@ def test_exactly_ramps_moves_are_allowed(current: WorkerStatus) -> None:
                 check_transition(current, target)
 
 
-def test_an_illegal_assignment_fails_loudly() -> None:
-    worker = Minimal({}, "s")
+def test_an_illegal_assignment_fails_loudly(event: EventConfig) -> None:
+    worker = Minimal(event, "s")
     with pytest.raises(IllegalTransition, match="initialized to collected"):
         worker.status = "collected"
     with pytest.raises(ValueError):
         worker.status = "bogus"
 
 
-def test_teardown_of_a_worker_in_error_does_not_raise() -> None:
-    worker = Minimal({}, "s")
+def test_teardown_of_a_worker_in_error_does_not_raise(event: EventConfig) -> None:
+    worker = Minimal(event, "s")
     worker.status = "error"
     worker.teardown()
     assert worker.status == "killed"
 
 
-def test_the_default_wait_times_out_through_kill_submission() -> None:
+def test_the_default_wait_times_out_through_kill_submission(make_event: EventFactory) -> None:
     import threading
 
     class Never(BaseWorker):
         def _is_submission_finished(self) -> bool:
             return False
 
-    worker = Never({"timeout": 0.2}, "s")
+    worker = Never(load_event_config(make_event(worker={"timeout": 0.2})), "s")
     worker.setup()
     worker.launch_submission()
     assert worker.wait(0.05, threading.Event()) == "timeout"

@@ -9,7 +9,7 @@ from tests.lifecycle import Outcome, run_one
 
 
 def run(event: Any, name: str, shared: Any = None, **options: Any) -> Outcome:
-    return run_one(AWSWorker(event.worker_mapping(), name), shared, **options)
+    return run_one(AWSWorker(event, name), shared, **options)
 
 
 def instance_of(outcome: Outcome) -> str:

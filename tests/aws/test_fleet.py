@@ -22,7 +22,6 @@ from ramp_fleet.aws.session import make_session
 from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
 from ramp_fleet.cli import cli
 from ramp_fleet.config.sections import AWSWorkerSection
-from ramp_fleet.sandbox.spec import Isolation, ResultCaps, SandboxSpec
 from ramp_fleet.workers.aws import AWSWorker
 from tests.aws.runs import all_instances, instance_of, run, state_of
 from tests.fixtures.aws import AWSEventFactory
@@ -44,7 +43,7 @@ def test_reuse_runs_submissions_one_after_another_on_one_instance(
     aws_event: AWSEventFactory, ec2: Any, remote_kit: Path
 ) -> None:
     event = aws_event(("logreg", "knn", "broken"), reuse_instances=True)
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         outcomes = [run(event, name, shared=fleet) for name in ("logreg", "broken", "knn")]
         assert [o.result.returncode if o.result else None for o in outcomes] == [0, 1, 0]
@@ -68,7 +67,7 @@ def test_an_idle_instance_is_terminated_after_the_idle_timeout(
     aws_event: AWSEventFactory, ec2: Any
 ) -> None:
     event = aws_event(("logreg",), reuse_instances=True, instance_idle_timeout=3)
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         outcome = run(event, "logreg", shared=fleet)
         instance_id = outcome.worker.place.instance_id
@@ -90,7 +89,7 @@ def test_failed_runs_do_not_give_their_instance_back(
     aws_event: AWSEventFactory, ec2: Any
 ) -> None:
     event = aws_event(("logreg",), reuse_instances=True)
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         outcome = run(event, "logreg", shared=fleet, during_wait=lambda w: ec2.terminate_instances(
             InstanceIds=[w.instance_id]))
@@ -108,7 +107,7 @@ def test_reconcile_reaps_what_a_dead_dispatcher_left_and_only_that(
     other_event = launch_leftover(ec2, image_id, "another_event")
     untagged = ec2.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=1,
                                  MaxCount=1)["Instances"][0]["InstanceId"]
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         assert state_of(ec2, leftover) == "running"  # opening reaps nothing by itself
         AWSWorker.reconcile(fleet, event, [])
@@ -174,7 +173,7 @@ def test_instances_are_launched_with_their_host_key_and_connected_to_only_with_i
     aws_event: AWSEventFactory, ec2: Any, instance_hosts: InstanceHosts
 ) -> None:
     event = aws_event(("logreg",))
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         lease = fleet.acquire("logreg")
         user_data = ec2.describe_instance_attribute(
@@ -220,34 +219,30 @@ def test_a_host_key_changed_mid_run_means_retry_on_another_instance(
 
 
 def test_remote_commands_quote_every_value() -> None:
-    command = remote.start("~/ramp kit", "sub'1", activate=". ~/.profile", timeout=10,
-                           n_threads=2, isolation=Isolation(), caps=ResultCaps())
-    assert command.startswith("cd \"$HOME\"/'ramp kit' || exit 1; setsid sh -c ")
+    command = remote.start("~/ramp kit", "sub'1", activate=". ~/.profile")
+    assert command.startswith("cd \"$HOME\"/'ramp kit'/.ramp-fleet/'sub'\"'\"'1' || exit 1; "
+                              "setsid sh -c ")
     assert command.endswith(" > /dev/null 2>&1 < /dev/null &")
-    # Unquoted as the shells on the instance unquote it: the runner gets one JSON spec.
+    # Unquoted as the shells on the instance unquote it: the runner on its own folder.
     script = shlex.split(command.split("; ", 1)[1])[3]  # setsid sh -c SCRIPT
-    [line] = [line for line in script.splitlines() if line.startswith("timeout ")]
-    words = shlex.split(line.replace('"$HOME"', "HOME").replace('"$py"', "PY"))
-    assert words[:7] == ["timeout", "--kill-after=5", "40", "PY", "-I", "-S",
-                         "HOME/ramp kit/.ramp-fleet/sub'1/sandbox.pyz"]
-    spec = SandboxSpec.from_json(words[7])
-    assert spec.command[:3] == ("ramp-test", "--submission", "sub'1")
-    assert (spec.cwd, spec.submission_dir, spec.variables["OMP_NUM_THREADS"]) == (
-        ".", "submissions/sub'1", "2")
-    assert (spec.timeout, spec.results, spec.report) == (
-        10, ".ramp-fleet/sub'1/results.tar.gz", ".ramp-fleet/sub'1/sandbox.json")
+    assert script.splitlines() == ["echo $$ > pid", ". ~/.profile",
+                                   'py=/usr/bin/python3; [ -x "$py" ] || py=python3',
+                                   '"$py" -I -S runner.pyz .',
+                                   "echo $? > rc.part && mv rc.part rc"]
     assert remote.poll("/srv/kit", "a b") == "cat /srv/kit/.ramp-fleet/'a b'/rc 2>/dev/null || true"
     assert remote.clean("/srv/kit", "x;rm -rf /").endswith(
-        "rm -rf /srv/kit/submissions/'x;rm -rf /' \"$S\" && [ ! -e /srv/kit/submissions/"
-        "'x;rm -rf /' ] && [ ! -e \"$S\" ]")
+        "rm -rf \"$S\" && [ ! -e \"$S\" ]")
+    assert remote.clean("/srv/kit", "x;rm -rf /").startswith(
+        "S=/srv/kit/.ramp-fleet/'x;rm -rf /'; ")
     assert remote.remote_path("~/ramp-kit", ".ramp-fleet", "s") == "ramp-kit/.ramp-fleet/s"
+    assert remote.home_kit("ramp-kit") == "~/ramp-kit" and remote.home_kit("/srv/k") == "/srv/k"
 
 
 def test_a_newer_image_is_picked_up_after_the_refresh_interval(
     aws_event: AWSEventFactory, ec2: Any, image_id: str
 ) -> None:
     event = aws_event(ami_refresh_interval=0.5)
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         assert fleet.image().chosen.image_id == image_id
         newer = register_image(ec2, "ramp-iris 1.11.0")

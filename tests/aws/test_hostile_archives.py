@@ -19,6 +19,11 @@ from tests.fixtures.moto_ec2 import live_instances
 from tests.hostile_archives import dot_dot, link_chain, million_tiny_files, path_max_chain
 
 
+def in_run_folder(kit: str, submission: str, name: str) -> str:
+    """A file of the run's folder on the instance, for a shell line (the test's paths are plain)."""
+    return shlex.quote(f"{kit.rstrip('/')}/.ramp-fleet/{submission}/{name}")
+
+
 @pytest.mark.parametrize(("craft", "reason"), [
     (link_chain, "'s' is a symbolic link (to '.')"),
     (dot_dot, "has an empty, '.' or '..' component"),
@@ -35,7 +40,7 @@ def test_a_crafted_archive_from_an_instance_writes_nothing_outside(
     real_report = remote.report
 
     def report_on_a_compromised_host(kit: str, submission: str) -> str:
-        archive = remote.state_path(kit, submission, remote.RESULTS)
+        archive = in_run_folder(kit, submission, "results.tar.gz")
         return f"cp {shlex.quote(str(crafted))} {archive}; {real_report(kit, submission)}"
 
     monkeypatch.setattr(remote, "report", report_on_a_compromised_host)
@@ -57,7 +62,7 @@ def test_a_log_replaced_by_a_link_on_the_instance_is_not_followed(
     real_poll = remote.poll
 
     def poll_on_a_compromised_host(kit: str, submission: str) -> str:
-        log = remote.state_path(kit, submission, "log")
+        log = in_run_folder(kit, submission, "log")
         return f"ln -sfn {shlex.quote(str(secret))} {log}; {real_poll(kit, submission)}"
 
     monkeypatch.setattr(remote, "poll", poll_on_a_compromised_host)

@@ -69,9 +69,9 @@ def test_a_double_forked_process_cannot_touch_the_next_run_on_a_reused_instance(
     target = remote_kit / "submissions" / "logreg"  # where the next run lives on the instance
     write_submission(event.dirs.submissions.path, "forker", textwrap.dedent(FORKER.format(
         target=str(target), record=str(record), marker=marker)))
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
-        first, second = (run_one(AWSWorker(event.worker_mapping(), name), fleet)
+        first, second = (run_one(AWSWorker(event, name), fleet)
                          for name in ("forker", "logreg"))
     finally:
         AWSWorker.close_shared(fleet)

@@ -61,7 +61,7 @@ def test_several_submissions_in_parallel_each_on_its_own_instance(
     aws_event: AWSEventFactory, ec2: Any
 ) -> None:
     event = aws_event(("logreg", "knn", "broken"))
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     try:
         with ThreadPoolExecutor(3) as pool:
             outcomes = dict(zip(["logreg", "knn", "broken"], pool.map(
@@ -136,7 +136,7 @@ def refuse_run_instances(ec2: Any, code: str, only_spot: bool) -> list[str]:
 
 def test_no_spot_capacity_falls_back_to_on_demand(aws_event: AWSEventFactory, ec2: Any) -> None:
     event = aws_event(("logreg",), use_spot_instance=True)
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     seen = refuse_run_instances(fleet.ec2, "InsufficientInstanceCapacity", only_spot=True)
     try:
         outcome = run(event, "logreg", shared=fleet)
@@ -150,7 +150,7 @@ def test_no_spot_capacity_falls_back_to_on_demand(aws_event: AWSEventFactory, ec
 
 def test_no_capacity_at_all_means_retry_not_error(aws_event: AWSEventFactory, ec2: Any) -> None:
     event = aws_event(("logreg",), use_spot_instance=True)
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     refuse_run_instances(fleet.ec2, "InsufficientInstanceCapacity", only_spot=False)
     try:
         outcome = run(event, "logreg", shared=fleet)
@@ -164,7 +164,7 @@ def test_run_instances_refused_is_an_error_and_leaks_nothing(
     aws_event: AWSEventFactory, ec2: Any
 ) -> None:
     event = aws_event(("logreg",), subnet_id="subnet-00000000")
-    worker = AWSWorker(event.worker_mapping(), "logreg")
+    worker = AWSWorker(event, "logreg")
     try:
         with pytest.raises(InstanceError, match="InvalidSubnetID"):
             worker.prepare()
@@ -204,7 +204,7 @@ def test_a_dropped_ssh_connection_is_reopened_and_the_run_completes(
     aws_event: AWSEventFactory, instance_hosts: InstanceHosts
 ) -> None:
     event = aws_event(("logreg",))
-    fleet = AWSWorker.open_shared(event.worker_mapping(), event)
+    fleet = AWSWorker.open_shared(event)
     cut: list[int] = []
 
     def drop(worker: AWSWorker) -> None:

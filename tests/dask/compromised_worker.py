@@ -8,10 +8,11 @@ object whose unpickling writes the file named by ``RAMP_FLEET_TEST_PWNED``
 (with the pid that unpickled it).
 """
 
+import json
 import os
 from pathlib import Path
 
-import ramp_fleet.dask.task
+import ramp_fleet.host.dask_task
 
 MARKER = os.environ.get("RAMP_FLEET_TEST_PWNED", "/nonexistent/pwned")
 ARCHIVES = os.environ.get("RAMP_FLEET_TEST_ARCHIVES")
@@ -28,13 +29,16 @@ class Payload:
         return (_write_marker, (MARKER,))
 
 
-def compromised_run_submission(spec, submission_archive):  # type: ignore[no-untyped-def]
-    answer = ramp_fleet.dask.task.reply(0, log=b"all fine\n")
+def compromised_run_submission(spec_json, submission_archive, run_id):  # type: ignore[no-untyped-def]
+    submission = json.loads(spec_json)["submission"]
+    report = {"isolated": True, "returncode": 0, "has_results": True}
+    answer = ramp_fleet.host.dask_task.reply(host="compromised", report=report,
+                                             log=b"all fine\n", exit_status=0)
     if ARCHIVES:
-        answer["training_output"] = Path(ARCHIVES, f"{spec.submission}.tar.gz").read_bytes()
+        answer["results"] = Path(ARCHIVES, f"{submission}.tar.gz").read_bytes()
     else:
-        answer["training_output"] = Payload()
+        answer["results"] = Payload()
     return answer
 
 
-ramp_fleet.dask.task.run_submission = compromised_run_submission
+ramp_fleet.host.dask_task.run_submission = compromised_run_submission

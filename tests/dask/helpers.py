@@ -1,4 +1,4 @@
-"""Helpers of the Dask tests: a hanging submission, process checks, the worker mapping."""
+"""Helpers of the Dask tests: a hanging submission, the event of a local cluster."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.dask.local import LocalDaskCluster
 
 #: A submission whose fit starts a child (in a session of its own) and hangs.
@@ -44,22 +47,19 @@ def add_hanging_submission(iris: Path, name: str) -> str:
     return marker
 
 
-def worker_config(cluster: LocalDaskCluster, iris: Path, out: Path, **extra: Any) -> dict[str, Any]:
-    """The worker mapping a dispatcher would hand to DaskWorker."""
-    return {
-        "worker_type": "dask",
-        **cluster.worker_config(),
-        "kit_dir": str(iris / "ramp-kits" / "iris"),
-        "data_dir": str(iris / "ramp-data" / "iris"),
-        "submissions_dir": str(iris / "submissions"),
-        "logs_dir": str(out / "logs"),
-        "predictions_dir": str(out / "predictions"),
-        "timeout": 120.0,
-        "conda_env": None,
-        "n_threads": 1,
-        "time_between_collection": 0.5,
-        "event_name": "iris_dask",
-        "problem_name": "iris",
-        "dask_connect_timeout": 10.0,
-        **extra,
+def worker_config(cluster: LocalDaskCluster, iris: Path, out: Path, **extra: Any) -> EventConfig:
+    """The event a dispatcher of these Dask workers would hand them (the iris copy's kit and
+    data, results under ``out``)."""
+    config = {
+        "ramp": {"problem_name": "iris", "event_name": "iris_dask",
+                 "kit_dir": str(iris / "ramp-kits" / "iris"),
+                 "data_dir": str(iris / "ramp-data" / "iris"),
+                 "submissions_dir": str(iris / "submissions"),
+                 "logs_dir": str(out / "logs"), "predictions_dir": str(out / "predictions")},
+        "worker": {"worker_type": "dask", **cluster.worker_config(), "timeout": 120.0,
+                   "dask_connect_timeout": 10.0, **extra},
+        "dispatcher": {"n_threads": 1, "time_between_collection": 0.5},
     }
+    path = out / "config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return load_event_config(path)

@@ -29,7 +29,7 @@ def run_on_a_compromised_worker(iris: Path, tmp_path: Path, monkeypatch: pytest.
         cluster.start_worker("compromised", "--preload", "tests.dask.compromised_worker")
         cluster.wait_for_workers(1)
         config = worker_config(cluster, iris, tmp_path)
-        shared = DaskWorker.open_shared(config, None)
+        shared = DaskWorker.open_shared(config)
         try:
             return run_one(DaskWorker(config, submission), shared)
         finally:

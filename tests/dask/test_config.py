@@ -12,6 +12,7 @@ from ramp_fleet.config import load_event_config
 from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.dask.certs import write_tls_files
 from ramp_fleet.errors import ConfigError
+from ramp_fleet.workers.guide import GuideConfig
 from tests.ramp_board import make_layout
 
 
@@ -38,7 +39,7 @@ def _problems(tmp_path: Path, **worker: Any) -> list[str]:
 def test_plaintext_on_loopback_is_accepted(tmp_path: Path, address: str) -> None:
     event = _load(tmp_path, dask_scheduler=address)
     assert isinstance(event.worker, DaskWorkerSection)
-    assert event.worker_mapping()["dask_scheduler"] == address
+    assert GuideConfig(event)["dask_scheduler"] == address
 
 
 def test_an_insecure_remote_address_is_refused(tmp_path: Path) -> None:
@@ -67,7 +68,7 @@ def test_tls_files_are_checked_and_resolved(tmp_path: Path) -> None:
     files = write_tls_files(tmp_path / "tls")
     event = _load(tmp_path, dask_scheduler="tls://scheduler.example:8786",
                   dask_tls={"ca_file": "tls/ca.pem", "cert": "tls/cert.pem", "key": "tls/key.pem"})
-    assert event.worker_mapping()["dask_tls"] == files.as_config()
+    assert GuideConfig(event)["dask_tls"] == files.as_config()
 
     files.key.chmod(0o644)
     problems = _problems(tmp_path, dask_scheduler="tls://scheduler.example:8786",

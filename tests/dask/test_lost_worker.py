@@ -23,7 +23,7 @@ def test_worker_killed_mid_run_means_retry(iris: Path, tmp_path: Path) -> None:
         config = worker_config(cluster, iris, tmp_path)
         from ramp_fleet.workers.dask import DaskWorker
 
-        shared = DaskWorker.open_shared(config, None)
+        shared = DaskWorker.open_shared(config)
         try:
             killer = _kill_worker_running(marker)
             outcome = run_one(DaskWorker(config, "hangs_lost"), shared)
@@ -46,9 +46,9 @@ def _kill_worker_running(marker: str):  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             for proc in processes_with(marker):
-                guard = _ancestor_running(proc, "ramp_fleet.dask.guard")
-                if guard is not None:
-                    worker = guard.parent()
+                runner = _ancestor_running(proc, "ramp_fleet.sandbox.runner")
+                if runner is not None:
+                    worker = runner.parent()
                     assert worker is not None
                     worker.send_signal(signal.SIGKILL)
                     killed.append(worker.pid)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(180)
 def test_submissions_run_over_tls(tls_cluster: LocalDaskCluster, iris: Path, tmp_path: Path) -> None:
     assert tls_cluster.address.startswith("tls://127.0.0.1:")
     config = worker_config(tls_cluster, iris, tmp_path)
-    shared = DaskWorker.open_shared(config, None)
+    shared = DaskWorker.open_shared(config)
     try:
         dummy, broken = (run_one(DaskWorker(config, name), shared) for name in ("dummy", "broken"))
     finally:

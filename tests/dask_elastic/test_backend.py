@@ -25,13 +25,12 @@ def test_submissions_train_on_workers_the_cluster_starts_for_them(
     stand_in_hosts: Path,
 ) -> None:
     event = load_event_config(make_event(("logreg", "broken"), worker=elastic_worker_config))
-    config = event.worker_mapping()
-    shared = DaskWorker.open_shared(config, event)
+    shared = DaskWorker.open_shared(event)
     try:
         assert isinstance(shared, DaskConnection) and isinstance(shared, ElasticConnection)
         assert not shared.client().scheduler_info(n_workers=-1)["workers"]  # min_workers: 0
         with ThreadPoolExecutor(2) as pool:
-            logreg, broken = pool.map(lambda name: run_one(DaskWorker(config, name), shared),
+            logreg, broken = pool.map(lambda name: run_one(DaskWorker(event, name), shared),
                                       ["logreg", "broken"])
     finally:
         DaskWorker.close_shared(shared)

@@ -14,6 +14,7 @@ from ramp_fleet.config import load_event_config
 from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.errors import ConfigError
 from ramp_fleet.names import EventNames, event_region
+from ramp_fleet.workers.guide import GuideConfig
 from tests.ramp_board import make_layout
 
 ELASTIC = {"provider": "ec2", "max_workers": 4}
@@ -46,7 +47,7 @@ def test_an_elastic_cluster_takes_the_place_of_a_scheduler_address(tmp_path: Pat
     assert cluster is not None and event.worker.dask_scheduler is None
     assert (cluster.max_workers, cluster.min_workers, cluster.idle_timeout) == (4, 0, 300.0)
     assert cluster.ami_owners == ["self"]
-    assert event.worker_mapping()["dask_cluster"]["max_workers"] == 4
+    assert GuideConfig(event)["dask_cluster"]["max_workers"] == 4
 
 
 def test_neither_address_nor_cluster_is_one_problem(tmp_path: Path) -> None:

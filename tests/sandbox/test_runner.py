@@ -18,36 +18,73 @@ import sys
 import tarfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
+from ramp_fleet.archive import pack_submission
 from ramp_fleet.sandbox import cgroups
-from ramp_fleet.sandbox.runner import RUN_UIDS, TIMED_OUT
-from ramp_fleet.sandbox.spec import Isolation, Report, ResultCaps, SandboxSpec
+from ramp_fleet.sandbox.run import RUN_UIDS
+from ramp_fleet.sandbox.runner import TIMED_OUT
+from ramp_fleet.sandbox.spec import Isolation, Report, RunSpec
 from tests.conftest import needs_bwrap
 from tests.real_parts import require
 
 pytestmark = needs_bwrap
 
 
-def spec(tmp_path: Path, code: str, **isolation: object) -> SandboxSpec:
-    sub = tmp_path / "subs" / "s"
-    sub.mkdir(parents=True, exist_ok=True)
-    (sub / "code.py").write_text(textwrap.dedent(code))
+#: Stands in for ramp-test: runs the submission's ``code.py`` from the run's own folder.
+FAKE_RAMP_TEST = """#!{python}
+import runpy, sys
+sys.argv = ["code.py"]
+runpy.run_path("code.py", run_name="__main__")
+"""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A run folder with its inputs, ready for the runner."""
+
+    folder: Path
+    program: Path
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.json"
+
+    @property
+    def submission_dir(self) -> Path:
+        return self.folder / "submissions" / "s"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "log"
+
+
+def spec(tmp_path: Path, code: str, **isolation: object) -> Sent:
+    source = tmp_path / "source" / "s"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "code.py").write_text(textwrap.dedent(code))
+    program = tmp_path / "env" / "bin" / "ramp-test"  # an environment of its own, as a venv
+    program.parent.mkdir(parents=True, exist_ok=True)
+    program.write_text(FAKE_RAMP_TEST.format(python=sys.executable))
+    program.chmod(0o755)
     timeout = isolation.pop("timeout", 60.0)
-    return SandboxSpec(command=(sys.executable, str(sub / "code.py")), cwd=str(sub),
-                       kit_dir=str(tmp_path / "kit"), data_dir=str(tmp_path / "kit"),
-                       submission_dir=str(sub), isolation=Isolation(**isolation),  # type: ignore[arg-type]
-                       report=str(tmp_path / "report.json"),
-                       results=str(tmp_path / "results.tar.gz"), timeout=timeout,  # type: ignore[arg-type]
-                       result_caps=ResultCaps())
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (tmp_path / "kit").mkdir(exist_ok=True)
+    sent = RunSpec(submission="s", kit_dir=str(tmp_path / "kit"), data_dir=str(tmp_path / "kit"),
+                   ramp_test=str(program), isolation=Isolation(**isolation),  # type: ignore[arg-type]
+                   timeout=timeout)  # type: ignore[arg-type]
+    (folder / "spec.json").write_text(sent.to_json())
+    (folder / "submission.tar.gz").write_bytes(pack_submission(source))
+    return Sent(folder, program)
 
 
-def start(sent: SandboxSpec, no_cgroup: bool = False) -> subprocess.Popen[str]:
-    Path(sent.kit_dir).mkdir(exist_ok=True)
-    argv = [sys.executable, "-m", "ramp_fleet.sandbox.runner", sent.to_json()]
+def start(sent: Sent, no_cgroup: bool = False) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "ramp_fleet.sandbox.runner", str(sent.folder)]
     if no_cgroup:
         require("unshare and mount (util-linux)", shutil.which("unshare") is not None)
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -55,16 +92,18 @@ def start(sent: SandboxSpec, no_cgroup: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def run(sent: SandboxSpec, no_cgroup: bool = False) -> tuple[int, str, Report]:
+def run(sent: Sent, no_cgroup: bool = False) -> tuple[int, str, Report]:
+    """The runner's exit status, the run's log, and the runner's report."""
     proc = start(sent, no_cgroup)
     output, _ = proc.communicate(timeout=300)
-    report = Report.read(sent.report or "")
-    assert report is not None, output
-    return proc.returncode, output, report
+    log = sent.log.read_text() if sent.log.exists() else ""
+    report = Report.read(sent.report)
+    assert report is not None, output + log
+    return proc.returncode, log, report
 
 
-def results(tmp_path: Path) -> list[str]:
-    with tarfile.open(tmp_path / "results.tar.gz") as archive:
+def results(sent: Sent) -> list[str]:
+    with tarfile.open(sent.folder / "results.tar.gz") as archive:
         return sorted(archive.getnames())
 
 
@@ -77,12 +116,13 @@ with os.fdopen(os.open("training_output/fold_0/scores.csv", os.O_WRONLY | os.O_C
 
 
 def test_an_honest_run_is_collected_by_the_runner_and_measured(tmp_path: Path) -> None:
-    code, output, report = run(spec(tmp_path, WRITES_OUTPUT + "print('done')"))
+    sent = spec(tmp_path, WRITES_OUTPUT + "print('done')")
+    code, output, report = run(sent)
     assert (code, report.returncode, report.has_results) == (0, 0, True), output
-    assert results(tmp_path) == ["fold_0", "fold_0/scores.csv"]
+    assert results(sent) == ["fold_0", "fold_0/scores.csv"]
     assert report.isolated and report.limit is None and report.usage is not None
     assert report.usage.peak_mb is not None and report.usage.peak_mb > 1
-    assert not (tmp_path / "subs" / "s" / "training_output").exists(), "made in its own folder"
+    assert not (sent.submission_dir / "training_output").exists(), "made in its own folder"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as another user the run is that user")
@@ -97,11 +137,12 @@ def test_as_root_a_run_is_an_unprivileged_uid_of_its_own_inside_and_out(tmp_path
     seen: set[int] = set()
     while time.monotonic() < deadline and not seen:
         for process in psutil.process_iter(["cmdline", "uids"]):
-            if str(Path(sent.submission_dir) / "code.py") in (process.info["cmdline"] or []) \
+            if str(sent.program) in (process.info["cmdline"] or []) \
                     and "-c" not in (process.info["cmdline"] or []):
                 seen = set(process.info["uids"] or ())
         time.sleep(0.1)
-    output, _ = proc.communicate(timeout=60)
+    proc.communicate(timeout=60)
+    output = sent.log.read_text()
     assert seen and all(uid in RUN_UIDS for uid in seen), (seen, output)
     uid = next(iter(seen))
     assert f"ids {uid} {uid} {uid} []" in output
@@ -271,7 +312,7 @@ def test_a_training_output_swapped_after_the_run_is_refused_at_once(
     assert code == 0 and not report.has_results
     assert report.results_refused == (f"training_output is not a folder ({why}: a link, a FIFO "
                                       "or a file put in its place): refused")
-    assert not (tmp_path / "results.tar.gz").exists()
+    assert not (tmp_path / "run" / "results.tar.gz").exists()
 
 
 def test_a_link_inside_training_output_is_refused(tmp_path: Path) -> None:
@@ -294,16 +335,18 @@ if os.fork() == 0:
 """)
     code, output, report = run(sent)
     assert (code, report.has_results, report.results_refused) == (0, True, None), output
-    assert results(tmp_path) == ["fold_0", "fold_0/scores.csv"]
+    assert results(sent) == ["fold_0", "fold_0/scores.csv"]
 
 
 def test_a_signal_to_the_runner_stops_the_run_and_is_reported(tmp_path: Path) -> None:
     sent = spec(tmp_path, "import time; print('started', flush=True); time.sleep(600)")
     proc = start(sent)
-    assert proc.stdout is not None
-    assert "started" in proc.stdout.readline()
+    deadline = time.monotonic() + 60
+    while not (sent.log.exists() and "started" in sent.log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never started"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=60)
-    report = Report.read(sent.report or "")
-    assert report is not None and report.returncode == 128 + signal.SIGKILL, output
-    assert json.loads(Path(sent.report or "").read_text())["has_results"] is False
+    proc.communicate(timeout=60)
+    report = Report.read(sent.report)
+    assert report is not None and report.returncode == 128 + signal.SIGKILL, sent.log.read_text()
+    assert json.loads(sent.report.read_text())["has_results"] is False

@@ -8,36 +8,51 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 
+from ramp_fleet.archive import pack_submission
 from ramp_fleet.sandbox.runner import REFUSED
-from ramp_fleet.sandbox.spec import Isolation, Report, SandboxSpec, Usage
-from ramp_fleet.sandbox.zipapp import PACKAGE, sandbox_pyz
+from ramp_fleet.sandbox.spec import Isolation, Report, RunSpec, Usage
+from ramp_fleet.sandbox.tree import Limits
+from ramp_fleet.sandbox.zipapp import PACKAGE, runner_pyz
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
-def spec(tmp_path: Path, command: Sequence[str], **isolation: object) -> SandboxSpec:
-    return SandboxSpec(command=command, cwd=str(tmp_path), kit_dir=".", data_dir="data",
-                       submission_dir="submissions/s", variables={"PYTHONUNBUFFERED": "1"},
-                       hidden=(".ramp-fleet",), isolation=Isolation(**isolation),  # type: ignore[arg-type]
-                       report=".ramp-fleet/report.json")
+def spec(tmp_path: Path, script: str = "exit 0", **isolation: object) -> RunSpec:
+    """A run folder whose "ramp-test" is a shell script, ready for the runner."""
+    program = tmp_path / "bin" / "ramp-test"
+    program.parent.mkdir(parents=True, exist_ok=True)
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    source = tmp_path / "source" / "s"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "estimator.py").write_text("# a submission\n")
+    sent = RunSpec(submission="s", kit_dir="../kit", data_dir="../kit/data",
+                   ramp_test=str(program), hidden=("../kit/.ramp-fleet",),
+                   isolation=Isolation(**isolation))  # type: ignore[arg-type]
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (tmp_path / "kit" / "data").mkdir(parents=True)
+    (folder / "spec.json").write_text(sent.to_json())
+    (folder / "submission.tar.gz").write_bytes(pack_submission(source))
+    return sent
 
 
 def test_a_spec_travels_as_json_and_resolves_where_it_runs(tmp_path: Path) -> None:
-    sent = spec(tmp_path, ("ramp-test", "--submission", "s"), memory_mb=512,
-                read_only_paths=("~/extra",))
-    received = SandboxSpec.from_json(sent.to_json())
+    sent = RunSpec(submission="s", kit_dir="~/kit", data_dir="data", hidden=(".ramp-fleet",),
+                   isolation=Isolation(memory_mb=512, read_only_paths=("~/extra",)),
+                   limits=Limits(10, 20, 30))
+    received = RunSpec.from_json(sent.to_json())
     assert received == sent
-    here = received.resolved()
-    assert (here.kit_dir, here.data_dir, here.submission_dir) == (
-        str(tmp_path), str(tmp_path / "data"), str(tmp_path / "submissions" / "s"))
+    here = received.resolved(str(tmp_path))
+    assert (here.kit_dir, here.data_dir) == (os.path.expanduser("~/kit"), str(tmp_path / "data"))
     assert here.hidden == (str(tmp_path / ".ramp-fleet"),)
     assert here.isolation.read_only_paths == (os.path.expanduser("~/extra"),)
+    assert here.ramp_test == "ramp-test", "a bare name is looked up where the run is"
 
 
 @pytest.mark.parametrize("data", [b"", b"[]", b"{", b'{"isolated": "yes", "refused": 7}',
@@ -63,28 +78,42 @@ def launch(python: str, argv: list[str], path: str, cwd: Path) -> subprocess.Com
 
 
 def test_the_runner_refuses_a_required_run_where_bwrap_does_not_work(tmp_path: Path) -> None:
-    (tmp_path / ".ramp-fleet").mkdir()
-    sent = spec(tmp_path, ["true"], mode="required")
-    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", sent.to_json()],
-                  "/nonexistent", tmp_path)
+    spec(tmp_path, mode="required")
+    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", "run"], "/nonexistent",
+                  tmp_path)
     assert done.returncode == REFUSED
-    assert done.stderr.startswith("ramp-fleet: worker.isolation.mode is required, but bubblewrap "
-                                  "does not work here: no bwrap on PATH; install bubblewrap")
-    report = Report.read(tmp_path / ".ramp-fleet" / "report.json")
+    log = (tmp_path / "run" / "log").read_text()
+    assert log.startswith("ramp-fleet: worker.isolation.mode is required, but bubblewrap "
+                          "does not work here: no bwrap on PATH; install bubblewrap")
+    report = Report.read(tmp_path / "run" / "report.json")
     assert report is not None and report.refused is not None and not report.isolated
+    assert not (tmp_path / "run" / "submissions").exists(), "nothing of it was unpacked"
 
 
 def test_the_runner_runs_an_auto_run_without_bwrap_and_says_so(tmp_path: Path) -> None:
-    (tmp_path / ".ramp-fleet").mkdir()
-    sent = spec(tmp_path, ["/bin/sh", "-c", "echo ran; exit 3"], mode="auto", memory_mb=256)
-    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", sent.to_json()],
-                  "/nonexistent", tmp_path)
-    assert (done.returncode, done.stdout) == (3, "ran\n")
-    assert done.stderr.startswith("ramp-fleet: this run is NOT isolated: bubblewrap does not "
-                                  "work here: no bwrap on PATH (host ")
-    report = Report.read(tmp_path / ".ramp-fleet" / "report.json")
+    spec(tmp_path, "echo ran; exit 3", mode="auto", memory_mb=256)
+    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", "run"], "/nonexistent",
+                  tmp_path)
+    assert done.returncode == 3
+    log = (tmp_path / "run" / "log").read_text()
+    assert log.startswith("ramp-fleet: this run is NOT isolated: bubblewrap does not "
+                          "work here: no bwrap on PATH (host ")
+    assert log.endswith("ran\n")
+    report = Report.read(tmp_path / "run" / "report.json")
     assert report is not None and not report.isolated and report.note is not None
     assert report.usage is not None and report.usage.memory_limit_mb == 256
+
+
+def test_the_runner_says_when_there_is_no_ramp_test(tmp_path: Path) -> None:
+    sent = spec(tmp_path, mode="off")
+    (tmp_path / "run" / "spec.json").write_text(
+        RunSpec(**{**sent.__dict__, "ramp_test": "ramp-test", "python_env": "nowhere"}).to_json())
+    done = launch(sys.executable, ["-m", "ramp_fleet.sandbox.runner", "run"], "/usr/bin:/bin",
+                  tmp_path)
+    report = Report.read(tmp_path / "run" / "report.json")
+    assert done.returncode == 127 and report is not None and report.returncode == 127
+    assert report.refused is not None and report.refused.startswith(
+        "no ramp-test for conda_env 'nowhere' on this host (looked at ")
 
 
 @pytest.mark.parametrize("module", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
@@ -100,15 +129,15 @@ def test_the_shipped_modules_are_python_3_10(module: Path) -> None:
 
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3")
 def test_the_zipapp_runs_with_the_system_python_alone(tmp_path: Path) -> None:
-    pyz = tmp_path / "sandbox.pyz"
-    pyz.write_bytes(sandbox_pyz())
-    names = zipfile.ZipFile(BytesIO(sandbox_pyz())).namelist()
+    pyz = tmp_path / "runner.pyz"
+    pyz.write_bytes(runner_pyz())
+    names = zipfile.ZipFile(BytesIO(runner_pyz())).namelist()
     assert "__main__.py" in names and "ramp_fleet/sandbox/runner.py" in names
     assert "ramp_fleet/sandbox/inner.py" in names
-    (tmp_path / ".ramp-fleet").mkdir()
-    sent = spec(tmp_path, ["/bin/sh", "-c", "echo ran"], mode="off")
-    done = launch(str(SYSTEM_PYTHON), ["-I", "-S", str(pyz), sent.to_json()], "/usr/bin:/bin",
-                  tmp_path)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "ran\n", "")
-    report = Report.read(tmp_path / ".ramp-fleet" / "report.json")
+    spec(tmp_path, "echo ran", mode="off")
+    done = launch(str(SYSTEM_PYTHON), ["-I", "-S", str(pyz), "."], "/usr/bin:/bin",
+                  tmp_path / "run")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (tmp_path / "run" / "log").read_text() == "ran\n"
+    report = Report.read(tmp_path / "run" / "report.json")
     assert report is not None and (report.isolated, report.returncode) == (False, 0)

@@ -35,6 +35,43 @@ def test_the_happy_path_follows_ramp_database_names(store: Store) -> None:
         "new", "sent_to_training", "training", "tested", "scored"]
 
 
+def test_a_scored_result_is_recorded_in_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from ramp_fleet.store.records import Outcome, RunPlace
+    from ramp_fleet.store.states import TRANSITIONS
+
+    store.add("a")
+    store.claim_next("aws-1", "aws")
+    store.mark_training("a")
+    # A table where tested cannot go on to scored: the second move fails after the first.
+    monkeypatch.setitem(TRANSITIONS, State.TESTED, frozenset({State.CHECKING_ERROR, State.NEW}))
+    scores = {"folds": [], "bagged": {"test": {"acc": 0.9}}}
+    with pytest.raises(IllegalStateChange):
+        store.record_scored("a", returncode=0, peak_memory_mb=12.5, score=0.9, scores=scores)
+    row = store.get("a")
+    assert row is not None
+    assert (row.state, row.returncode, row.peak_memory_mb) == (State.TRAINING, None, None)
+    assert [state for state, _ in store.history("a")] == ["new", "sent_to_training", "training"]
+    [run] = store.runs()
+    assert (run.outcome, run.ended, run.returncode) == (Outcome.RUNNING, None, None)
+
+    monkeypatch.undo()
+    ended = time.time() - 5
+    store.record_scored("a", returncode=0, peak_memory_mb=12.5, ended=ended,
+                        place=RunPlace(instance_id="i-1"), score=0.9, scores=scores)
+    row = store.get("a")
+    assert row is not None and (row.state, row.returncode, row.score, row.scores) == (
+        State.SCORED, 0, 0.9, scores)
+    assert row.finished is not None
+    assert [(name, test) for name, _, test in store.scored_test_scores()] == [("a", '{"acc": 0.9}')]
+    [run] = store.runs()
+    assert (run.outcome, run.ended, run.returncode, run.peak_memory_mb, run.instance_id) == (
+        Outcome.SCORED, ended, 0, 12.5, "i-1")
+
+
 #: ramp-database's life of a submission, written out here rather than read from the code.
 LEGAL = {
     ("new", "sent_to_training"),

@@ -103,6 +103,26 @@ class Queue(Connections):
                   finished=time.time(), run_state=None)
             close_run(db, name, Outcome.SCORED)
 
+    def record_scored(self, name: str, *, returncode: int, peak_memory_mb: float | None,
+                      ended: float | None = None, place: RunPlace | None = None,
+                      score: float | None, scores: dict[str, Any]) -> None:
+        """Record a run's scored result: training → tested → scored in one transaction.
+
+        Both moves are written to ``history`` as two state changes are, but a
+        dispatcher killed in between cannot leave the submission ``tested``:
+        nothing else would ever score it. ``ended`` defaults to now.
+        """
+        test = scores.get("bagged", {}).get("test")
+        scores_json = strict_json(scores)
+        test_json = None if test is None else strict_json(test)
+        with self._transaction() as db:
+            _move(db, name, State.TESTED, returncode=returncode, peak_memory_mb=peak_memory_mb)
+            update_run(db, name, ended=ended or time.time(), returncode=returncode,
+                       peak_memory_mb=peak_memory_mb, **place_values(place))
+            _move(db, name, State.SCORED, score=score, scores=scores_json, test_scores=test_json,
+                  finished=time.time(), run_state=None)
+            close_run(db, name, Outcome.SCORED)
+
     def mark_failed(
         self,
         name: str,

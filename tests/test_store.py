@@ -26,8 +26,7 @@ def test_the_happy_path_follows_ramp_database_names(store: Store) -> None:
     assert claimed is not None and claimed.state == State.SENT_TO_TRAINING and claimed.attempts == 1
     store.mark_training("a", run_state="run-1")
     assert store.get("a").run_state == "run-1"  # type: ignore[union-attr]
-    store.mark_tested("a", 0, 12.5)
-    store.mark_scored("a", 0.9, {"bagged": {}})
+    store.record_scored("a", returncode=0, peak_memory_mb=12.5, score=0.9, scores={"bagged": {}})
     row = store.get("a")
     assert row is not None
     assert (row.state, row.score, row.peak_memory_mb, row.run_state) == (State.SCORED, 0.9, 12.5, None)
@@ -99,10 +98,9 @@ def test_a_scored_submission_cannot_be_scored_again(store: Store) -> None:
     store.add("a")
     store.claim_next("w")
     store.mark_training("a")
-    store.mark_tested("a", 0, None)
-    store.mark_scored("a", 1.0, {})
+    store.record_scored("a", returncode=0, peak_memory_mb=None, score=1.0, scores={})
     with pytest.raises(IllegalStateChange):
-        store.mark_scored("a", 0.5, {})
+        store.record_scored("a", returncode=0, peak_memory_mb=None, score=0.5, scores={})
     assert store.get("a").score == 1.0  # type: ignore[union-attr]
 
 
@@ -206,8 +204,7 @@ def test_each_attempt_is_recorded_with_the_state_change_that_ends_it(store: Stor
     store.requeue("a", 0, "spot interruption")
     store.claim_next("aws-2", "aws")
     store.mark_training("a")
-    store.mark_tested("a", 0, 40.0, ended=time.time())
-    store.mark_scored("a", 0.9, {})
+    store.record_scored("a", returncode=0, peak_memory_mb=40.0, ended=time.time(), score=0.9, scores={})
     first, second = store.runs()
     assert (first.attempt, first.slot, first.backend, first.outcome, first.error) == (
         1, "aws-1", "aws", Outcome.RETRY, "spot interruption")

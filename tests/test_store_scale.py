@@ -27,10 +27,10 @@ def scored(store: Store, name: str, acc: float, peak: float | None = None) -> No
     store.add(name)
     assert store.claim_next("w") is not None
     store.mark_training(name)
-    store.mark_tested(name, 0, peak)
     bagged = {"valid": {"acc": acc}, "test": {"acc": acc, "nll": 1 - acc}}
     folds = [{"train": {"acc": 1.0}, "valid": {"acc": acc}, "test": {"acc": acc}}]
-    store.mark_scored(name, acc, {"folds": folds, "bagged": bagged})
+    store.record_scored(name, returncode=0, peak_memory_mb=peak, score=acc,
+                        scores={"folds": folds, "bagged": bagged})
 
 
 def test_a_read_does_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:

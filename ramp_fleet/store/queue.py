@@ -88,21 +88,6 @@ class Queue(Connections):
                  place.dask_worker, open_run(db, name)),
             )
 
-    def mark_tested(self, name: str, returncode: int, peak_memory_mb: float | None,
-                    ended: float | None = None, place: RunPlace | None = None) -> None:
-        with self._transaction() as db:
-            _move(db, name, State.TESTED, returncode=returncode, peak_memory_mb=peak_memory_mb)
-            update_run(db, name, ended=ended or time.time(), returncode=returncode,
-                       peak_memory_mb=peak_memory_mb, **place_values(place))
-
-    def mark_scored(self, name: str, score: float | None, scores: dict[str, Any]) -> None:
-        with self._transaction() as db:
-            test = scores.get("bagged", {}).get("test")
-            _move(db, name, State.SCORED, score=score, scores=strict_json(scores),
-                  test_scores=None if test is None else strict_json(test),
-                  finished=time.time(), run_state=None)
-            close_run(db, name, Outcome.SCORED)
-
     def record_scored(self, name: str, *, returncode: int, peak_memory_mb: float | None,
                       ended: float | None = None, place: RunPlace | None = None,
                       score: float | None, scores: dict[str, Any]) -> None:

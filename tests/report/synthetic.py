@@ -166,8 +166,8 @@ def fill_store(store: Store, event: SyntheticEvent) -> None:
                 store.mark_failed(name, State.TRAINING_ERROR, run.error or "", run.returncode,
                                   run.peak_memory_mb)
             elif run.outcome == Outcome.SCORED:
-                store.mark_tested(name, 0, run.peak_memory_mb)
-                store.mark_scored(name, 0.9, {"bagged": {}})
+                store.record_scored(name, returncode=0, peak_memory_mb=run.peak_memory_mb, score=0.9,
+                                    scores={"bagged": {}})
     for name in event.waiting:
         store.add(name)
     forget_recorded_runs(store)

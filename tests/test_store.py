@@ -13,6 +13,7 @@ from ramp_fleet.store import IllegalStateChange, State, Store
 from ramp_fleet.store.names import name_problem
 from ramp_fleet.store.submissions import discover, submit
 from tests.conftest import EventFactory, write_submission
+from tests.store_helpers import history
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_the_happy_path_follows_ramp_database_names(store: Store) -> None:
     row = store.get("a")
     assert row is not None
     assert (row.state, row.score, row.peak_memory_mb, row.run_state) == (State.SCORED, 0.9, 12.5, None)
-    assert [state for state, _ in store.history("a")] == [
+    assert [state for state, _ in history(store, "a")] == [
         "new", "sent_to_training", "training", "tested", "scored"]
 
 
@@ -53,7 +54,7 @@ def test_a_scored_result_is_recorded_in_one_transaction(
     row = store.get("a")
     assert row is not None
     assert (row.state, row.returncode, row.peak_memory_mb) == (State.TRAINING, None, None)
-    assert [state for state, _ in store.history("a")] == ["new", "sent_to_training", "training"]
+    assert [state for state, _ in history(store, "a")] == ["new", "sent_to_training", "training"]
     [run] = store.runs()
     assert (run.outcome, run.ended, run.returncode) == (Outcome.RUNNING, None, None)
 

@@ -18,6 +18,7 @@ from ramp_fleet.leaderboard import build_leaderboard
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.db import SCHEMA_VERSION
 from tests.conftest import EventFactory
+from tests.store_helpers import status_json
 
 #: A deadlock detector, not a timing: a read that waits for the write waits forever here.
 HANG = 60.0
@@ -178,7 +179,7 @@ def test_status_and_leaderboard_import_nothing_of_the_kit(
     assert "HEAVY []" in done.stderr
     if command == ["status", "--json"]:
         store = Store(event.store_path)
-        expected = [json.loads(json.dumps(s.as_json())) for s in store.all()]
+        expected = [json.loads(json.dumps(status_json(s))) for s in store.all()]
         store.close()
         assert json.loads(done.stdout) == expected
 

@@ -17,10 +17,6 @@ class Meta(Connections):
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
     def official_score(self) -> tuple[str, bool] | None:
         """The event's official score as recorded: ``(name, lower_is_better)``, or None."""
         value = self.get_meta(OFFICIAL_SCORE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,14 +39,6 @@ class Submission:
     peak_memory_mb: float | None
     score: float | None
     scores: dict[str, Any] | None
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["not_before"], data["run_state"], data["source_id"]
-        data["state"] = str(self.state)
-        for key in _TIMES:
-            data[key] = iso_time(data[key])
-        return data
 
 
 _TIMES = ("submitted", "started", "finished")
@@ -134,12 +126,6 @@ class Reads(Connections):
             "SELECT MIN(not_before) FROM submissions WHERE state = ?", (State.NEW,)
         ).fetchone()
         return None if row[0] is None else float(row[0])
-
-    def history(self, name: str) -> list[tuple[str, str | None]]:
-        rows = self._db.execute(
-            "SELECT state, note FROM history WHERE name = ? ORDER BY rowid", (name,)
-        ).fetchall()
-        return [(row[0], row[1]) for row in rows]
 
     def scored_test_scores(self) -> Iterator[tuple[str, float | None, str | None]]:
         """``(name, peak_memory_mb, bagged test scores as JSON text)`` of every scored

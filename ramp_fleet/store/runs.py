@@ -32,19 +32,6 @@ class Runs(Connections):
             "SELECT * FROM instances ORDER BY launched, instance_id").fetchall()
         return [InstanceRecord(**dict(row)) for row in rows]
 
-    def add_run(self, run: RunRecord) -> int:
-        """Record a whole attempt at once (an import, a synthetic event); returns its id.
-
-        The dispatcher records its attempts through the state changes instead.
-        """
-        values = asdict(run)
-        with self._transaction() as db:
-            cursor = db.execute(
-                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                tuple(values.values()),
-            )
-        return int(cursor.lastrowid or 0)
-
     def save_instance(self, record: InstanceRecord) -> None:
         """Record an instance, or its new state (terminated) when it is known already."""
         with self._transaction() as db:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import InstanceRecord, Outcome, RunRecord
+from tests.store_helpers import add_run
 
 T = 1_750_000_000.0
 NOW = T + 1800
@@ -92,6 +93,6 @@ def fill(store: Store) -> None:
                                 scores={"bagged": {}})
     forget_recorded_runs(store)
     for run in RUNS:
-        store.add_run(run)
+        add_run(store, run)
     for instance in INSTANCES:
         store.save_instance(instance)

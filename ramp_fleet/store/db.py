@@ -1,4 +1,5 @@
-"""The event's state: one embedded SQLite file, one transaction per state change.
+"""The event's state: one embedded SQLite file, one transaction per state change (the two
+moves of a scored result share one).
 
 A dispatcher killed at any instant leaves the file consistent: a submission
 is either in its old state or its new one, never in between. Readers in
@@ -28,8 +29,9 @@ class Store(Queue, Runs, Reads, Meta):
 
     Each thread reads and writes through a connection of its own: in WAL mode
     a read never waits, neither for a write nor for another read, and takes no
-    lock here. Writes (``BEGIN IMMEDIATE``, one per state change) queue on
-    SQLite's own write lock, as writers in other processes (``submit``) do.
+    lock here. Writes (``BEGIN IMMEDIATE``, one per state change; one for the two
+    of a scored result) queue on SQLite's own write lock, as writers in other
+    processes (``submit``) do.
     (Measured with 8 threads taking 4 000 submissions through claim → training
     → tested → scored on 2 busy cores: 0.70–0.90 ms a submission; with a lock
     of ours in front of the writers, 0.75–0.90; the store before, one

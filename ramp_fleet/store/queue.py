@@ -1,6 +1,6 @@
-"""The queue's state changes: one transaction each, checked against the table of
-:mod:`ramp_fleet.store.states`, each written to ``history`` and to the record of the
-attempt it concerns.
+"""The queue's state changes: one transaction each (a scored result's two moves share
+one), checked against the table of :mod:`ramp_fleet.store.states`, each written to
+``history`` and to the record of the attempt it concerns.
 
 A dispatcher killed at any instant leaves a submission in its old state or
 its new one, never in between.

@@ -20,6 +20,7 @@ from ramp_fleet.progress import Reporter
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.submissions import submit
 from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
+from tests.store_helpers import history
 
 
 class Quiet(Reporter):
@@ -157,9 +158,9 @@ def test_retries_are_limited_and_backed_off(
     store = dispatch(config)
     logreg = store.get("logreg")
     assert logreg is not None and logreg.state == expected
-    history = [state for state, _ in store.history("logreg")]
+    seen = [state for state, _ in history(store, "logreg")]
     attempts = min(fail + 1, max_attempts)
-    assert history.count("sent_to_training") == attempts
+    assert seen.count("sent_to_training") == attempts
     assert logreg.attempts == attempts
     if fail >= max_attempts:
         assert logreg.error == f"gave up after {max_attempts} attempts: the worker asked to retry"
@@ -253,7 +254,7 @@ def test_a_killed_dispatcher_restarts_into_a_consistent_state(make_event: EventF
     store = dispatch(config)
     assert states(store) == dict.fromkeys(("s1", "s2", "s3", "s4"), State.SCORED)
     for name in ("s1", "s2", "s3", "s4"):
-        assert [s for s, _ in store.history(name)].count("scored") == 1
+        assert [s for s, _ in history(store, name)].count("scored") == 1
     assert alive([p.pid for p in orphans]) == []
     assert ramp_tests_running(config.parent) == []
     assert list(event.scratch_dir.iterdir()) == [], "what the killed one left is cleared"

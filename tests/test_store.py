@@ -13,6 +13,7 @@ from ramp_fleet.store import IllegalStateChange, State, Store
 from ramp_fleet.store.names import name_problem
 from ramp_fleet.store.submissions import discover, submit
 from tests.conftest import EventFactory, write_submission
+from tests.store_helpers import history
 
 
 @pytest.fixture
@@ -26,13 +27,49 @@ def test_the_happy_path_follows_ramp_database_names(store: Store) -> None:
     assert claimed is not None and claimed.state == State.SENT_TO_TRAINING and claimed.attempts == 1
     store.mark_training("a", run_state="run-1")
     assert store.get("a").run_state == "run-1"  # type: ignore[union-attr]
-    store.mark_tested("a", 0, 12.5)
-    store.mark_scored("a", 0.9, {"bagged": {}})
+    store.record_scored("a", returncode=0, peak_memory_mb=12.5, score=0.9, scores={"bagged": {}})
     row = store.get("a")
     assert row is not None
     assert (row.state, row.score, row.peak_memory_mb, row.run_state) == (State.SCORED, 0.9, 12.5, None)
-    assert [state for state, _ in store.history("a")] == [
+    assert [state for state, _ in history(store, "a")] == [
         "new", "sent_to_training", "training", "tested", "scored"]
+
+
+def test_a_scored_result_is_recorded_in_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from ramp_fleet.store.records import Outcome, RunPlace
+    from ramp_fleet.store.states import TRANSITIONS
+
+    store.add("a")
+    store.claim_next("aws-1", "aws")
+    store.mark_training("a")
+    # A table where tested cannot go on to scored: the second move fails after the first.
+    monkeypatch.setitem(TRANSITIONS, State.TESTED, frozenset({State.CHECKING_ERROR, State.NEW}))
+    scores = {"folds": [], "bagged": {"test": {"acc": 0.9}}}
+    with pytest.raises(IllegalStateChange):
+        store.record_scored("a", returncode=0, peak_memory_mb=12.5, score=0.9, scores=scores)
+    row = store.get("a")
+    assert row is not None
+    assert (row.state, row.returncode, row.peak_memory_mb) == (State.TRAINING, None, None)
+    assert [state for state, _ in history(store, "a")] == ["new", "sent_to_training", "training"]
+    [run] = store.runs()
+    assert (run.outcome, run.ended, run.returncode) == (Outcome.RUNNING, None, None)
+
+    monkeypatch.undo()
+    ended = time.time() - 5
+    store.record_scored("a", returncode=0, peak_memory_mb=12.5, ended=ended,
+                        place=RunPlace(instance_id="i-1"), score=0.9, scores=scores)
+    row = store.get("a")
+    assert row is not None and (row.state, row.returncode, row.score, row.scores) == (
+        State.SCORED, 0, 0.9, scores)
+    assert row.finished is not None
+    assert [(name, test) for name, _, test in store.scored_test_scores()] == [("a", '{"acc": 0.9}')]
+    [run] = store.runs()
+    assert (run.outcome, run.ended, run.returncode, run.peak_memory_mb, run.instance_id) == (
+        Outcome.SCORED, ended, 0, 12.5, "i-1")
 
 
 #: ramp-database's life of a submission, written out here rather than read from the code.
@@ -62,10 +99,9 @@ def test_a_scored_submission_cannot_be_scored_again(store: Store) -> None:
     store.add("a")
     store.claim_next("w")
     store.mark_training("a")
-    store.mark_tested("a", 0, None)
-    store.mark_scored("a", 1.0, {})
+    store.record_scored("a", returncode=0, peak_memory_mb=None, score=1.0, scores={})
     with pytest.raises(IllegalStateChange):
-        store.mark_scored("a", 0.5, {})
+        store.record_scored("a", returncode=0, peak_memory_mb=None, score=0.5, scores={})
     assert store.get("a").score == 1.0  # type: ignore[union-attr]
 
 
@@ -169,8 +205,7 @@ def test_each_attempt_is_recorded_with_the_state_change_that_ends_it(store: Stor
     store.requeue("a", 0, "spot interruption")
     store.claim_next("aws-2", "aws")
     store.mark_training("a")
-    store.mark_tested("a", 0, 40.0, ended=time.time())
-    store.mark_scored("a", 0.9, {})
+    store.record_scored("a", returncode=0, peak_memory_mb=40.0, ended=time.time(), score=0.9, scores={})
     first, second = store.runs()
     assert (first.attempt, first.slot, first.backend, first.outcome, first.error) == (
         1, "aws-1", "aws", Outcome.RETRY, "spot interruption")

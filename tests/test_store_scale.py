@@ -18,6 +18,7 @@ from ramp_fleet.leaderboard import build_leaderboard
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.db import SCHEMA_VERSION
 from tests.conftest import EventFactory
+from tests.store_helpers import status_json
 
 #: A deadlock detector, not a timing: a read that waits for the write waits forever here.
 HANG = 60.0
@@ -27,10 +28,10 @@ def scored(store: Store, name: str, acc: float, peak: float | None = None) -> No
     store.add(name)
     assert store.claim_next("w") is not None
     store.mark_training(name)
-    store.mark_tested(name, 0, peak)
     bagged = {"valid": {"acc": acc}, "test": {"acc": acc, "nll": 1 - acc}}
     folds = [{"train": {"acc": 1.0}, "valid": {"acc": acc}, "test": {"acc": acc}}]
-    store.mark_scored(name, acc, {"folds": folds, "bagged": bagged})
+    store.record_scored(name, returncode=0, peak_memory_mb=peak, score=acc,
+                        scores={"folds": folds, "bagged": bagged})
 
 
 def test_a_read_does_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
@@ -178,7 +179,7 @@ def test_status_and_leaderboard_import_nothing_of_the_kit(
     assert "HEAVY []" in done.stderr
     if command == ["status", "--json"]:
         store = Store(event.store_path)
-        expected = [json.loads(json.dumps(s.as_json())) for s in store.all()]
+        expected = [json.loads(json.dumps(status_json(s))) for s in store.all()]
         store.close()
         assert json.loads(done.stdout) == expected
 

@@ -26,6 +26,7 @@ from ramp_fleet.store.records import Outcome
 from tests.conftest import alive, hanging_estimator, hanging_run, write_submission
 from tests.contract.conftest import Backend, Quiet, dispatch, submissions_dir
 from tests.contract.workers import REASON
+from tests.store_helpers import history
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -135,7 +136,7 @@ def test_a_retry_asked_mid_run_runs_it_again_and_stops_the_first(
         (1, Outcome.RETRY), (2, Outcome.SCORED)]
     expected = REASON if backend.name != "guide" else "the worker asked to retry"
     assert store.runs()[0].error == expected
-    assert ("new", expected) in store.history(name)
+    assert ("new", expected) in history(store, name)
     assert runs_of(name) == []
 
 

@@ -41,6 +41,7 @@ from ramp_fleet.config import load_event_config
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory
 from tests.real_parts import require
+from tests.store_helpers import history
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -458,7 +459,7 @@ def test_a_fault_at_a_step_is_one_line_and_leaves_nothing(world: World, request:
         assert code == 0, output
     store = Store(store_path)
     try:
-        history = [entry for entry, _ in store.history(world.store_name)]
-        assert history.count("scored") == 1, history
+        seen = [entry for entry, _ in history(store, world.store_name)]
+        assert seen.count("scored") == 1, seen
     finally:
         store.close()

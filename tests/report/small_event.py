@@ -21,6 +21,7 @@ from typing import Any
 
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import InstanceRecord, Outcome, RunRecord
+from tests.store_helpers import add_run
 
 T = 1_750_000_000.0
 NOW = T + 1800
@@ -88,10 +89,10 @@ def fill(store: Store) -> None:
             error = next(run.error for run in RUNS if run.submission == name)
             store.mark_failed(name, State.TRAINING_ERROR, error or "", 1)
         elif name in ("alpha", "delta"):
-            store.mark_tested(name, 0, None)
-            store.mark_scored(name, 0.97, {"bagged": {}})
+            store.record_scored(name, returncode=0, peak_memory_mb=None, score=0.97,
+                                scores={"bagged": {}})
     forget_recorded_runs(store)
     for run in RUNS:
-        store.add_run(run)
+        add_run(store, run)
     for instance in INSTANCES:
         store.save_instance(instance)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import InstanceRecord, Outcome, RunRecord
+from tests.store_helpers import add_run
 
 START = 1_750_000_000.0
 TRAINING_ERRORS = (
@@ -148,7 +149,8 @@ def forget_recorded_runs(store: Store) -> None:
 
 
 def fill_store(store: Store, event: SyntheticEvent) -> None:
-    """Write the event through the store's own methods: states, then run and instance records."""
+    """Write the event into the store: states and instances through its own methods, then the
+    exact run records, written whole."""
     for name, attempts in event.attempts():
         store.add(name)
         for number, run in enumerate(attempts, start=1):
@@ -166,12 +168,12 @@ def fill_store(store: Store, event: SyntheticEvent) -> None:
                 store.mark_failed(name, State.TRAINING_ERROR, run.error or "", run.returncode,
                                   run.peak_memory_mb)
             elif run.outcome == Outcome.SCORED:
-                store.mark_tested(name, 0, run.peak_memory_mb)
-                store.mark_scored(name, 0.9, {"bagged": {}})
+                store.record_scored(name, returncode=0, peak_memory_mb=run.peak_memory_mb, score=0.9,
+                                    scores={"bagged": {}})
     for name in event.waiting:
         store.add(name)
     forget_recorded_runs(store)
     for run in event.runs:
-        store.add_run(run)
+        add_run(store, run)
     for instance in event.instances:
         store.save_instance(instance)

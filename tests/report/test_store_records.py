@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ramp_fleet.store import Store
 from ramp_fleet.store.records import InstanceRecord, Outcome, RunRecord
+from tests.store_helpers import add_run
 
 
 def test_runs_and_instances_round_trip(tmp_path: Path) -> None:
@@ -15,7 +16,7 @@ def test_runs_and_instances_round_trip(tmp_path: Path) -> None:
                       ended=100.0, collected=104.5, outcome=Outcome.RETRY, error="spot interruption",
                       instance_id="i-1", instance_type="t3.small", market="spot")
     second = RunRecord("a", 2, "aws-2", "aws", queued=120.0)
-    ids = [store.add_run(first), store.add_run(second)]
+    ids = [add_run(store, first), add_run(store, second)]
     instance = InstanceRecord("i-1", "t3.small", "spot", "eu-west-3", launched=10.5)
     store.save_instance(instance)
     store.save_instance(replace(instance, terminated=106.0))

@@ -29,12 +29,13 @@ from types import TracebackType
 from typing import Any
 
 from ramp_fleet.aws.ami import ImageChoice
+from ramp_fleet.aws.instances import TaggedInstance
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import DaskWorkerSection, ElasticDaskSection
 from ramp_fleet.dask.certs import TLSFiles
 from ramp_fleet.dask.connection import DaskConnection
 from ramp_fleet.dask.elastic_boot import TARGET_DURATION_SECONDS
-from ramp_fleet.dask.elastic_instances import ElasticHost, reap_instances
+from ramp_fleet.dask.elastic_instances import reap_hosts
 from ramp_fleet.dask.elastic_keys import HostKeys
 from ramp_fleet.dask.elastic_plan import (
     AwsClients,
@@ -193,7 +194,7 @@ def open_connection(worker: DaskWorkerSection, event: EventConfig) -> ElasticCon
         raise
 
 
-def reap(event: EventConfig, *, dry_run: bool = False) -> list[ElasticHost]:
+def reap(event: EventConfig, *, dry_run: bool = False) -> list[TaggedInstance]:
     """Terminate every host of the event's elastic clusters and delete their keys.
 
     Only for an event no owner serves (take the dispatcher lock first).
@@ -205,7 +206,7 @@ def reap(event: EventConfig, *, dry_run: bool = False) -> list[ElasticHost]:
     clients = aws_clients(settings, event)
     keys = HostKeys(clients.ssm, EventNames.of(event), event_tags(event))
     if dry_run:
-        return reap_instances(clients.ec2, event.event_name, dry_run=True)
+        return reap_hosts(clients.ec2, event.event_name, dry_run=True)
     return _reap(clients, keys, event)
 
 
@@ -220,7 +221,7 @@ class _Cleanup:
     folder: Path | None
 
     def run(self) -> None:
-        steps = (lambda: reap_instances(self.ec2, self.event_name, self.cluster_id),
+        steps = (lambda: reap_hosts(self.ec2, self.event_name, self.cluster_id),
                  lambda: self.keys.delete(self.cluster_id))
         for step in steps:
             try:
@@ -232,8 +233,8 @@ class _Cleanup:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _reap(clients: AwsClients, keys: HostKeys, event: EventConfig) -> list[ElasticHost]:
-    found = reap_instances(clients.ec2, event.event_name)
+def _reap(clients: AwsClients, keys: HostKeys, event: EventConfig) -> list[TaggedInstance]:
+    found = reap_hosts(clients.ec2, event.event_name)
     keys.reap()
     shutil.rmtree(event.event_dir / LOCAL_FOLDER, ignore_errors=True)
     return found

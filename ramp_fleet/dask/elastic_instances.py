@@ -4,7 +4,7 @@ Every host is tagged at creation (``TagSpecifications``) with the event tag
 like every other ramp-fleet instance, the marker ``ramp-fleet: dask-elastic``
 (the AWS worker's reaper looks for ``worker`` and leaves these alone), its
 role and its cluster, so a dispatcher that dies on any line leaves nothing
-that :func:`reap_instances` cannot find.
+that :func:`reap_hosts` cannot find.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ramp_fleet.aws import instances
-from ramp_fleet.aws.instances import LIVE_STATES, MARKER_TAG, LaunchSpec
+from ramp_fleet.aws.instances import MARKER_TAG, LaunchSpec, TaggedInstance
 from ramp_fleet.names import EVENT_TAG
 
 logger = logging.getLogger("ramp_fleet.dask.elastic")
@@ -68,42 +68,9 @@ class HostLaunch:
         )
 
 
-@dataclass(frozen=True)
-class ElasticHost:
-    instance_id: str
-    state: str
-    cluster_id: str
-    role: str
-    launched: str
-
-
-def find_instances(ec2: Any, event_name: str, cluster_id: str | None = None) -> list[ElasticHost]:
-    """The live hosts of the event's elastic clusters (of one cluster if ``cluster_id``)."""
-    filters = [
-        {"Name": f"tag:{EVENT_TAG}", "Values": [event_name]},
-        {"Name": f"tag:{MARKER_TAG}", "Values": [MARKER]},
-        {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-    ]
-    if cluster_id is not None:
-        filters.append({"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_id]})
-    found: list[ElasticHost] = []
-    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
-        for reservation in page["Reservations"]:
-            for instance in reservation["Instances"]:
-                tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags") or []}
-                found.append(ElasticHost(
-                    instance_id=instance["InstanceId"], state=instance["State"]["Name"],
-                    cluster_id=tags.get(CLUSTER_TAG, "?"), role=tags.get(ROLE_TAG, "?"),
-                    launched=str(instance.get("LaunchTime", ""))))
-    return found
-
-
-def reap_instances(ec2: Any, event_name: str, cluster_id: str | None = None,
-                   dry_run: bool = False) -> list[ElasticHost]:
-    """Terminate what :func:`find_instances` finds; returns it."""
-    found = find_instances(ec2, event_name, cluster_id)
-    if found and not dry_run:
-        logger.warning("terminating %d elastic Dask host(s) of %s: %s", len(found), event_name,
-                       ", ".join(item.instance_id for item in found))
-        instances.terminate(ec2, [item.instance_id for item in found])
-    return found
+def reap_hosts(ec2: Any, event_name: str, cluster_id: str | None = None,
+               dry_run: bool = False) -> list[TaggedInstance]:
+    """Terminate the live hosts of the event's elastic clusters (of one if ``cluster_id``)."""
+    return instances.reap_event_instances(
+        ec2, event_name, MARKER, None if cluster_id is None else {CLUSTER_TAG: cluster_id},
+        dry_run=dry_run, log=logger, notice="terminating %d elastic Dask host(s) of %s: %s")

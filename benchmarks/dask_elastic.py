@@ -47,7 +47,7 @@ from ramp_fleet.aws.instances import find_event_instances  # noqa: E402
 from ramp_fleet.config import EventConfig, load_event_config  # noqa: E402
 from ramp_fleet.config.sections import ElasticDaskSection  # noqa: E402
 from ramp_fleet.dask.elastic import ElasticCluster  # noqa: E402
-from ramp_fleet.dask.elastic_instances import CLUSTER_TAG, MARKER, ROLE_TAG  # noqa: E402
+from ramp_fleet.dask.elastic.plan import CLUSTER_TAG, MARKER, ROLE_TAG  # noqa: E402
 from tests.dask_elastic.local_hosts import HOSTS_DIR_VARIABLE, use_local_hosts  # noqa: E402
 from tests.fixtures.moto_ec2 import (  # noqa: E402
     MotoServer,

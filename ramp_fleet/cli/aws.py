@@ -91,7 +91,7 @@ def reap(config: Path, dry_run: bool) -> None:
 
 def _reap_elastic(event: EventConfig, dry_run: bool) -> None:
     from ramp_fleet.dask.elastic import reap as reap_elastic
-    from ramp_fleet.dask.elastic_instances import CLUSTER_TAG, ROLE_TAG
+    from ramp_fleet.dask.elastic.plan import CLUSTER_TAG, ROLE_TAG
     from ramp_fleet.store import DispatcherLock
 
     with contextlib.ExitStack() as stack:

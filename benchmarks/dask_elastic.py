@@ -43,10 +43,11 @@ sys.path.insert(0, str(REPO))
 
 from distributed import Client  # noqa: E402
 
+from ramp_fleet.aws.instances import find_event_instances  # noqa: E402
 from ramp_fleet.config import EventConfig, load_event_config  # noqa: E402
 from ramp_fleet.config.sections import ElasticDaskSection  # noqa: E402
 from ramp_fleet.dask.elastic import ElasticCluster  # noqa: E402
-from ramp_fleet.dask.elastic_instances import find_instances  # noqa: E402
+from ramp_fleet.dask.elastic.plan import CLUSTER_TAG, MARKER, ROLE_TAG  # noqa: E402
 from tests.dask_elastic.local_hosts import HOSTS_DIR_VARIABLE, use_local_hosts  # noqa: E402
 from tests.fixtures.moto_ec2 import (  # noqa: E402
     MotoServer,
@@ -100,8 +101,8 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            hosts = [h for h in find_instances(self.ec2, EVENT, self.cluster_id)
-                     if h.role == "worker"]
+            hosts = find_event_instances(self.ec2, EVENT, MARKER,
+                                         {CLUSTER_TAG: self.cluster_id, ROLE_TAG: "worker"})
             self.seen.update(h.instance_id for h in hosts)
             self.samples.append((time.monotonic(), len(hosts)))
             self._stop.wait(SAMPLE_SECONDS)

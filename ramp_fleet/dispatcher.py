@@ -24,6 +24,7 @@ from ramp_fleet.observers import Finished, Observers, RunObserver
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.results import RunResult
 from ramp_fleet.scoring import ScoreError
+from ramp_fleet.scoring.official import official_score
 from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.records import RunPlace
@@ -361,7 +362,6 @@ class Dispatcher:
             self._fail(store, name, State.TRAINING_ERROR,
                        result.error or f"exited with {result.returncode}", result, run)
             return
-        store.mark_tested(name, result.returncode, result.peak_memory_mb, run.ended, run.place)
         scores = result.scores
         if scores is None:  # a custom worker that published nothing to score
             self._fail(store, name, State.CHECKING_ERROR,
@@ -370,28 +370,25 @@ class Dispatcher:
         self._record_official_score(store)
         test_scores = scores.bagged.get("test", {})
         official = next(iter(test_scores.items()), None)
-        store.mark_scored(name, official[1] if official else None,
-                          {"folds": scores.folds, "bagged": scores.bagged})
+        store.record_scored(name, returncode=result.returncode,
+                            peak_memory_mb=result.peak_memory_mb, ended=run.ended,
+                            place=run.place, score=official[1] if official else None,
+                            scores={"folds": scores.folds, "bagged": scores.bagged})
         self.observers.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
                                          run.training_seconds()))
         detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
         self.reporter.finished(name, State.SCORED, detail)
 
     def _record_official_score(self, store: Store) -> None:
-        """At the first scored result: the event's official score (name, direction), as the
-        trusted scorer read it from ``problem.py``, into the store — so that a leaderboard
-        never imports the kit."""
+        """At the first scored result: the official score as the trusted scorer read it
+        from ``problem.py``, into the store (:mod:`ramp_fleet.scoring.official`)."""
         if self._official_recorded or self.scorer is None:
             return
         self._official_recorded = True
-        if store.official_score() is not None:
-            return
         try:
-            official = self.scorer.official()
+            official_score(store, self.event.dirs.kit.path, ask=self.scorer.official)
         except ScoreError as exc:  # the leaderboard asks the kit again, and says what is wrong
             logger.warning("could not record the official score: %s", _one_line(exc))
-            return
-        store.record_official_score(official.name, official.lower_is_better)
 
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:

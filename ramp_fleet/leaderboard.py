@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ramp_fleet.config import EventConfig
+from ramp_fleet.scoring.official import official_score
 from ramp_fleet.store import Store
 
 
@@ -41,22 +42,10 @@ class Leaderboard:
         ]
 
 
-def official_score(event: EventConfig, store: Store) -> tuple[str, bool]:
-    """``(name, lower_is_better)`` of the event's official score, as the store recorded it;
-    for a store from before it was recorded, read from the kit once and recorded."""
-    recorded = store.official_score()
-    if recorded is not None:
-        return recorded
-    from ramp_fleet.scoring import official_score_type
-
-    score_type = official_score_type(event.dirs.kit.path)
-    return store.record_official_score(score_type.name, score_type.lower_is_better)
-
-
 def build_leaderboard(event: EventConfig) -> Leaderboard:
     store = Store(event.store_path)
     try:
-        official, lower_is_better = official_score(event, store)
+        official, lower_is_better = official_score(store, event.dirs.kit.path)
         rows = [(name, peak, json.loads(test) if test else {})
                 for name, peak, test in store.scored_test_scores()]
     finally:

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from ramp_fleet.errors import UsageError
-from ramp_fleet.scoring import ScoreError, Scores, ScoreType, official_score_type, read_scores
+from ramp_fleet.scoring import ScoreError, Scores, ScoreType
+from ramp_fleet.scoring.official import official_score_type
+from tests.score_files import read_scores
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "iris"
 RAMP_TEST = Path(sys.executable).parent / "ramp-test"

@@ -126,7 +126,7 @@ def test_the_leaderboard_reads_the_recorded_score_not_the_kit(
     def no_kit(kit: Path) -> object:
         raise AssertionError("the kit was imported")
 
-    monkeypatch.setattr("ramp_fleet.scoring.official_score_type", no_kit)
+    monkeypatch.setattr("ramp_fleet.scoring.official.official_score_type", no_kit)
     board = build_leaderboard(event)
     assert (board.official, board.lower_is_better) == ("nll", True)
     assert board.score_names == ["nll", "acc"]

@@ -257,12 +257,10 @@ class Fleet:
         """Terminate this event's instances that no lease of this fleet owns."""
         with self._lock:
             owned = set(self._busy) | {lease.instance_id for lease in self._idle}
-        found = [item for item in instances.find_event_instances(self.ec2, self.event_name)
-                 if item.instance_id not in owned]
+        found = instances.reap_event_instances(self.ec2, self.event_name,
+                                               instances.WORKER_MARKER, spare=owned,
+                                               dry_run=dry_run)
         if found and not dry_run:
-            logger.warning("reaping %d instance(s) left behind for event %s: %s", len(found),
-                           self.event_name, ", ".join(item.instance_id for item in found))
-            instances.terminate(self.ec2, [item.instance_id for item in found])
             for item in found:
                 self.known_hosts.forget(item.instance_id)
                 self._log_terminated(item.instance_id)

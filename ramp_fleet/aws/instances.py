@@ -2,14 +2,16 @@
 
 Every instance is tagged at creation (``TagSpecifications``), so an instance
 exists only with the tags that let :func:`find_event_instances` find it —
-even if the dispatcher dies on the next line.
+even if the dispatcher dies on the next line. :func:`reap_event_instances` is
+the one way to terminate what is found so: the AWS worker's fleet and the
+elastic Dask cluster each reap their own kind (the ``ramp-fleet`` tag).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,9 @@ from ramp_fleet.waiting import Backoff, WaitTimeout
 
 logger = logging.getLogger("ramp_fleet.aws")
 
+#: Says which kind of ramp-fleet instance this is (the AWS worker's: ``worker``).
 MARKER_TAG = "ramp-fleet"
+WORKER_MARKER = "worker"
 SUBMISSION_TAG = "ramp-fleet:submission"
 SLOT_TAG = "ramp-fleet:slot"
 
@@ -88,7 +92,7 @@ class Launched:
 
 def event_tags(event: str, submission: str, slot: int) -> dict[str, str]:
     return {
-        MARKER_TAG: "worker",
+        MARKER_TAG: WORKER_MARKER,
         EVENT_TAG: event,
         SUBMISSION_TAG: submission,
         SLOT_TAG: str(slot),
@@ -279,31 +283,58 @@ def retag(ec2: Any, instance_id: str, tags: Mapping[str, str]) -> None:
 
 @dataclass(frozen=True)
 class TaggedInstance:
+    """A live instance as :func:`find_event_instances` found it."""
+
     instance_id: str
     state: str
-    submission: str
-    slot: str
     launched: str
+    tags: Mapping[str, str]
+
+    def tag(self, key: str) -> str:
+        """The value of tag ``key``; ``?`` when it is missing or empty."""
+        return self.tags.get(key) or "?"
 
 
-def find_event_instances(ec2: Any, event: str) -> list[TaggedInstance]:
-    """Every not-yet-terminated instance tagged for ``event``."""
+#: What :func:`reap_event_instances` logs by default: the count, the event, the ids.
+REAP_NOTICE = "reaping %d instance(s) left behind for event %s: %s"
+
+
+def find_event_instances(ec2: Any, event: str, marker: str,
+                         narrow: Mapping[str, str] | None = None) -> list[TaggedInstance]:
+    """The not-yet-terminated instances of ``event`` and kind ``marker``.
+
+    ``narrow``: tags they must carry as well (one cluster, one role, ...).
+    """
+    wanted = {EVENT_TAG: event, MARKER_TAG: marker, **(narrow or {})}
+    filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in wanted.items()]
+    filters.append({"Name": "instance-state-name", "Values": list(LIVE_STATES)})
     found: list[TaggedInstance] = []
-    paginator = ec2.get_paginator("describe_instances")
-    pages = paginator.paginate(Filters=[
-        {"Name": f"tag:{EVENT_TAG}", "Values": [event]},
-        {"Name": f"tag:{MARKER_TAG}", "Values": ["worker"]},
-        {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-    ])
-    for page in pages:
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page["Reservations"]:
             for instance in reservation["Instances"]:
-                tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags") or []}
                 found.append(TaggedInstance(
                     instance_id=instance["InstanceId"],
                     state=instance["State"]["Name"],
-                    submission=tags.get(SUBMISSION_TAG, ""),
-                    slot=tags.get(SLOT_TAG, ""),
                     launched=str(instance.get("LaunchTime", "")),
+                    tags={tag["Key"]: tag["Value"] for tag in instance.get("Tags") or []},
                 ))
+    return found
+
+
+def reap_event_instances(
+    ec2: Any, event: str, marker: str, narrow: Mapping[str, str] | None = None, *,
+    spare: Collection[str] = (), dry_run: bool = False,
+    log: logging.Logger = logger, notice: str = REAP_NOTICE,
+) -> list[TaggedInstance]:
+    """Terminate what :func:`find_event_instances` finds, but the ids in ``spare``; returns it.
+
+    Before terminating, ``notice`` (formatted with the count, ``event`` and
+    the ids) goes to ``log`` as a warning. ``dry_run``: find only.
+    """
+    found = [item for item in find_event_instances(ec2, event, marker, narrow)
+             if item.instance_id not in spare]
+    if found and not dry_run:
+        ids = [item.instance_id for item in found]
+        log.warning(notice, len(found), event, ", ".join(ids))
+        terminate(ec2, ids)
     return found

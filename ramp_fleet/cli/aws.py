@@ -65,6 +65,7 @@ def reap(config: Path, dry_run: bool) -> None:
     For a Dask event with worker.dask_cluster: the hosts of its elastic
     clusters, and their TLS keys in SSM.
     """
+    from ramp_fleet.aws.instances import SLOT_TAG, SUBMISSION_TAG
     from ramp_fleet.store import DispatcherLock
 
     event = load(config, runtime_files=False)
@@ -84,11 +85,13 @@ def reap(config: Path, dry_run: bool) -> None:
     verb = "would terminate" if dry_run else "terminated"
     for item in found:
         click.echo(f"{verb} {item.instance_id} ({item.state}, submission "
-                   f"{item.submission or '?'}, slot {item.slot or '?'}, launched {item.launched})")
+                   f"{item.tag(SUBMISSION_TAG)}, slot {item.tag(SLOT_TAG)}, "
+                   f"launched {item.launched})")
 
 
 def _reap_elastic(event: EventConfig, dry_run: bool) -> None:
     from ramp_fleet.dask.elastic import reap as reap_elastic
+    from ramp_fleet.dask.elastic.plan import CLUSTER_TAG, ROLE_TAG
     from ramp_fleet.store import DispatcherLock
 
     with contextlib.ExitStack() as stack:
@@ -103,5 +106,5 @@ def _reap_elastic(event: EventConfig, dry_run: bool) -> None:
         return
     verb = "would terminate" if dry_run else "terminated"
     for host in found:
-        click.echo(f"{verb} {host.instance_id} ({host.state}, Dask {host.role} of cluster "
-                   f"{host.cluster_id}, launched {host.launched})")
+        click.echo(f"{verb} {host.instance_id} ({host.state}, Dask {host.tag(ROLE_TAG)} of "
+                   f"cluster {host.tag(CLUSTER_TAG)}, launched {host.launched})")

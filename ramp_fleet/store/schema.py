@@ -73,7 +73,7 @@ _ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_
 #: kept). 2: the queue index; ``test_scores``, the bagged test scores apart from the
 #: fold scores (what a leaderboard reads); the official score kept in ``meta`` under
 #: :data:`~ramp_fleet.store.meta.OFFICIAL_SCORE` — recorded when the first result is scored, and for a store
-#: scored before that, the first time it is asked for (:func:`ramp_fleet.leaderboard.official_score`).
+#: scored before that, the first time it is asked for (:func:`ramp_fleet.scoring.official.official_score`).
 SCHEMA_VERSION = 2
 
 

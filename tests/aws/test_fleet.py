@@ -22,6 +22,7 @@ from ramp_fleet.aws.session import make_session
 from ramp_fleet.aws.ssh import HostKeyChanged, KnownHosts
 from ramp_fleet.cli import cli
 from ramp_fleet.config.sections import AWSWorkerSection
+from ramp_fleet.names import EVENT_TAG
 from ramp_fleet.workers.aws import AWSWorker
 from tests.aws.runs import all_instances, instance_of, run, state_of
 from tests.fixtures.aws import AWSEventFactory
@@ -29,9 +30,10 @@ from tests.fixtures.instance_hosts import InstanceHosts
 from tests.fixtures.moto_ec2 import live_instances, register_image
 
 
-def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old") -> str:
+def launch_leftover(ec2: Any, image_id: str, event: str, submission: str = "old",
+                    tags: dict[str, str] | None = None) -> str:
     """An instance as a dead dispatcher leaves it: tagged, running, owned by nobody."""
-    tags = instances.event_tags(event, submission, 0)
+    tags = tags or instances.event_tags(event, submission, 0)
     reply = ec2.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=1, MaxCount=1,
                               TagSpecifications=[{"ResourceType": "instance", "Tags": [
                                   {"Key": k, "Value": v} for k, v in tags.items()]}])
@@ -118,6 +120,31 @@ def test_reconcile_reaps_what_a_dead_dispatcher_left_and_only_that(
     finally:
         AWSWorker.close_shared(fleet)
         ec2.terminate_instances(InstanceIds=[other_event, untagged])
+
+
+def test_reaping_by_tag_takes_the_kind_and_narrowing_asked_for_and_nothing_else(
+    ec2: Any, image_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = launch_leftover(ec2, image_id, "iris_test")
+    elastic = {name: launch_leftover(ec2, image_id, "iris_test", tags={
+        EVENT_TAG: "iris_test", instances.MARKER_TAG: "dask-elastic",
+        "ramp-fleet:cluster": name}) for name in ("c1", "c2")}
+    one_cluster = {"ramp-fleet:cluster": "c1"}
+    listed = instances.reap_event_instances(ec2, "iris_test", "dask-elastic", one_cluster,
+                                            dry_run=True)
+    assert [item.instance_id for item in listed] == [elastic["c1"]]
+    assert listed[0].tag("ramp-fleet:cluster") == "c1" and listed[0].tag("no-such-tag") == "?"
+    assert state_of(ec2, elastic["c1"]) == "running"
+    with caplog.at_level(logging.WARNING, logger="ramp_fleet.aws"):
+        spared = instances.reap_event_instances(ec2, "iris_test", instances.WORKER_MARKER,
+                                                spare={worker})
+        reaped = instances.reap_event_instances(ec2, "iris_test", "dask-elastic", one_cluster)
+    assert spared == [] and [item.instance_id for item in reaped] == [elastic["c1"]]
+    assert f"reaping 1 instance(s) left behind for event iris_test: {elastic['c1']}" \
+        in caplog.text
+    assert state_of(ec2, elastic["c1"]) == "terminated"
+    assert state_of(ec2, elastic["c2"]) == state_of(ec2, worker) == "running"
+    ec2.terminate_instances(InstanceIds=[worker, elastic["c2"]])
 
 
 def test_reap_command_lists_then_terminates(

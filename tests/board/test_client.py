@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from ramp_fleet.ramp_board import RampBoardClient, RampBoardError
-from ramp_fleet.scoring import read_scores
 from tests.board.helpers import bagged_scores, fold_rows, query, submission_row
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.ramp_board_event import Deployment
+from tests.score_files import read_scores
 
 
 def test_new_submissions_in_submission_order_without_the_sandboxes(

@@ -20,12 +20,12 @@ import pytest
 
 from ramp_fleet.dispatcher import Dispatcher
 from ramp_fleet.results import excerpt
-from ramp_fleet.scoring import read_scores
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import Outcome
 from tests.conftest import alive, hanging_estimator, hanging_run, write_submission
 from tests.contract.conftest import Backend, Quiet, dispatch, submissions_dir
 from tests.contract.workers import REASON
+from tests.score_files import read_scores
 from tests.store_helpers import history
 
 pytestmark = pytest.mark.timeout(240)

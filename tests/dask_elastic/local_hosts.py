@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ramp_fleet.dask.elastic_boot import HostBoot
-from ramp_fleet.dask.elastic_hosts import ElasticVMCluster, SchedulerHost, WorkerHost
+from ramp_fleet.dask.elastic.hosts import ElasticVMCluster, SchedulerHost, WorkerHost
+from ramp_fleet.dask.elastic.plan import HostBoot
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM_MODULE = "tests.dask_elastic.instance_shim"

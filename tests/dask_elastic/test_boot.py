@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from ramp_fleet.dask.elastic_boot import HostBoot, conda_python
-from ramp_fleet.dask.elastic_tls import ClusterCertificates
+from ramp_fleet.dask.elastic.plan import HostBoot, conda_python
+from ramp_fleet.dask.elastic.tls import ClusterCertificates
 
 CERTS = ClusterCertificates.generate("ramp-fleet iris c0ffee00")
 BOOT = HostBoot(event_name="iris", cluster_id="c0ffee00", region="eu-west-1",

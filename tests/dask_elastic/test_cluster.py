@@ -23,7 +23,7 @@ from ramp_fleet.config import EventConfig
 from ramp_fleet.dask.certs import write_tls_files
 from ramp_fleet.dask.connection import open_client, security_from_tls
 from ramp_fleet.dask.elastic import ElasticCluster, ElasticClusterError
-from ramp_fleet.dask.elastic_instances import CLUSTER_TAG, ROLE_TAG
+from ramp_fleet.dask.elastic.plan import CLUSTER_TAG, ROLE_TAG
 from ramp_fleet.errors import UsageError
 from ramp_fleet.names import EVENT_TAG
 from tests.dask_elastic import local_hosts

@@ -6,7 +6,7 @@ Dask's adaptive scaling drives it. Its ``EC2Cluster`` is not used: it needs
 aiobotocore, whose pin on botocore cannot live with ours, and it always runs
 Docker. The hosts here are launched, watched and terminated through
 :mod:`ramp_fleet.aws.instances` (tagged at creation, spot with an on-demand
-fallback) and booted from our user-data (:mod:`ramp_fleet.dask.elastic_boot`).
+fallback) and booted from our user-data (:mod:`ramp_fleet.dask.elastic.plan`).
 
 Changes from dask-cloudprovider's behaviour, each for a reason:
 
@@ -31,8 +31,7 @@ from urllib.parse import urlsplit
 from dask_cloudprovider.generic.vmcluster import SchedulerMixin, VMCluster, VMInterface, WorkerMixin
 
 from ramp_fleet.aws import instances
-from ramp_fleet.dask.elastic_boot import HostBoot, Role
-from ramp_fleet.dask.elastic_instances import HostLaunch
+from ramp_fleet.dask.elastic.plan import HostBoot, HostLaunch, Role
 from ramp_fleet.errors import RampFleetError
 
 logger = logging.getLogger("ramp_fleet.dask.elastic")

@@ -5,12 +5,15 @@
     ...
     cluster.close()                                     # every host terminated
 
-The hosts boot the newest event AMI (the AWS worker's version-aware
-resolution), run Dask from the event's conda environment (no Docker), talk
-TLS with certificates of the cluster's own (:mod:`.elastic_tls`; the hosts'
-key through SSM, :mod:`.elastic_keys`), and carry the event tag. Adaptive
-scaling follows the queue between ``min_workers`` and ``max_workers`` and
-retires a worker idle for ``idle_timeout``.
+This module is the cluster's lifecycle: open, scale, close, reap, and the
+dispatcher's connection (:func:`open_connection`). The hosts boot the newest
+event AMI (the AWS worker's version-aware resolution), run Dask from the
+event's conda environment (no Docker) as :mod:`.plan` says, talk TLS with
+certificates of the cluster's own (:mod:`.tls`; the hosts' key through
+SSM), carry the event tag, and are driven by dask-cloudprovider's
+``VMCluster`` (:mod:`.hosts`). Adaptive scaling follows the queue between
+``min_workers`` and ``max_workers`` and retires a worker idle for
+``idle_timeout``.
 
 An event's cluster has one owner at a time: the dispatcher, or
 ``ramp-fleet dask ec2``, each under the event's dispatcher lock. So what
@@ -28,22 +31,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ramp_fleet.aws import instances
 from ramp_fleet.aws.ami import ImageChoice
+from ramp_fleet.aws.instances import TaggedInstance
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import DaskWorkerSection, ElasticDaskSection
 from ramp_fleet.dask.certs import TLSFiles
 from ramp_fleet.dask.connection import DaskConnection
-from ramp_fleet.dask.elastic_boot import TARGET_DURATION_SECONDS
-from ramp_fleet.dask.elastic_instances import ElasticHost, reap_instances
-from ramp_fleet.dask.elastic_keys import HostKeys
-from ramp_fleet.dask.elastic_plan import (
+from ramp_fleet.dask.elastic.plan import (
+    CLUSTER_TAG,
+    MARKER,
+    TARGET_DURATION_SECONDS,
     AwsClients,
     aws_clients,
     choose_image,
     host_boot,
     launch_plan,
 )
-from ramp_fleet.dask.elastic_tls import ClusterCertificates, client_security
+from ramp_fleet.dask.elastic.tls import ClusterCertificates, HostKeys, client_security
 from ramp_fleet.errors import RampFleetError, UsageError
 from ramp_fleet.names import EventNames, elastic_section, event_tags
 
@@ -193,7 +198,7 @@ def open_connection(worker: DaskWorkerSection, event: EventConfig) -> ElasticCon
         raise
 
 
-def reap(event: EventConfig, *, dry_run: bool = False) -> list[ElasticHost]:
+def reap(event: EventConfig, *, dry_run: bool = False) -> list[TaggedInstance]:
     """Terminate every host of the event's elastic clusters and delete their keys.
 
     Only for an event no owner serves (take the dispatcher lock first).
@@ -203,10 +208,9 @@ def reap(event: EventConfig, *, dry_run: bool = False) -> list[ElasticHost]:
         raise UsageError(f"{event.display}: worker.dask_cluster: is not set; this event has no "
                          "elastic Dask cluster")
     clients = aws_clients(settings, event)
-    keys = HostKeys(clients.ssm, EventNames.of(event), event_tags(event))
     if dry_run:
-        return reap_instances(clients.ec2, event.event_name, dry_run=True)
-    return _reap(clients, keys, event)
+        return _reap_hosts(clients.ec2, event.event_name, dry_run=True)
+    return _reap(clients, HostKeys(clients.ssm, EventNames.of(event), event_tags(event)), event)
 
 
 @dataclass
@@ -220,7 +224,7 @@ class _Cleanup:
     folder: Path | None
 
     def run(self) -> None:
-        steps = (lambda: reap_instances(self.ec2, self.event_name, self.cluster_id),
+        steps = (lambda: _reap_hosts(self.ec2, self.event_name, self.cluster_id),
                  lambda: self.keys.delete(self.cluster_id))
         for step in steps:
             try:
@@ -232,16 +236,24 @@ class _Cleanup:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _reap(clients: AwsClients, keys: HostKeys, event: EventConfig) -> list[ElasticHost]:
-    found = reap_instances(clients.ec2, event.event_name)
+def _reap(clients: AwsClients, keys: HostKeys, event: EventConfig) -> list[TaggedInstance]:
+    found = _reap_hosts(clients.ec2, event.event_name)
     keys.reap()
     shutil.rmtree(event.event_dir / LOCAL_FOLDER, ignore_errors=True)
     return found
 
 
+def _reap_hosts(ec2: Any, event_name: str, cluster_id: str | None = None,
+                dry_run: bool = False) -> list[TaggedInstance]:
+    """Terminate the live hosts of the event's elastic clusters (of one if ``cluster_id``)."""
+    return instances.reap_event_instances(
+        ec2, event_name, MARKER, None if cluster_id is None else {CLUSTER_TAG: cluster_id},
+        dry_run=dry_run, log=logger, notice="terminating %d elastic Dask host(s) of %s: %s")
+
+
 def _cluster_class() -> Any:
     try:
-        from ramp_fleet.dask.elastic_hosts import ElasticVMCluster
+        from ramp_fleet.dask.elastic.hosts import ElasticVMCluster
     except ImportError as exc:
         if not (exc.name or "").startswith("dask_cloudprovider"):
             raise

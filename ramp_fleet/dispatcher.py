@@ -20,7 +20,7 @@ from typing import Any
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.faults import cleanups, log_failure, outside_fault
-from ramp_fleet.observers import Finished, Observers, RunObserver
+from ramp_fleet.listeners import Finished, Listener, Listeners, Requeued
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.results import RunResult
 from ramp_fleet.scoring import ScoreError
@@ -74,10 +74,10 @@ class _Interrupted(WorkerRetry):
 
 class Dispatcher:
     def __init__(self, event: EventConfig, reporter: Reporter | None = None,
-                 observers: Sequence[RunObserver] = (), source: SubmissionSource | None = None):
+                 listeners: Sequence[Listener] = (), source: SubmissionSource | None = None):
         self.event = event
-        self.reporter = reporter or LogReporter()
-        self.observers = Observers(observers)
+        #: Who is told what happens: the reporter first, then the other listeners.
+        self.listeners = Listeners([reporter or LogReporter(), *listeners])
         #: Where new submissions come from: the submissions folder, or ramp-board's database.
         self.source: SubmissionSource = source or FolderSource(event)
         self.worker_cls: type[BaseWorker] = worker_class(event.worker_type)
@@ -111,10 +111,10 @@ class Dispatcher:
         self.interrupted = True
         if not self._stop_launching.is_set():
             self._stop_launching.set()
-            self.reporter.message("stopping: no new runs; interrupt again to stop the runs now")
+            self.listeners.message("stopping: no new runs; interrupt again to stop the runs now")
         else:
             self._kill_now.set()
-            self.reporter.message("stopping the runs now")
+            self.listeners.message("stopping the runs now")
             with self._active_lock:
                 workers = list(self._active.values())
             for worker in workers:
@@ -160,14 +160,14 @@ class Dispatcher:
                             self._serve(store)
                             if self._fatal is not None:
                                 raise self._fatal
-                            self.observers.tick(store, final=True)
+                            self.listeners.tick(store, final=True)
                     finally:
                         cleanups(("stopping the scorer", self._close_scorer),
                                  (f"releasing the {self._slot_prefix} workers",
                                   lambda: self.worker_cls.close_shared(self.shared)))
                 finally:
                     # After the runs: what they recorded is sent.
-                    cleanups(("sending what the runs recorded", self.observers.close))
+                    cleanups(("sending what the runs recorded", self.listeners.close))
                 return self._summary(store)
             finally:
                 cleanups(("closing the store", store.close))
@@ -183,12 +183,12 @@ class Dispatcher:
         if settings.metrics_port is None:
             yield
             return
-        from ramp_fleet.metrics import DispatcherMetrics, MetricsObserver
+        from ramp_fleet.metrics import DispatcherMetrics, MetricsListener
 
         metrics = DispatcherMetrics()
         server = metrics.serve(settings.metrics_host, settings.metrics_port)
-        self.reporter.message(f"metrics at {server.url}")
-        self.observers.observers.append(MetricsObserver(
+        self.listeners.message(f"metrics at {server.url}")
+        self.listeners.listeners.append(MetricsListener(
             metrics, self.event.worker_type,
             lambda: self.worker_cls.instances_alive(self.shared)))
         try:
@@ -224,12 +224,12 @@ class Dispatcher:
         policy = self.event.dispatcher.hunger_policy
         interval = (self.event.dispatcher.sleep_interval if policy == "sleep"
                     else self.event.dispatcher.time_between_collection)
-        self.reporter.total(store.count(*State))
+        self.listeners.queued(store.count(*State))
         next_look = time.monotonic()
         while True:
             if time.monotonic() >= next_look:
                 self._discover(store)
-                self.observers.tick(store)
+                self.listeners.tick(store)
                 next_look = time.monotonic() + interval
             if self._fatal is not None:
                 return
@@ -246,8 +246,7 @@ class Dispatcher:
         """Add what the source has that is new; wake the slots for it."""
         added = self.source.discover(store)
         if added:
-            self.reporter.total(store.count(*State))
-            self.observers.discovered(added)
+            self.listeners.queued(store.count(*State), added)
             self._notify()
         return added
 
@@ -303,8 +302,7 @@ class Dispatcher:
         worker.scorer = self.scorer
         with self._active_lock:
             self._active[label] = worker
-        self.reporter.started(name, label, submission.attempts)
-        self.observers.claimed(submission, label)
+        self.listeners.claimed(submission, label)
         # A submission goes back to the queue only once its attempt is torn down: its next
         # attempt must never meet the remains of this one.
         again: WorkerRetry | None = None
@@ -314,7 +312,7 @@ class Dispatcher:
             worker.start()
             store.mark_training(name, worker.run_state, worker.place)
             run.launched = time.time()
-            self.observers.launched(name)
+            self.listeners.launched(name)
             worker.wait(self.event.dispatcher.time_between_collection, self._kill_now)
             if self._kill_now.is_set():
                 raise _Interrupted
@@ -339,8 +337,7 @@ class Dispatcher:
                 self._active.pop(label, None)
         if isinstance(again, _Interrupted):
             store.requeue(name, 0, again.reason, count_attempt=False, place=run.place)
-            self.observers.requeued(name, again.reason, False, run.training_seconds())
-            self.reporter.finished(name, State.NEW, "stopped; will run again next time")
+            self.listeners.requeued(Requeued(name, again.reason, False, run.training_seconds()))
         elif again is not None:
             self._retry(store, submission, again.reason, run)
 
@@ -354,8 +351,8 @@ class Dispatcher:
         delay = backoff_delay(attempts, self.event.dispatcher.retry_backoff,
                               self.event.dispatcher.retry_backoff_max)
         store.requeue(submission.name, time.time() + delay, reason, place=run.place)
-        self.observers.requeued(submission.name, reason, True, run.training_seconds())
-        self.reporter.finished(submission.name, State.NEW, f"retry in {delay:g} s: {reason}")
+        self.listeners.requeued(Requeued(submission.name, reason, True, run.training_seconds(),
+                                         retry_in=delay))
 
     def _record(self, store: Store, name: str, result: RunResult, run: _Timing) -> None:
         if result.returncode != 0:
@@ -374,10 +371,8 @@ class Dispatcher:
                             peak_memory_mb=result.peak_memory_mb, ended=run.ended,
                             place=run.place, score=official[1] if official else None,
                             scores={"folds": scores.folds, "bagged": scores.bagged})
-        self.observers.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
-                                         run.training_seconds()))
-        detail = f"{official[0]} {official[1]:.4g}" if official else "scored"
-        self.reporter.finished(name, State.SCORED, detail)
+        self.listeners.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
+                                         run.training_seconds(), score=official))
 
     def _record_official_score(self, store: Store) -> None:
         """At the first scored result: the official score as the trusted scorer read it
@@ -396,9 +391,8 @@ class Dispatcher:
         peak = result.peak_memory_mb if result is not None else None
         store.mark_failed(name, state, error, returncode, peak, run.ended if run else None,
                           run.place if run else None)
-        self.observers.finished(Finished(name, state, error, returncode, peak,
+        self.listeners.finished(Finished(name, state, error, returncode, peak,
                                          run.training_seconds() if run else None))
-        self.reporter.finished(name, state, error)
 
     # -- start and end -------------------------------------------------------------------
 
@@ -407,7 +401,7 @@ class Dispatcher:
         recovered = store.recover()
         if recovered:
             names = ", ".join(s.name for s in recovered)
-            self.reporter.message(f"recovered {len(recovered)} interrupted run(s): {names}")
+            self.listeners.message(f"recovered {len(recovered)} interrupted run(s): {names}")
         return [InterruptedRun(s.name, s.run_state) for s in recovered]
 
     @staticmethod

@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from ramp_fleet.errors import UsageError
-from ramp_fleet.observers import Finished, RunObserver
+from ramp_fleet.listeners import Finished, Listener, Requeued
 from ramp_fleet.store import State, Store, Submission
 
 #: Submission states (ramp-database's names), each always exported, 0 included.
@@ -119,7 +119,7 @@ class MetricsServer:
     __call__ = stop
 
 
-class MetricsObserver(RunObserver):
+class MetricsListener(Listener):
     """Feeds a dispatcher's events to its :class:`DispatcherMetrics`."""
 
     #: The counts by state are read from the store at most this often.
@@ -137,11 +137,10 @@ class MetricsObserver(RunObserver):
     def finished(self, result: Finished) -> None:
         self.metrics.run_finished(self.backend, result.training_seconds, result.state.value)
 
-    def requeued(self, name: str, reason: str, counted: bool,
-                 training_seconds: float | None) -> None:
-        self.metrics.run_finished(self.backend, training_seconds,
-                                  "retry" if counted else "interrupted")
-        if counted:
+    def requeued(self, requeued: Requeued) -> None:
+        self.metrics.run_finished(self.backend, requeued.training_seconds,
+                                  "retry" if requeued.counted else "interrupted")
+        if requeued.counted:
             self.metrics.retried(self.backend)
 
     def tick(self, store: Store, final: bool = False) -> None:

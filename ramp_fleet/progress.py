@@ -1,18 +1,24 @@
-"""What ``dispatch`` shows while it works: a live view on a terminal, log lines elsewhere."""
+"""What ``dispatch`` shows while it works: a live view on a terminal, log lines elsewhere.
+
+A reporter is one of the dispatcher's listeners (:mod:`ramp_fleet.listeners`).
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import IO, Any
 
+from ramp_fleet.listeners import Finished, Listener, Requeued
+from ramp_fleet.store import Submission
 from ramp_fleet.store.states import FINAL, State
 from ramp_fleet.text import visible
 
 
-class Reporter:
-    """Receives the dispatcher's events; the base class keeps the counts."""
+class Reporter(Listener):
+    """Says what the dispatcher does, a line per event; the base class keeps the counts."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -21,17 +27,30 @@ class Reporter:
         self.errors = 0
         self.running: dict[str, tuple[str, float]] = {}
 
-    def total(self, count: int) -> None:
+    def queued(self, total: int, added: Sequence[str] = ()) -> None:
         with self._lock:
-            self.total_count = count
+            self.total_count = total
         self.refresh()
 
-    def started(self, name: str, slot: str, attempt: int) -> None:
+    def claimed(self, submission: Submission, slot: str) -> None:
+        name, attempt = submission.name, submission.attempts
         with self._lock:
             self.running[name] = (slot, time.monotonic())
         self.line(f"{name}: training on {slot}" + (f" (attempt {attempt})" if attempt > 1 else ""))
 
-    def finished(self, name: str, state: State, detail: str) -> None:
+    def finished(self, result: Finished) -> None:
+        if result.score is not None:
+            detail = f"{result.score[0]} {result.score[1]:.4g}"
+        else:
+            detail = result.error or ("scored" if result.state == State.SCORED else "")
+        self._ended(result.name, result.state, detail)
+
+    def requeued(self, requeued: Requeued) -> None:
+        self._ended(requeued.name, State.NEW,
+                    f"retry in {requeued.retry_in:g} s: {requeued.reason}" if requeued.counted
+                    else "stopped; will run again next time")
+
+    def _ended(self, name: str, state: State, detail: str) -> None:
         with self._lock:
             _, began = self.running.pop(name, ("", time.monotonic()))
             if state in FINAL:
@@ -105,7 +124,7 @@ class LiveReporter(Reporter):
         self.console.print(stamped, highlight=False, soft_wrap=True)  # text, never markup
 
     def close(self) -> None:
-        self._live.stop()
+        self._live.stop()  # a no-op when stopped already
 
 
 def make_reporter() -> Reporter:

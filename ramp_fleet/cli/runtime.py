@@ -121,7 +121,7 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
             click.echo(f"note: {earlier}", err=True)
     reporter = make_reporter()
     try:
-        dispatcher = Dispatcher(event, reporter, observers=[board] if board else [], source=board)
+        dispatcher = Dispatcher(event, reporter, listeners=[board] if board else [], source=board)
         with _stop_on_signals(dispatcher.request_stop):
             summary = dispatcher.run()
     finally:

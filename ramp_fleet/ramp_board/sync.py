@@ -44,7 +44,7 @@ from pathlib import Path
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
-from ramp_fleet.observers import Finished, RunObserver
+from ramp_fleet.listeners import Finished, Listener, Requeued
 from ramp_fleet.ramp_board.client import DatabaseUnavailable, RampBoardClient, RampBoardError
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.states import FINAL
@@ -121,7 +121,7 @@ class _WriteQueue:
             return bool(self._items) or self.in_flight > 0
 
 
-class BoardSync(RunObserver):
+class BoardSync(Listener):
     """The event's submissions from ramp-board, its states and results back (module docstring)."""
 
     def __init__(self, event: EventConfig, client: RampBoardClient, poll_interval: float,
@@ -263,9 +263,8 @@ class BoardSync(RunObserver):
             self._writes.put(_Write(f"queue position of {name}", lambda client: (
                 client.set_queue_positions(self.event.event_name, {board_id: -1})), name))
 
-    def requeued(self, name: str, reason: str, counted: bool,
-                 training_seconds: float | None) -> None:
-        self._send(name, "new")
+    def requeued(self, requeued: Requeued) -> None:
+        self._send(requeued.name, "new")
         self._positions_due = True
 
     def finished(self, result: Finished) -> None:

@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ramp_fleet.config.deployment import database_from_deployment
 from ramp_fleet.config.event import EventConfig
 from ramp_fleet.config.sections import (
     BUILTIN_WORKER_TYPES,
@@ -27,7 +28,6 @@ from ramp_fleet.config.sections import (
     WorkerSection,
 )
 from ramp_fleet.errors import ConfigError
-from ramp_fleet.ramp_board.database import database_from_deployment
 
 ENTRY_POINT_GROUP = "ramp_fleet.workers"
 

@@ -271,7 +271,7 @@ class _Builder:
             return None
         worker_type = raw.get("worker_type")
         if worker_type is None:
-            self.problem("worker.worker_type", "is required (conda, aws, dask or "
+            self.problem("worker.worker_type", f"is required ({', '.join(BUILTIN_WORKER_TYPES)} or "
                          "package.module:Class)", show_value=False)
             return None
         if not isinstance(worker_type, str):

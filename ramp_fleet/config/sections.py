@@ -30,7 +30,6 @@ from ramp_fleet.config.fields import (
 from ramp_fleet.sandbox.spec import DEFAULT_DISK_MB, Isolation
 from ramp_fleet.sandbox.tree import Limits
 
-BUILTIN_WORKER_TYPES = ("conda", "aws", "dask")
 HUNGER_POLICIES = (None, "sleep", "exit")
 
 
@@ -136,6 +135,9 @@ class WorkerSection(Section):
     #: The directories this worker reads on the dispatcher's machine (checked
     #: before anything runs); the others may live on the worker hosts.
     local_dirs: ClassVar[tuple[str, ...]] = ("submissions_dir",)
+    #: ``package.module:Class`` of the built-in worker that reads this section
+    #: (imported only when the event runs: a config load never imports a backend).
+    worker_class: ClassVar[str] = ""
 
     worker_type: Text
     kit_dir: PathField | None = None
@@ -153,12 +155,15 @@ class WorkerSection(Section):
 
 class CondaWorkerSection(WorkerSection):
     local_dirs: ClassVar[tuple[str, ...]] = ("kit_dir", "data_dir", "submissions_dir")
+    worker_class: ClassVar[str] = "ramp_fleet.workers.conda:CondaEnvWorker"
 
     worker_type: Literal["conda"] = "conda"
     conda_env: Text | None = None
 
 
 class AWSWorkerSection(WorkerSection):
+    worker_class: ClassVar[str] = "ramp_fleet.workers.aws:AWSWorker"
+
     worker_type: Literal["aws"] = "aws"
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
@@ -233,6 +238,8 @@ class ElasticDaskSection(Section):
 
 
 class DaskWorkerSection(WorkerSection):
+    worker_class: ClassVar[str] = "ramp_fleet.workers.dask:DaskWorker"
+
     worker_type: Literal["dask"] = "dask"
     #: Name or prefix of the environment on the Dask worker hosts; unset: the
     #: Dask worker's own environment.
@@ -318,11 +325,13 @@ class StoreSection(Section):
     leaderboard_interval: Seconds = 10.0
 
 
+#: The built-in worker types — the one list of them — and the section each reads.
 WORKER_SECTIONS: dict[str, type[WorkerSection]] = {
     "conda": CondaWorkerSection,
     "aws": AWSWorkerSection,
     "dask": DaskWorkerSection,
 }
+BUILTIN_WORKER_TYPES = tuple(WORKER_SECTIONS)
 
 #: The top-level sections, and the RAMP sections a ramp-board config may carry.
 SECTIONS: dict[str, type[Section] | None] = {

@@ -4,6 +4,7 @@
 a script that runs in the organiser's ramp-board environment.
 """
 
+from ramp_fleet.config.deployment import database_from_deployment, describe_database
 from ramp_fleet.ramp_board.client import (
     EventInfo,
     HelperInfo,
@@ -11,7 +12,6 @@ from ramp_fleet.ramp_board.client import (
     RampBoardClient,
     RampBoardError,
 )
-from ramp_fleet.ramp_board.database import database_from_deployment, describe_database
 
 __all__ = [
     "EventInfo",

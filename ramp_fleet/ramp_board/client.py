@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ramp_fleet.config.deployment import database_from_deployment, describe_database
 from ramp_fleet.errors import RampFleetError
-from ramp_fleet.ramp_board.database import database_from_deployment, describe_database
 from ramp_fleet.ramp_board.helper import one_line
 from ramp_fleet.waiting import Backoff, WaitTimeout
 

@@ -387,7 +387,7 @@ def connect(event: EventConfig, deployment_config: Path | None = None) -> BoardS
     ``<deployment_dir>/config.yml``); ramp-database runs in
     ``store.ramp_board_python``. Every problem is a one-line usage error.
     """
-    from ramp_fleet.ramp_board.database import database_from_deployment
+    from ramp_fleet.config.deployment import database_from_deployment
 
     python = event.store.ramp_board_python
     if python is None:

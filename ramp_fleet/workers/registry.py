@@ -6,18 +6,14 @@ import importlib
 from importlib.metadata import entry_points
 
 from ramp_fleet.config.checks import ENTRY_POINT_GROUP, custom_worker_problem
+from ramp_fleet.config.sections import WORKER_SECTIONS
 from ramp_fleet.errors import UsageError
-
-BUILTIN = {
-    "conda": "ramp_fleet.workers.conda:CondaEnvWorker",
-    "aws": "ramp_fleet.workers.aws:AWSWorker",
-    "dask": "ramp_fleet.workers.dask:DaskWorker",
-}
 
 
 def worker_class(worker_type: str) -> type:
     """``conda``/``aws``/``dask``, ``package.module:Class``, or an entry-point name."""
-    target = BUILTIN.get(worker_type)
+    section = WORKER_SECTIONS.get(worker_type)
+    target = section.worker_class if section is not None else None
     if target is None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == worker_type:

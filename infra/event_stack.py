@@ -22,8 +22,15 @@ from worker_access import WorkerAccess, WorkerAccessArgs
 from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.config.sections import AWSWorkerSection, ElasticDaskSection
 from ramp_fleet.errors import UsageError
-from ramp_fleet.image.document import ami_user, conda_env_name, render_document
-from ramp_fleet.names import EventNames, elastic_section, event_region, event_tags, parent_image
+from ramp_fleet.image.document import ami_user, render_document
+from ramp_fleet.names import (
+    EventNames,
+    conda_env_name,
+    elastic_section,
+    event_region,
+    event_tags,
+    parent_image,
+)
 
 PROJECT = "ramp-fleet"
 PROJECT_DIR = Path(__file__).resolve().parent.parent

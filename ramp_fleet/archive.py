@@ -30,7 +30,7 @@ from typing import IO
 from ramp_fleet.sandbox.tar import pack, unpack
 from ramp_fleet.sandbox.tree import Limits, Tally, UnsafeResult, entries, fill, open_folder
 
-__all__ = ["SKIPPED_NAMES", "Limits", "UnsafeResult", "copy_submission", "pack_folder",
+__all__ = ["SKIPPED_NAMES", "Limits", "UnsafeResult", "copy_submission",
            "pack_submission", "receive_archive", "verify_tree"]
 
 #: Never part of a submission sent to a run, at any depth.
@@ -52,12 +52,6 @@ def pack_submission(source: Path) -> bytes:
     with _folder(source) as root:
         pack(entries(root, "skip", SKIPPED_NAMES, str(source)), buffer)
     return buffer.getvalue()
-
-
-def pack_folder(source: Path, out: IO[bytes], limits: Limits) -> None:
-    """A run's folder as ``.tar.gz`` into ``out``, refusing what receiving would refuse."""
-    with _folder(source) as root:
-        pack(entries(root, "refuse"), out, Tally(limits))
 
 
 # -- inbound: what a run hands back -----------------------------------------------------------

@@ -26,9 +26,9 @@ from ramp_fleet.results import RunResult
 from ramp_fleet.scoring import ScoreError
 from ramp_fleet.scoring.official import official_score
 from ramp_fleet.scoring.scorer import Scorer
+from ramp_fleet.sources import FolderSource, SubmissionSource
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.records import RunPlace
-from ramp_fleet.store.submissions import FolderSource, SubmissionSource
 from ramp_fleet.waiting import backoff_delay
 from ramp_fleet.workers import BaseWorker, worker_class
 from ramp_fleet.workers.base import InterruptedRun, WorkerRetry

@@ -146,6 +146,14 @@ class EventNames:
         return f"{self.dask_elastic_parameters}/{cluster_id}/host-key"
 
 
+def conda_env_name(event: EventConfig) -> str:
+    """The event's environment on the AMI: the worker's ``conda_env`` if it is a name."""
+    configured = getattr(event.worker, "conda_env", None)
+    if configured and "/" not in configured and " " not in configured:
+        return str(configured)
+    return slug(event.ramp.problem_name)
+
+
 def elastic_section(event: EventConfig) -> ElasticDaskSection | None:
     """``worker.dask_cluster`` of a Dask event, else None."""
     worker = event.worker

@@ -7,10 +7,12 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
+from ramp_fleet.config import EventConfig
+from ramp_fleet.sources import FolderSource
 from ramp_fleet.store import Store, Submission
-from ramp_fleet.store.reading import iso_time
 from ramp_fleet.store.records import RunRecord
 
 
@@ -42,3 +44,16 @@ def status_json(submission: Submission) -> dict[str, Any]:
     for key in ("submitted", "started", "finished"):
         data[key] = iso_time(data[key])
     return data
+
+
+def discover(event: EventConfig, store: Store) -> list[str]:
+    """Add every submission folder not yet in the store; returns the new names (one look,
+    the whole folder, as a dispatcher's first)."""
+    return FolderSource(event).start(store)
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """``2026-12-01T10:14:46+00:00``: UTC, to the second (the fraction dropped)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(int(timestamp), UTC).isoformat()

@@ -20,10 +20,11 @@ from ramp_fleet.archive import (
     Limits,
     UnsafeResult,
     copy_submission,
-    pack_folder,
     pack_submission,
     receive_archive,
 )
+from ramp_fleet.sandbox.tar import pack
+from ramp_fleet.sandbox.tree import Tally, entries, open_folder
 from tests.hostile_archives import (
     chained_pax,
     dot_dot,
@@ -43,9 +44,13 @@ from tests.hostile_archives import (
 
 
 def pack_results(folder: Path, limits: Limits) -> bytes:
-    """What the runner does with a run's ``training_output``."""
+    """What the runner does with a run's ``training_output`` (``sandbox.run.Run._hand_back``)."""
     out = io.BytesIO()
-    pack_folder(folder, out, limits)
+    fd = open_folder(folder)
+    try:
+        pack(entries(fd, "refuse"), out, Tally(limits))
+    finally:
+        os.close(fd)
     return out.getvalue()
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ramp_fleet import sources as folder_source
 from ramp_fleet.config import load_event_config
 from ramp_fleet.dispatcher import Dispatcher
+from ramp_fleet.sources import FolderSource
 from ramp_fleet.store import State, Store
-from ramp_fleet.store import submissions as folder_source
-from ramp_fleet.store.submissions import FolderSource
 from tests.conftest import EventFactory, write_submission
 from tests.test_dispatcher import Quiet
 

@@ -17,8 +17,8 @@ from ramp_fleet.config import load_event_config
 from ramp_fleet.dispatcher import Dispatcher
 from ramp_fleet.errors import ConfigError, UsageError
 from ramp_fleet.progress import Reporter
+from ramp_fleet.sources import submit
 from ramp_fleet.store import State, Store
-from ramp_fleet.store.submissions import submit
 from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
 from tests.store_helpers import history
 

@@ -283,7 +283,7 @@ def test_a_ramp_board_deployment_of_an_auc_kit_is_dispatched_unchanged(tmp_path:
 
 def test_the_sandbox_is_named_by_sandbox_dir_and_trained_only_when_asked(tmp_path: Path) -> None:
     from ramp_fleet.store import Store
-    from ramp_fleet.store.submissions import discover
+    from tests.store_helpers import discover
 
     deploy = tmp_path / "deploy"
     config = make_deployment(deploy, "iris", submissions=1)

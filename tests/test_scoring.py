@@ -85,10 +85,11 @@ def test_a_submission_that_failed_has_no_scores_and_says_why(event: Path) -> Non
 
 
 def test_to_dict_is_json_ready(event: Path) -> None:
+    import dataclasses
     import json
 
     scores = read_scores(output_of(event, "logreg"))
-    again = json.loads(json.dumps(scores.to_dict()))
+    again = json.loads(json.dumps(dataclasses.asdict(scores)))
     assert Scores(**again) == scores
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.errors import UsageError
+from ramp_fleet.sources import submit
 from ramp_fleet.store import IllegalStateChange, State, Store
 from ramp_fleet.store.names import name_problem
-from ramp_fleet.store.submissions import discover, submit
 from tests.conftest import EventFactory, write_submission
-from tests.store_helpers import history
+from tests.store_helpers import discover, history
 
 
 @pytest.fixture

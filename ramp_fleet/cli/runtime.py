@@ -56,8 +56,8 @@ def _isolation_at_start(event: EventConfig) -> None:
 @click.option("--name", help="Submission name (default: the folder's name).")
 def submit(config: Path, path: Path, name: str | None) -> None:
     """Copy the submission folder PATH into the event as a new submission."""
+    from ramp_fleet.sources import submit as add_submission
     from ramp_fleet.store import Store
-    from ramp_fleet.store.submissions import submit as add_submission
 
     event = load(config)
     if not path.exists():

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import AWSWorkerSection
 from ramp_fleet.errors import UsageError
-from ramp_fleet.names import CONDA_PREFIX, EventNames, slug
+from ramp_fleet.names import CONDA_PREFIX, EventNames, conda_env_name
 from ramp_fleet.resources import PIPELINES_DIR
 from ramp_fleet.templating import environment, render, render_string, shquote
 
@@ -93,14 +93,6 @@ def load_pipeline(flavour: str) -> PipelineSpec:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise UsageError(f"{path}: {where}: {first['msg']}") from None
-
-
-def conda_env_name(event: EventConfig) -> str:
-    """The event's environment on the AMI: the worker's ``conda_env`` if it is a name."""
-    configured = getattr(event.worker, "conda_env", None)
-    if configured and "/" not in configured and " " not in configured:
-        return str(configured)
-    return slug(event.ramp.problem_name)
 
 
 def _aws_keys(event: EventConfig) -> AWSWorkerSection:

@@ -68,11 +68,6 @@ class Watchdog:
             self._stop.wait(self._interval / 5 if near else self._interval)
 
 
-def tree_memory_mb(root: int) -> float:
-    """The memory (MiB) of ``root`` and all its descendants, as described above."""
-    return sum(process_memory(pid) for pid in tree(root)) / (1 << 20)
-
-
 def tasks(pid: int) -> int:
     """Threads of ``pid`` (0 when it is gone)."""
     try:

@@ -8,7 +8,6 @@ writes the files ramp-test writes; the dispatcher receives them as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ramp_fleet.errors import RampFleetError
 
@@ -42,7 +41,3 @@ class Scores:
     def official(self, score_name: str) -> float | None:
         """The bagged test score of that name (what RAMP ranks on), if it was computed."""
         return self.bagged.get("test", {}).get(score_name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy, as the store keeps it."""
-        return {"folds": self.folds, "bagged": self.bagged, "times": self.times}

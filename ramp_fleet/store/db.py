@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ramp_fleet.store.meta import OFFICIAL_SCORE, Meta
 from ramp_fleet.store.queue import Queue
-from ramp_fleet.store.reading import Reads, Submission, iso_time
+from ramp_fleet.store.reading import Reads, Submission
 from ramp_fleet.store.runs import Runs
 from ramp_fleet.store.schema import SCHEMA_VERSION, migrate
 
-__all__ = ["OFFICIAL_SCORE", "SCHEMA_VERSION", "Store", "Submission", "iso_time"]
+__all__ = ["OFFICIAL_SCORE", "SCHEMA_VERSION", "Store", "Submission"]
 
 
 class Store(Queue, Runs, Reads, Meta):

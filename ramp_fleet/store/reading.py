@@ -11,7 +11,6 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ramp_fleet.store.connection import Connections
@@ -42,13 +41,6 @@ class Submission:
 
 
 _TIMES = ("submitted", "started", "finished")
-
-
-def iso_time(timestamp: float | None) -> str | None:
-    """``2026-12-01T10:14:46+00:00``: UTC, to the second (the fraction dropped)."""
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(int(timestamp), UTC).isoformat()
 
 
 _SUBMISSION_FIELDS = tuple(Submission.__dataclass_fields__)
@@ -137,7 +129,7 @@ class Reads(Connections):
     def rows(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """The given columns of every submission in the order of :meth:`all`, read as they
         come: what ``status`` shows of 10 000 submissions, without 10 000 objects at once.
-        Times come as :func:`iso_time` writes them (formatted by SQLite)."""
+        Times come as ISO 8601 UTC, to the second (formatted by SQLite)."""
         unknown = set(columns) - set(_SUBMISSION_FIELDS)
         if unknown:
             raise ValueError(f"no such column: {', '.join(sorted(unknown))}")

@@ -19,11 +19,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ramp_fleet.archive import UnsafeResult
+from ramp_fleet.config import EventConfig
 from ramp_fleet.process import TIMEOUT_RETURNCODE
 from ramp_fleet.results import (
+    Destination,
     RunNotStarted,
     RunResult,
     check_published,
@@ -34,8 +36,18 @@ from ramp_fleet.sandbox.spec import REPORT, Report
 from ramp_fleet.scoring import ScoreError, Scores
 from ramp_fleet.workers.inputs import RunInputs, runner_argv
 
-if TYPE_CHECKING:
-    from ramp_fleet.workers.base import BaseWorker
+
+class _Worker(Protocol):
+    """What of a :class:`~ramp_fleet.workers.base.BaseWorker` its run folder uses."""
+
+    event: EventConfig
+    submission: str
+
+    def inputs(self, **where: Any) -> RunInputs: ...
+
+    def scratch_folder(self, prefix: str) -> Path: ...
+
+    def destination(self) -> Destination: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ class RunCommand:
 class OwnResults:
     """The run folder of a worker that runs and publishes by itself, and its checks."""
 
-    def __init__(self, worker: BaseWorker):
+    def __init__(self, worker: _Worker):
         self.worker = worker
         self.folder: Path | None = None
 

@@ -36,7 +36,7 @@ from ramp_fleet.config.sections import ElasticDaskSection
 from ramp_fleet.dask import host_settings
 from ramp_fleet.dask.elastic.tls import ClusterCertificates
 from ramp_fleet.errors import UsageError
-from ramp_fleet.names import CONDA_PREFIX, EVENT_TAG, EventNames
+from ramp_fleet.names import CONDA_PREFIX, EVENT_TAG, EventNames, conda_env_name
 from ramp_fleet.templating import render
 
 Role = Literal["scheduler", "worker"]
@@ -233,8 +233,6 @@ class HostBoot:
 
 def host_boot(settings: ElasticDaskSection, event: EventConfig, region: str, cluster_id: str,
               certificates: ClusterCertificates, key_parameter: str) -> HostBoot:
-    from ramp_fleet.image.document import conda_env_name
-
     return HostBoot(
         event_name=event.event_name, cluster_id=cluster_id, region=region,
         python=conda_python(conda_env_name(event)),

@@ -1,4 +1,10 @@
-"""Finding submissions on disk and adding new ones to an event."""
+"""Where an event's submissions come from, and adding new ones.
+
+A dispatcher has one :class:`SubmissionSource`: the event's submissions folder
+(:class:`FolderSource`, here, with ``ramp-fleet submit``'s :func:`submit`), or
+ramp-board's database (:class:`ramp_fleet.ramp_board.sync.BoardSync`, which is
+also the listener that sends every state and score back).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +21,10 @@ from typing import Protocol
 from ramp_fleet.archive import copy_submission
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
-from ramp_fleet.store.db import Store
+from ramp_fleet.store import Store
 from ramp_fleet.store.names import check_submission_name, name_problem
 
-logger = logging.getLogger("ramp_fleet.store")
+logger = logging.getLogger("ramp_fleet.sources")
 
 #: Seconds between listings of the submissions folder even when its time says nothing changed.
 FULL_SCAN_INTERVAL = 60.0
@@ -146,12 +152,6 @@ def new_folders(event: EventConfig, known: set[str] | frozenset[str] = frozenset
                 continue
             found.append(name)
     return sorted(found)
-
-
-def discover(event: EventConfig, store: Store) -> list[str]:
-    """Add every submission folder not yet in the store; returns the new names (one look,
-    the whole folder: see :class:`FolderSource` for a dispatcher's looks)."""
-    return FolderSource(event).start(store)
 
 
 def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint typecheck unit wheel-check system-packages ramp-board-venv bench \
+.PHONY: demo test setup lint layers typecheck unit wheel-check system-packages ramp-board-venv bench \
 	bench-ramp-board clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -41,13 +41,18 @@ demo: $(STAMP)
 ## test: lint, type-check, check the installed wheel and run the whole suite
 ## (real ramp-test, sshd, moto, dask, PostgreSQL with ramp-board's packages,
 ## the report in headless Chromium)
-test: $(STAMP) system-packages ramp-board-venv lint typecheck wheel-check unit
+test: $(STAMP) system-packages ramp-board-venv lint layers typecheck wheel-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The layers of docs/architecture.md, the two doors for processes, a runner of the
+# standard library only (the contracts are in pyproject.toml).
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 # Every real part is installed by now (system-packages, ramp-board-venv): a test that
 # would skip for want of one fails instead (tests/real_parts.py).

@@ -24,6 +24,11 @@ from ramp_fleet.errors import CommandError
 #: Return code recorded for a run stopped by its timeout (as coreutils' timeout).
 TIMEOUT_RETURNCODE = 124
 
+#: A process started through this module (the dispatcher's door to ``subprocess``).
+Child = subprocess.Popen[bytes]
+TimeoutExpired = subprocess.TimeoutExpired
+DEVNULL = subprocess.DEVNULL
+
 
 def run(
     argv: Sequence[str],
@@ -68,6 +73,21 @@ def spawn_group(
     return subprocess.Popen(
         list(argv), cwd=cwd, env=dict(env) if env is not None else None,
         stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=lower_priority if niceness else None,
+    )
+
+
+def start_service(argv: Sequence[str], *, keep_stderr: bool = True, niceness: int = 0) -> Child:
+    """Start a helper we talk to over its stdin and stdout (unbuffered), in a session of
+    its own so that a signal to ours is not also its; stderr is a pipe (``keep_stderr``:
+    the caller drains it) or discarded. Raises ``OSError`` when it cannot start."""
+
+    def lower_priority() -> None:  # runs in the child, before exec
+        os.nice(niceness)
+
+    return subprocess.Popen(
+        list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if keep_stderr else subprocess.DEVNULL, bufsize=0,
         start_new_session=True, preexec_fn=lower_priority if niceness else None,
     )
 

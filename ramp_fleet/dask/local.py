@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,7 +20,7 @@ from typing import IO, Any
 from ramp_fleet.dask import host_settings
 from ramp_fleet.dask.certs import TLSFiles, write_tls_files
 from ramp_fleet.errors import RampFleetError
-from ramp_fleet.process import kill_tree, spawn_group
+from ramp_fleet.process import Child, kill_tree, spawn_group
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
 HOST = "127.0.0.1"
@@ -51,8 +50,8 @@ class LocalDaskCluster:
             else workdir
         self.tls: TLSFiles | None = None
         self.address = ""
-        self.scheduler: subprocess.Popen[bytes] | None = None
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.scheduler: Child | None = None
+        self.workers: list[Child] = []
         self._logs: list[IO[bytes]] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -99,7 +98,7 @@ class LocalDaskCluster:
 
     # -- parts ---------------------------------------------------------------------
 
-    def start_worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, *extra: str) -> Child:
         """One single-slot worker; ``extra`` are more ``dask worker`` options (a preload...)."""
         argv = [dask_executable(), "worker", self.address, "--name", name,
                 "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
@@ -158,7 +157,7 @@ class LocalDaskCluster:
         return log
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: Child) -> None:
     if proc.poll() is None:
         kill_tree(proc.pid)
     proc.wait()

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import selectors
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from typing import Any
 
 from ramp_fleet.config.deployment import database_from_deployment, describe_database
 from ramp_fleet.errors import RampFleetError
+from ramp_fleet.process import TimeoutExpired, start_service
 from ramp_fleet.ramp_board.helper import one_line
 from ramp_fleet.waiting import Backoff, WaitTimeout
 
@@ -107,11 +107,7 @@ class _Helper:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._buffer = b""
         try:
-            self.process = subprocess.Popen(
-                [str(python), "-u", str(HELPER_SCRIPT)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                bufsize=0, start_new_session=True,
-            )
+            self.process = start_service([str(python), "-u", str(HELPER_SCRIPT)])
         except OSError as exc:
             raise _Unavailable(f"cannot start {python}: {exc.strerror or exc}") from None
         self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True,
@@ -176,7 +172,7 @@ class _Helper:
     def _ended(self) -> str:
         try:
             code = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except TimeoutExpired:
             self.kill()
             code = self.process.returncode
         self._stderr_reader.join(timeout=5)  # its last lines say why
@@ -199,7 +195,7 @@ class _Helper:
                 self.process.stdin.close()
         try:
             self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+        except TimeoutExpired:
             self.kill()
         self._close_pipes()
         return self.process.returncode

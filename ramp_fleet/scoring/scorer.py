@@ -15,7 +15,6 @@ import logging
 import os
 import pkgutil
 import select
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ class Scorer:
         self.argv = [str(python), "-I", "-c", _program(), str(kit_dir), str(data_dir)]
         self.deadline = deadline
         self._lock = threading.Lock()
-        self._child: subprocess.Popen[bytes] | None = None
+        self._child: process.Child | None = None
         self._buffer = b""
         self._official: ScoreType | None = None
         self._problem: str | None = None
@@ -92,9 +91,7 @@ class Scorer:
 
     def _spawn(self) -> None:
         self._buffer = b""
-        self._child = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=lambda: os.nice(NICENESS))
+        self._child = process.start_service(self.argv, keep_stderr=False, niceness=NICENESS)
 
     def _ready(self) -> None:
         """A scorer that has said it is ready (started again if it died)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ class CondaEnvWorker(BaseWorker):
     def __init__(self, config: EventConfig, submission: str):
         super().__init__(config, submission)
         self._folder: Path | None = None
-        self._runner: subprocess.Popen[bytes] | None = None
+        self._runner: process.Child | None = None
         self._pidfd: int | None = None
 
     # -- shared by the dispatcher's slots, and what a dead one left -------------------------
@@ -112,7 +111,7 @@ class CondaEnvWorker(BaseWorker):
     def launch_submission(self) -> None:
         assert self._folder is not None, "setup() first"
         self._runner = process.spawn_group(runner_argv(self._folder), cwd=self._folder,
-                                           output=subprocess.DEVNULL, niceness=NICENESS)
+                                           output=process.DEVNULL, niceness=NICENESS)
         self._pidfd = _pidfd(self._runner.pid)
         super().launch_submission()
 

@@ -84,6 +84,13 @@ def clean(kit: str, submission: str) -> str:
     return _render("clean", kit, submission)
 
 
+def stage_kit_submission(kit: str, folder: str, submission: str) -> str:
+    """Copy the kit's own ``submissions/<submission>`` into the run folder (the runner takes
+    a submission put there as it is): the AMI's starting kit, for its quick test."""
+    return _render("stage_kit_submission", kit, folder, submission)
+
+
 def run_now(kit: str, submission: str, *, activate: str) -> str:
-    """Run the runner in the run folder and wait for it; its output is the run's log."""
+    """Run the runner in the run folder and wait for it; a spec with ``log_in_folder``
+    false makes its output (the run's log) the command's."""
     return _render("run_now", kit, submission, activate)

@@ -23,8 +23,9 @@ def quick_test(event: EventConfig, ami_id: str, echo: Callable[[str], None] = pr
     """
     from ramp_fleet.aws import remote
     from ramp_fleet.aws.fleet import Fleet  # boto3 and fabric: only for this command
-    from ramp_fleet.workers.aws import instance_inputs, upload_run
-    from ramp_fleet.workers.inputs import RunInputs
+    from ramp_fleet.sandbox.spec import SPEC
+    from ramp_fleet.workers.aws import instance_layout, upload_run
+    from ramp_fleet.workers.inputs import run_spec
 
     worker = event.worker
     if not isinstance(worker, AWSWorkerSection):
@@ -36,17 +37,21 @@ def quick_test(event: EventConfig, ami_id: str, echo: Callable[[str], None] = pr
     })
     kit, name = settings.remote_ramp_kit_folder, remote.QUICK_TEST_FOLDER
     sandbox = event.ramp.sandbox_dir
-    inputs = instance_inputs(event, sandbox, quick_test=True,
-                             source=event.dirs.kit.path / "submissions" / sandbox)
-    isolation = replace(inputs.spec.isolation, mode="required")
-    inputs = RunInputs(replace(inputs.spec, isolation=isolation), inputs.submission)
+    spec = run_spec(event, sandbox, quick_test=True, **instance_layout(event))
+    # Isolated whatever the config says; the AMI's own starting kit (staged on the
+    # instance), and the log as the command's output: a failure's lines come back in
+    # its error.
+    spec = replace(spec, isolation=replace(spec.isolation, mode="required"),
+                   log_in_folder=False)
     fleet = Fleet(settings, event_name=event.event_name, event_dir=event.event_dir)
     try:
         echo(f"booting {ami_id} ({settings.instance_type}) for a quick test")
         lease = fleet.acquire(QUICK_TEST_TAG)
         try:
             echo(f"running ramp-test --quick-test, isolated, on {lease.instance_id}")
-            upload_run(lease, kit, name, inputs)
+            upload_run(lease, kit, name, {SPEC: spec.to_json().encode()})
+            lease.host.run(remote.stage_kit_submission(kit, name, sandbox),
+                           f"the AMI's {sandbox}")
             output = lease.host.run(remote.run_now(kit, name, activate=settings.remote_activate),
                                     "ramp-test --quick-test", timeout=worker.timeout)
         finally:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -159,7 +159,7 @@ class AWSWorker(BaseWorker):
     # -- steps ----------------------------------------------------------------------------
 
     def _upload(self, lease: Lease, inputs: RunInputs) -> None:
-        upload_run(lease, self.kit, self.submission, inputs)
+        upload_run(lease, self.kit, self.submission, inputs.files())
 
     def _download(self, lease: Lease) -> RunOutput:
         limits = self.settings.result_limits
@@ -234,19 +234,23 @@ class AWSWorker(BaseWorker):
         raise ConnectionLost(f"{what} of {self.submission} stopped")  # pragma: no cover
 
 
-def instance_inputs(event: EventConfig, submission: str, **options: Any) -> RunInputs:
-    """A run's inputs as an instance of the event's AMI lays things out: the data in the kit
-    folder, the run folders in its ``.ramp-fleet``."""
+def instance_layout(event: EventConfig) -> dict[str, Any]:
+    """Where things are on an instance of the event's AMI: the data in the kit folder, the
+    run folders in its ``.ramp-fleet`` (options of :func:`~ramp_fleet.workers.inputs.run_spec`)."""
     assert isinstance(event.worker, AWSWorkerSection)
     kit = remote.home_kit(event.worker.remote_ramp_kit_folder)
-    return run_inputs(event, submission, kit_dir=kit, data_dir=kit,
-                      hidden=(f"{kit}/.ramp-fleet",), **options)
+    return {"kit_dir": kit, "data_dir": kit, "hidden": (f"{kit}/.ramp-fleet",)}
 
 
-def upload_run(lease: Lease, kit: str, folder: str, inputs: RunInputs) -> None:
-    """A new run folder on the instance, with the run's inputs and the runner in it."""
+def instance_inputs(event: EventConfig, submission: str, **options: Any) -> RunInputs:
+    """A run's inputs as an instance of the event's AMI lays things out."""
+    return run_inputs(event, submission, **instance_layout(event), **options)
+
+
+def upload_run(lease: Lease, kit: str, folder: str, files: Mapping[str, bytes]) -> None:
+    """A new run folder on the instance, with the run's input ``files`` and the runner."""
     lease.host.run(remote.prepare(kit, folder), "prepare")
-    for name, data in {**inputs.files(), remote.RUNNER_PYZ: runner_pyz()}.items():
+    for name, data in {**files, remote.RUNNER_PYZ: runner_pyz()}.items():
         lease.host.put(data, remote.run_folder(kit, folder, name))
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ramp_fleet.archive import pack_submission
 from ramp_fleet.config import EventConfig
@@ -47,23 +48,29 @@ class RunInputs:
                 out.write(data)
 
 
-def run_inputs(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test",
-               python_env: str | None = None, kit_dir: str | None = None,
-               data_dir: str | None = None, hidden: tuple[str, ...] | None = None,
-               quick_test: bool = False, results: Path | None = None,
-               compresslevel: int = 6, checked: bool = False,
-               source: Path | None = None) -> RunInputs:
-    """The inputs of ``submission``'s run, from the event's config.
+def run_inputs(event: EventConfig, submission: str, *, source: Path | None = None,
+               **where: Any) -> RunInputs:
+    """The inputs of ``submission``'s run: its :func:`run_spec` and its folder packed
+    (``source``, default: in ``submissions_dir``)."""
+    folder = source or event.dirs.submissions.path / submission
+    return RunInputs(run_spec(event, submission, **where), pack_submission(folder))
+
+
+def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test",
+             python_env: str | None = None, kit_dir: str | None = None,
+             data_dir: str | None = None, hidden: tuple[str, ...] | None = None,
+             quick_test: bool = False, results: Path | None = None,
+             compresslevel: int = 6, checked: bool = False) -> RunSpec:
+    """What ``submission``'s run asks of the runner, from the event's config.
 
     ``ramp_test``, ``python_env``, ``kit_dir``, ``data_dir``: as on the machine of the run
     (default: the event's own folders); ``hidden``: folders kept out of the run's view
     (default: the event's own); ``results``: a folder where ``training_output`` is put
-    back as ramp-test leaves it (default: an archive in the run folder); ``source``: the
-    submission's folder (default: in ``submissions_dir``).
+    back as ramp-test leaves it (default: an archive in the run folder).
     """
     worker = event.worker
     dirs = event.dirs
-    spec = RunSpec(
+    return RunSpec(
         submission=submission,
         kit_dir=kit_dir or str(dirs.kit.path),
         data_dir=data_dir or str(dirs.data.path),
@@ -82,8 +89,6 @@ def run_inputs(event: EventConfig, submission: str, *, ramp_test: str = "ramp-te
         checked=checked,
         log_in_folder=True,
     )
-    folder = source or dirs.submissions.path / submission
-    return RunInputs(spec, pack_submission(folder))
 
 
 def event_folders(event: EventConfig) -> tuple[str, ...]:

@@ -63,7 +63,7 @@ def hook(step: str, worker_type: str, board: bool) -> None:
         else:
             before(worker, "open_shared")
     elif step == "publish":
-        before(base, "publish")
+        before(base, "receive")  # the one receive path: log, predictions, scores
     else:
         method = {"setup": "prepare", "launch": "start", "running": "wait",
                   "fetch": "fetch_output", "teardown": "release", "close": "close_shared"}[step]

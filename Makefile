@@ -13,7 +13,7 @@ DEMO   := examples/iris
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[infra,test]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[all,test]'
 	touch $@
 
 setup: $(STAMP)

@@ -11,6 +11,7 @@ import click
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
+from ramp_fleet.extras import require
 from ramp_fleet.names import elastic_section
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def _require_aws(event: EventConfig) -> EventConfig:
 
 
 def _fleet(event: EventConfig) -> Fleet:
+    require("aws", "worker_type: aws")
     from ramp_fleet.aws.fleet import Fleet  # boto3 and fabric only when the command runs
 
     return Fleet.for_event(event)
@@ -65,7 +67,6 @@ def reap(config: Path, dry_run: bool) -> None:
     For a Dask event with worker.dask_cluster: the hosts of its elastic
     clusters, and their TLS keys in SSM.
     """
-    from ramp_fleet.aws.instances import SLOT_TAG, SUBMISSION_TAG
     from ramp_fleet.store import DispatcherLock
 
     event = load(config, runtime_files=False)
@@ -73,6 +74,7 @@ def reap(config: Path, dry_run: bool) -> None:
         _reap_elastic(event, dry_run)
         return
     fleet = _fleet(_require_aws(event))
+    from ramp_fleet.aws.instances import SLOT_TAG, SUBMISSION_TAG
     try:
         with DispatcherLock(event.store_path, event.event_name):
             found = fleet.reap(dry_run=dry_run)
@@ -90,6 +92,7 @@ def reap(config: Path, dry_run: bool) -> None:
 
 
 def _reap_elastic(event: EventConfig, dry_run: bool) -> None:
+    require("elastic", "worker.dask_cluster (an elastic Dask cluster on EC2)")
     from ramp_fleet.dask.elastic import reap as reap_elastic
     from ramp_fleet.dask.elastic.plan import CLUSTER_TAG, ROLE_TAG
     from ramp_fleet.store import DispatcherLock

@@ -14,6 +14,7 @@ import yaml
 
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import RampFleetError, UsageError
+from ramp_fleet.extras import require
 from ramp_fleet.names import elastic_section
 
 
@@ -37,6 +38,7 @@ def local(config: Path, n_workers: int | None, tls: bool, workdir: Path | None) 
     Prints the dask_scheduler address (and the dask_tls files) to put in the
     worker section of CONFIG.
     """
+    require("dask", "ramp-fleet dask local")
     from ramp_fleet.dask.local import LocalDaskCluster
 
     n_workers = n_workers or _configured_slots(config)
@@ -71,7 +73,6 @@ def ec2(config: Path, n_workers: int | None, workdir: Path | None) -> None:
     SIGTERM) retires the workers and terminates every instance. Holds the
     event's dispatcher lock meanwhile: the event has one cluster owner.
     """
-    from ramp_fleet.dask.elastic import ElasticCluster
     from ramp_fleet.store import DispatcherLock
 
     event = load(config, runtime_files=False)
@@ -79,6 +80,9 @@ def ec2(config: Path, n_workers: int | None, workdir: Path | None) -> None:
     if settings is None:
         raise UsageError(f"{event.display}: worker.dask_cluster: is not set; this command "
                          "starts an event's elastic Dask cluster")
+    require("elastic", "worker.dask_cluster (an elastic Dask cluster on EC2)")
+    from ramp_fleet.dask.elastic import ElasticCluster
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     with DispatcherLock(event.store_path, event.event_name):

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ramp_fleet.cli.common import config_argument, load
+from ramp_fleet.extras import require
 from ramp_fleet.image import build
 from ramp_fleet.image.document import render_document
 from ramp_fleet.names import event_region
@@ -44,6 +45,7 @@ def build_ami(config: Path, wait: bool, poll_interval: float, timeout: float,
     event = load(config, runtime_files=False)
     if quick_test and not wait:
         raise click.UsageError("--test needs the build's AMI: drop --no-wait")
+    require("aws", "ramp-fleet build-ami")  # Image Builder by boto3; --test SSHes an instance
     result = build.build_ami(event, build.imagebuilder_client(event), wait=wait,
                              echo=click.echo, poll_interval=poll_interval, timeout=timeout)
     if quick_test and result is not None and result.ami_id:

@@ -9,6 +9,7 @@ import click
 
 from ramp_fleet.cli.common import config_argument, load
 from ramp_fleet.errors import UsageError
+from ramp_fleet.extras import require
 from ramp_fleet.text import strict_json
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ def report(config: Path, output: Path, as_json: bool) -> None:
     """Write one self-contained HTML page about the event: submissions by state, a timeline
     per worker slot, training times, failures grouped with links to their logs, peak memory,
     and AWS instance-hours and cost. It opens offline, from the file."""
+    require("report", "ramp-fleet report")
     from ramp_fleet.report import as_json as report_json
     from ramp_fleet.report import build_report, render_html
     from ramp_fleet.report.prices import PriceList, pricing_client_factory
@@ -51,7 +53,11 @@ def report(config: Path, output: Path, as_json: bool) -> None:
 
 
 def _aws_session(event: EventConfig) -> Any:
-    """The AWS worker's session (its profile or keys), else the default credential chain."""
+    """The AWS worker's session (its profile or keys), else the default credential chain.
+
+    Without the aws extra the price look-up says so in its warning; the report still
+    prices instances from the cache or ``hourly_price``."""
+    require("aws", "the AWS Price List look-up")
     import boto3
 
     from ramp_fleet.aws.session import make_session

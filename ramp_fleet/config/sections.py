@@ -138,6 +138,9 @@ class WorkerSection(Section):
     #: ``package.module:Class`` of the built-in worker that reads this section
     #: (imported only when the event runs: a config load never imports a backend).
     worker_class: ClassVar[str] = ""
+    #: The pip extra the backend's libraries come with (:mod:`ramp_fleet.extras`);
+    #: None: the base install runs it.
+    extra: ClassVar[str | None] = None
 
     worker_type: Text
     kit_dir: PathField | None = None
@@ -163,6 +166,7 @@ class CondaWorkerSection(WorkerSection):
 
 class AWSWorkerSection(WorkerSection):
     worker_class: ClassVar[str] = "ramp_fleet.workers.aws:AWSWorker"
+    extra: ClassVar[str | None] = "aws"
 
     worker_type: Literal["aws"] = "aws"
     access_key_id: SecretStr | None = None
@@ -239,6 +243,8 @@ class ElasticDaskSection(Section):
 
 class DaskWorkerSection(WorkerSection):
     worker_class: ClassVar[str] = "ramp_fleet.workers.dask:DaskWorker"
+    #: An elastic cluster (dask_cluster) needs the elastic extra too, checked when it opens.
+    extra: ClassVar[str | None] = "dask"
 
     worker_type: Literal["dask"] = "dask"
     #: Name or prefix of the environment on the Dask worker hosts; unset: the

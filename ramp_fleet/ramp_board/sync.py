@@ -44,6 +44,7 @@ from pathlib import Path
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
+from ramp_fleet.extras import require
 from ramp_fleet.listeners import Finished, Listener, Requeued
 from ramp_fleet.ramp_board.client import DatabaseUnavailable, RampBoardClient, RampBoardError
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
@@ -389,6 +390,7 @@ def connect(event: EventConfig, deployment_config: Path | None = None) -> BoardS
     """
     from ramp_fleet.config.deployment import database_from_deployment
 
+    require("ramp-board", "store.backend: ramp-board")
     python = event.store.ramp_board_python
     if python is None:
         raise UsageError(f"{event.display}: store.ramp_board_python: is required to serve a "

@@ -191,10 +191,11 @@ def pricing_client_factory(session_factory: Callable[[], Any]) -> Callable[[], A
     """Make the ``pricing`` client from a boto3 session, with short waits (a report must not hang)."""
 
     def make() -> Any:
+        session = session_factory()  # first: it says when the aws extra is missing
         import botocore.config
 
         config = botocore.config.Config(connect_timeout=5, read_timeout=20,
                                         retries={"mode": "standard", "max_attempts": 2})
-        return session_factory().client("pricing", region_name=PRICING_REGION, config=config)
+        return session.client("pricing", region_name=PRICING_REGION, config=config)
 
     return make

@@ -29,6 +29,7 @@ from ramp_fleet.config import EventConfig
 from ramp_fleet.config.sections import DaskWorkerSection
 from ramp_fleet.dask.connection import SLOT_RESOURCE, DaskConnection
 from ramp_fleet.errors import RampFleetError
+from ramp_fleet.extras import require
 from ramp_fleet.host.dask_task import (
     REPLY_KEYS,
     cancel_event,
@@ -77,6 +78,7 @@ class DaskWorker(BaseWorker):
         settings = event.worker
         assert isinstance(settings, DaskWorkerSection)
         if settings.dask_cluster is not None:  # elastic: opened here, closed with the connection
+            require("elastic", "worker.dask_cluster (an elastic Dask cluster on EC2)")
             from ramp_fleet.dask.elastic import open_connection
 
             return open_connection(settings, event)

@@ -50,6 +50,7 @@ from ramp_fleet.dask.elastic.plan import (
 )
 from ramp_fleet.dask.elastic.tls import ClusterCertificates, HostKeys, client_security
 from ramp_fleet.errors import RampFleetError, UsageError
+from ramp_fleet.extras import require
 from ramp_fleet.names import EventNames, elastic_section, event_tags
 
 logger = logging.getLogger("ramp_fleet.dask.elastic")
@@ -252,11 +253,7 @@ def _reap_hosts(ec2: Any, event_name: str, cluster_id: str | None = None,
 
 
 def _cluster_class() -> Any:
-    try:
-        from ramp_fleet.dask.elastic.hosts import ElasticVMCluster
-    except ImportError as exc:
-        if not (exc.name or "").startswith("dask_cloudprovider"):
-            raise
-        raise UsageError("worker.dask_cluster: needs dask-cloudprovider "
-                         "(pip install 'ramp-fleet[infra]')") from exc
+    require("elastic", "worker.dask_cluster (an elastic Dask cluster on EC2)")
+    from ramp_fleet.dask.elastic.hosts import ElasticVMCluster
+
     return ElasticVMCluster

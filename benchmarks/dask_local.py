@@ -32,7 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.dask.local import LocalDaskCluster
+from ramp_fleet.results import RunOutput
 from ramp_fleet.sandbox.programs import ramp_test_argv, run_variables
 from ramp_fleet.workers.dask import DaskWorker
 
@@ -122,36 +126,51 @@ def _run_plain(root: Path, names: list[str], slots: int) -> tuple[list[float], f
     return times, time.monotonic() - started
 
 
-def _config(cluster: LocalDaskCluster, root: Path) -> dict[str, object]:
-    return {
-        "worker_type": "dask", **cluster.worker_config(),
-        "kit_dir": str(root / "ramp-kits" / "iris"), "data_dir": str(root / "ramp-data" / "iris"),
-        "submissions_dir": str(root / "submissions"), "logs_dir": str(root / "logs"),
-        "predictions_dir": str(root / "predictions"), "timeout": 300.0, "conda_env": None,
-        "n_threads": 1, "time_between_collection": 1.0, "event_name": "bench",
+def _config(cluster: LocalDaskCluster, root: Path) -> EventConfig:
+    config = {
+        "ramp": {"problem_name": "iris", "event_name": "bench",
+                 "kit_dir": str(root / "ramp-kits" / "iris"),
+                 "data_dir": str(root / "ramp-data" / "iris"),
+                 "submissions_dir": str(root / "submissions"), "logs_dir": str(root / "logs"),
+                 "predictions_dir": str(root / "predictions")},
+        "worker": {"worker_type": "dask", **cluster.worker_config(), "timeout": 300.0},
+        "dispatcher": {"n_threads": 1, "time_between_collection": 1.0},
     }
+    path = root / "config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return load_event_config(path)
 
 
-def _run_dask(config: dict[str, object], names: list[str], slots: int
+class _TimedDaskWorker(DaskWorker):
+    """Keeps the run's own duration, as the runner on the Dask host reported it."""
+
+    in_task: list[float]
+
+    def fetch_output(self) -> RunOutput:
+        output = super().fetch_output()
+        if output.report is not None and output.report.duration is not None:
+            self.in_task.append(output.report.duration)
+        return output
+
+
+def _run_dask(event: EventConfig, names: list[str], slots: int
               ) -> tuple[list[float], list[float], float]:
-    shared = DaskWorker.open_shared(config, None)
+    shared = DaskWorker.open_shared(event)
     in_task: list[float] = []
 
     def one(name: str) -> float:
         started = time.monotonic()
-        worker = DaskWorker(config, name)
+        worker = _TimedDaskWorker(event, name)
+        worker.in_task = in_task
         worker.shared = shared
         try:
-            worker.setup()
-            worker.launch_submission()
+            worker.prepare()
+            worker.start()
             worker.wait(1.0, threading.Event())
-            returncode, _ = worker.collect_results()
-            assert returncode == 0, name
-            result = worker.run_result
-            if result is not None:
-                in_task.append(result.duration)
+            result = worker.collect()
+            assert result.returncode == 0, (name, result.error)
         finally:
-            worker.teardown()
+            worker.release()
         return time.monotonic() - started
 
     try:

@@ -71,15 +71,12 @@ def format_elapsed(seconds: float) -> str:
 
 def find_pipeline(client: Any, name: str) -> str:
     """The ARN of the image pipeline called ``name``."""
-    request: dict[str, Any] = {"filters": [{"name": "name", "values": [name]}]}
-    while True:
-        response = client.list_image_pipelines(**request)
-        for pipeline in response.get("imagePipelineList", []):
+    pages = client.get_paginator("list_image_pipelines").paginate(
+        filters=[{"name": "name", "values": [name]}])
+    for page in pages:
+        for pipeline in page.get("imagePipelineList", []):
             if pipeline.get("name") == name:
                 return str(pipeline["arn"])
-        if not response.get("nextToken"):
-            break
-        request["nextToken"] = response["nextToken"]
     raise ImageBuildError(
         f"no image pipeline named {name!r} in region {client.meta.region_name}; "
         "create it with `pulumi up` first (see the README's infrastructure section)"

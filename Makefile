@@ -7,13 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := examples/iris
 
-.PHONY: demo test setup lint layers typecheck unit wheel-check system-packages ramp-board-venv bench \
+.PHONY: demo test setup lint layers docs typecheck unit wheel-check system-packages ramp-board-venv bench \
 	bench-ramp-board clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[all,test]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[all,test,docs]'
 	touch $@
 
 setup: $(STAMP)
@@ -41,13 +41,19 @@ demo: $(STAMP)
 ## test: lint, type-check, check the installed wheel and run the whole suite
 ## (real ramp-test, sshd, moto, dask, PostgreSQL with ramp-board's packages,
 ## the report in headless Chromium)
-test: $(STAMP) system-packages ramp-board-venv lint layers typecheck wheel-check unit
+test: $(STAMP) system-packages ramp-board-venv lint layers typecheck docs wheel-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The documentation site, strict: a broken link or a config key without a meaning fails.
+# Built into a scratch folder: nothing to clean, nothing to commit by mistake.
+docs: $(STAMP)
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict \
+		--site-dir "$$site"; status=$$?; rm -rf "$$site"; exit $$status
 
 # The layers of docs/architecture.md, the two doors for processes, a runner of the
 # standard library only (the contracts are in pyproject.toml).

@@ -20,7 +20,7 @@ from ramp_fleet.extras import EXTRAS, MissingExtra, install_command, missing, re
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 #: Extras of the tooling, not of a backend.
-NOT_BACKENDS = {"test", "all"}
+NOT_BACKENDS = {"test", "docs", "all"}
 
 #: Which extras a file's imports may come from (besides the base), first match wins.
 #: None: the file runs elsewhere, with that environment's packages.

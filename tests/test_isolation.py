@@ -174,7 +174,7 @@ def hostile_event(make_event: EventFactory, tmp_path: Path, port: int,
 def test_with_isolation_off_a_submission_reaches_all_it_is_kept_from(
     make_event: EventFactory, tmp_path: Path
 ) -> None:
-    """The README's "off" column, for real: every probe the sandbox blocks gets through."""
+    """The security page's "off" column, for real: every probe the sandbox blocks gets through."""
     with loopback_listener() as listener:
         config, targets = hostile_event(make_event, tmp_path, listener.getsockname()[1],
                                         isolation={"mode": "off"})

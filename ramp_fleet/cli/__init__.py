@@ -62,7 +62,7 @@ REPEAT_REQUESTS = ("botocore", "boto3", "urllib3", "s3transfer", "aiobotocore", 
 def cli(verbose: int) -> None:
     """Worker fleets for RAMP data-challenge events.
 
-    Every command takes the event's config.yml; see the README for its keys.
+    Every command takes the event's config.yml; its keys: docs/config.md.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")

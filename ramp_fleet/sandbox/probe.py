@@ -84,8 +84,8 @@ def _advice(detail: str) -> str:
     if "setting up uid map" in detail or "namespace" in detail.lower():
         if os.path.exists("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"):
             return ("unprivileged user namespaces are restricted by AppArmor: load the "
-                    "bwrap-userns-restrict profile (see the README, \"What a submission can "
-                    "reach\")")
+                    "bwrap-userns-restrict profile (see docs/troubleshooting.md, \"Ubuntu 24.04: "
+                    "AppArmor\")")
         return "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=1)"
     return INSTALL_HINT
 

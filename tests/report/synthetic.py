@@ -5,7 +5,7 @@ fail (training or checking errors with realistic excerpts), some ask for a
 retry and run again, the last attempt of a few slots is still running, and
 the first ``aws_slots`` slots run on EC2 instances (spot on even slots,
 reused now and then). Used by the report's tests, its benchmark and the
-README's screenshot.
+docs' screenshot.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""The README and the documentation site stay true to the code."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from ramp_fleet.dask.host_settings import environment
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+README = REPO / "README.md"
+
+sys.path.insert(0, str(DOCS / "hooks"))
+import reference  # noqa: E402  (the mkdocs hook that generates the references)
+
+
+def test_the_readme_starts_with_the_two_commands_and_stays_short() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 250, f"the README has {len(lines)} lines (at most 250)"
+    first_block = lines[lines.index("```sh") + 1:lines.index("```")]
+    assert [line.split()[:2] for line in first_block] == [["make", "demo"], ["make", "test"]]
+
+
+def test_the_dask_page_lists_every_dask_host_setting() -> None:
+    text = (DOCS / "backends" / "dask.md").read_text()
+    for name, value in environment().items():
+        assert f"{name}={value}" in text
+
+
+def test_the_operations_page_lists_every_metric() -> None:
+    from ramp_fleet.metrics import DispatcherMetrics
+
+    text = (DOCS / "operations.md").read_text()
+    names = {family.name for family in DispatcherMetrics().registry.collect()
+             if family.name.startswith("ramp_fleet_")}
+    assert len(names) == 6
+    for name in names:
+        assert f"| `{name}" in text, f"{name} is not in the operations page's metrics table"
+
+
+def test_the_config_reference_has_every_key_of_every_section() -> None:
+    page = reference.config_reference()
+    for _, model, prefix in reference.SECTIONS:
+        for key in model.model_fields:
+            row = re.search(rf"^\| `{re.escape(prefix + key)}` \| (.+) \| (.+) \| (.+) \|$",
+                            page, re.MULTILINE)
+            if row is None and prefix == "worker." and model is not reference.sections.WorkerSection:
+                row = re.search(rf"^\| `worker\.{re.escape(key)}` ", page, re.MULTILINE)
+            assert row is not None, f"{prefix}{key} is not in the config reference"
+    isolation = reference.sections.IsolationSection()
+    assert f"| `worker.isolation.mode` | `'auto' \\| 'required' \\| 'off'` | `{isolation.mode}` |" \
+        in page
+
+
+def test_a_key_without_a_meaning_fails_the_build() -> None:
+    from pydantic import BaseModel
+
+    class Undocumented(BaseModel):
+        #: Documented.
+        fine: int = 1
+        silent: int = 2
+
+    with pytest.raises(ValueError, match=r"Undocumented\.silent has no #: comment"):
+        [reference.meaning(Undocumented, name, field)
+         for name, field in Undocumented.model_fields.items()]
+
+
+def test_the_cli_reference_has_every_command() -> None:
+    from ramp_fleet.cli import cli
+
+    page = reference.cli_reference()
+    for name in cli.list_commands(None):  # type: ignore[arg-type]
+        assert f"### `ramp-fleet {name}`" in page
+    assert "### `ramp-fleet env create`" in page and "### `ramp-fleet dask local`" in page

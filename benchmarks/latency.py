@@ -17,13 +17,17 @@ participant feels on top of their own code. Everything stays on this machine.
 
     python benchmarks/latency.py [--idle 5] [--burst 50] [--sleep-interval S]
 
-The serving of a ramp-board event (the same through ramp-database's own
-submit and ramp-board's leaderboard tables) is not measured here yet.
+With ``--ramp-board``, the same for a ramp-board event on a private
+PostgreSQL (ramp-board's own deployment, ``make ramp-board-venv``): submitted
+with ramp-database's ``add_submission``, visible when the name is in the
+event's private leaderboard as the website reads it
+(``benchmarks/ramp_board_probe.py``, in ramp-board's environment).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -40,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "iris"
 POLL = 0.02
 SUBMISSION = "logreg"
+BOARD_EVENT = "iris_latency"
 
 
 def make_event(root: Path, sleep_interval: float | None) -> Path:
@@ -153,6 +158,87 @@ def burst_round(event, count: int) -> list[float]:
     return [seen[name] - submitted[name] for name in sorted(submitted)]
 
 
+class Probe:
+    """benchmarks/ramp_board_probe.py in ramp-board's environment: a participant, the website."""
+
+    def __init__(self, python: Path, config: Path, event: str):
+        self.process = subprocess.Popen(
+            [str(python), str(REPO / "benchmarks" / "ramp_board_probe.py"), str(config), event],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, request: dict) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:  # ramp-board's tools may print lines of their own
+            if line.startswith("{"):
+                return json.loads(line)
+        raise SystemExit("the ramp-board probe stopped")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """Idle and burst submissions to a ramp-board event served by ``ramp-fleet dispatch``."""
+    sys.path.insert(0, str(REPO))
+    from tests.fixtures.postgres import remove_postgres, start_postgres
+    from tests.fixtures.ramp_board_event import deploy_event, ramp_board_python
+
+    python = ramp_board_python()
+    if not python.exists():
+        raise SystemExit(f"ramp-board's environment is missing ({python}): make ramp-board-venv")
+    server = start_postgres()
+    try:
+        dispatcher = {"hunger_policy": "sleep", "n_workers": 2, "n_threads": 1,
+                      "time_between_collection": 1}
+        if args.sleep_interval is not None:
+            dispatcher["sleep_interval"] = args.sleep_interval
+        deployment = deploy_event(python, root / "deploy", server, "latency",
+                                  [{"signup": "alice"}], BOARD_EVENT, dispatcher=dispatcher)
+        settings = yaml.safe_load(deployment.event_config.read_text())
+        settings["worker"] = {"worker_type": "conda", "conda_env": str(python.parent.parent),
+                              "timeout": 600}
+        settings["store"] = {"backend": "ramp-board", "ramp_board_python": str(python),
+                             "deployment_config": str(deployment.root / "config.yml"),
+                             "path": str(root / "board.sqlite")}
+        config = deployment.event_config.with_name("ramp-fleet.yml")
+        config.write_text(yaml.safe_dump(settings, sort_keys=False))
+        dispatch = Dispatch(config, root / "board-dispatch.log")
+        probe = Probe(python, deployment.root / "config.yml", BOARD_EVENT)
+        source = str(EXAMPLE / "submissions" / SUBMISSION)
+        try:
+            dispatch.wait_started(root / "board.sqlite")
+            idle = []
+            for index in range(args.idle):
+                name = f"idle_{index:03d}"
+                submitted = time.time()
+                probe.ask({"submit": ["alice", name, source]})
+                seen = probe.ask({"visible": [name], "timeout": 600})["at"]
+                if name not in seen:
+                    raise SystemExit(f"{name} never reached ramp-board's leaderboard")
+                idle.append(seen[name] - submitted)
+            submitted_at = {}
+            for index in range(args.burst):
+                name = f"burst_{index:03d}"
+                submitted_at[name] = time.time()
+                probe.ask({"submit": ["alice", name, source]})
+            seen = probe.ask({"visible": sorted(submitted_at),
+                              "timeout": 60 * max(args.burst, 1)})["at"] if args.burst else {}
+            missing = set(submitted_at) - set(seen)
+            if missing:
+                raise SystemExit(f"never on ramp-board's leaderboard: {sorted(missing)}")
+            burst = [seen[name] - submitted_at[name] for name in sorted(submitted_at)]
+        finally:
+            probe.close()
+            dispatch.stop()
+        return idle, burst
+    finally:
+        remove_postgres(server)
+
+
 def percentiles(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -164,6 +250,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=5)
     parser.add_argument("--burst", type=int, default=50)
+    parser.add_argument("--ramp-board", action="store_true",
+                        help="also serve a ramp-board event on a private PostgreSQL")
     parser.add_argument("--sleep-interval", type=float, default=None,
                         help="dispatcher.sleep_interval (default: the config's default)")
     args = parser.parse_args()
@@ -191,6 +279,15 @@ def main() -> None:
         if burst:
             print(f"burst, {len(burst):3d} submissions   submit → leaderboard  "
                   f"{percentiles(burst)}")
+        if args.ramp_board:
+            idle, burst = ramp_board_rounds(root, args)
+            print("ramp-board event, same worker and slots, served from ramp-board's database")
+            print(f"idle,  {len(idle):3d} submissions   submit → leaderboard  {percentiles(idle)}")
+            print(f"                          minus ramp-test       "
+                  f"{percentiles([w - bare for w in idle])}")
+            if burst:
+                print(f"burst, {len(burst):3d} submissions   submit → leaderboard  "
+                      f"{percentiles(burst)}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

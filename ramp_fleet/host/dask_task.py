@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -121,8 +122,16 @@ def _watch(process: subprocess.Popen[bytes], events: _Events) -> None:
 
 
 def _read_bounded(path: Path, max_bytes: int) -> bytes | None:
-    """The runner's archive (its own code wrote it), if it is no larger than it may be."""
-    with open(path, "rb") as archive:
+    """The runner's archive, if it is a regular file no larger than it may be. Opened as
+    the dispatcher opens one: never following a link, never blocking on a FIFO — with
+    isolation off, what survived a run could have put either in its place."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as archive:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         data = archive.read(max_bytes + 1)
     return data if len(data) <= max_bytes else None
 

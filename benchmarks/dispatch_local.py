@@ -275,7 +275,7 @@ def main() -> None:
           f"start of a no-op run: plain {cost['plain']:.1f} ms, sandboxed {cost['isolated']:.1f} ms,"
           f" median of {COST_SAMPLES})")
     print(f"  with memory_mb       {cost['isolated + memory_mb'] - cost['plain']:.1f} ms   "
-          "(the launcher that applies the limit and measures the peak)")
+          "(the runner holding a memory limit: cgroup or watchdog)")
     print(f"makespan, xargs -P {slots}    {median['xargs']:.2f} s   (plain ramp-test, medians; "
           f"rounds: {', '.join(f'{m:.1f}' for m in makespans['xargs'])})")
     for key, label in (("off", "isolation off"), ("isolated", "isolated"),

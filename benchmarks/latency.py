@@ -246,6 +246,14 @@ def percentiles(values: list[float]) -> str:
             f"max {ordered[-1]:6.2f} s")
 
 
+def print_waits(idle: list[float], burst: list[float], bare: float) -> None:
+    print(f"idle,  {len(idle):3d} submissions   submit → leaderboard  {percentiles(idle)}")
+    print(f"                          minus ramp-test       "
+          f"{percentiles([wait - bare for wait in idle])}")
+    if burst:
+        print(f"burst, {len(burst):3d} submissions   submit → leaderboard  {percentiles(burst)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=5)
@@ -273,21 +281,11 @@ def main() -> None:
               f"sleep_interval {event.dispatcher.sleep_interval:g} s, "
               f"time_between_collection {event.dispatcher.time_between_collection:g} s")
         print(f"bare ramp-test            {bare:.2f} s (median of 3)")
-        print(f"idle,  {len(idle):3d} submissions   submit → leaderboard  {percentiles(idle)}")
-        print(f"                          minus ramp-test       "
-              f"{percentiles([w - bare for w in idle])}")
-        if burst:
-            print(f"burst, {len(burst):3d} submissions   submit → leaderboard  "
-                  f"{percentiles(burst)}")
+        print_waits(idle, burst, bare)
         if args.ramp_board:
             idle, burst = ramp_board_rounds(root, args)
             print("ramp-board event, same worker and slots, served from ramp-board's database")
-            print(f"idle,  {len(idle):3d} submissions   submit → leaderboard  {percentiles(idle)}")
-            print(f"                          minus ramp-test       "
-                  f"{percentiles([w - bare for w in idle])}")
-            if burst:
-                print(f"burst, {len(burst):3d} submissions   submit → leaderboard  "
-                      f"{percentiles(burst)}")
+            print_waits(idle, burst, bare)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

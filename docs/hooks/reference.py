@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from ramp_fleet.config import sections
+from ramp_fleet.config import fields, sections
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -71,7 +71,19 @@ def config_reference() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+#: Validators whose values users write in their own units: shown in those units.
+UNITS = {fields._byte_size: "bytes (`512MiB`, `2GB`…)", fields._positive_seconds: "seconds"}
+
+
+def _unit(field: FieldInfo) -> str | None:
+    return next((UNITS[m.func] for m in field.metadata if getattr(m, "func", None) in UNITS),
+                None)
+
+
 def type_of(field: FieldInfo) -> str:
+    unit = _unit(field)
+    if unit is not None:
+        return unit + (" or null" if type(None) in typing.get_args(field.annotation) else "")
     text = _type_name(field.annotation)
     return f"`{text}`".replace("|", "\\|")
 
@@ -106,7 +118,16 @@ def default_of(field: FieldInfo) -> str:
         return "unset"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if _unit(field) == UNITS[fields._byte_size] and isinstance(value, int):
+        return f"`{_bytes(value)}`"
     return f"`{value}`".replace("|", "\\|")
+
+
+def _bytes(value: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size and value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
 
 
 def meaning(model: type[BaseModel], name: str, field: FieldInfo) -> str:

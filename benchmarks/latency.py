@@ -21,13 +21,12 @@ With ``--ramp-board``, the same for a ramp-board event on a private
 PostgreSQL (ramp-board's own deployment, ``make ramp-board-venv``): submitted
 with ramp-database's ``add_submission``, visible when the name is in the
 event's private leaderboard as the website reads it
-(``benchmarks/ramp_board_probe.py``, in ramp-board's environment).
+(``tests/fixtures/ramp_board_participant.py``, in ramp-board's environment).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -158,34 +157,11 @@ def burst_round(event, count: int) -> list[float]:
     return [seen[name] - submitted[name] for name in sorted(submitted)]
 
 
-class Probe:
-    """benchmarks/ramp_board_probe.py in ramp-board's environment: a participant, the website."""
-
-    def __init__(self, python: Path, config: Path, event: str):
-        self.process = subprocess.Popen(
-            [str(python), str(REPO / "benchmarks" / "ramp_board_probe.py"), str(config), event],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, request: dict) -> dict:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        for line in self.process.stdout:  # ramp-board's tools may print lines of their own
-            if line.startswith("{"):
-                return json.loads(line)
-        raise SystemExit("the ramp-board probe stopped")
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-
-
 def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float], list[float]]:
     """Idle and burst submissions to a ramp-board event served by ``ramp-fleet dispatch``."""
     sys.path.insert(0, str(REPO))
     from tests.fixtures.postgres import remove_postgres, start_postgres
-    from tests.fixtures.ramp_board_event import deploy_event, ramp_board_python
+    from tests.fixtures.ramp_board_event import Participant, deploy_event, ramp_board_python
 
     python = ramp_board_python()
     if not python.exists():
@@ -207,32 +183,30 @@ def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float]
         config = deployment.event_config.with_name("ramp-fleet.yml")
         config.write_text(yaml.safe_dump(settings, sort_keys=False))
         dispatch = Dispatch(config, root / "board-dispatch.log")
-        probe = Probe(python, deployment.root / "config.yml", BOARD_EVENT)
-        source = str(EXAMPLE / "submissions" / SUBMISSION)
+        participant = Participant(python, deployment.root / "config.yml", BOARD_EVENT)
+        source = EXAMPLE / "submissions" / SUBMISSION
         try:
             dispatch.wait_started(root / "board.sqlite")
             idle = []
             for index in range(args.idle):
                 name = f"idle_{index:03d}"
-                submitted = time.time()
-                probe.ask({"submit": ["alice", name, source]})
-                seen = probe.ask({"visible": [name], "timeout": 600})["at"]
+                submitted = participant.submit("alice", name, source)
+                seen = participant.visible([name], timeout=600)
                 if name not in seen:
                     raise SystemExit(f"{name} never reached ramp-board's leaderboard")
                 idle.append(seen[name] - submitted)
             submitted_at = {}
             for index in range(args.burst):
                 name = f"burst_{index:03d}"
-                submitted_at[name] = time.time()
-                probe.ask({"submit": ["alice", name, source]})
-            seen = probe.ask({"visible": sorted(submitted_at),
-                              "timeout": 60 * max(args.burst, 1)})["at"] if args.burst else {}
+                submitted_at[name] = participant.submit("alice", name, source)
+            seen = participant.visible(sorted(submitted_at), timeout=60 * max(args.burst, 1)) \
+                if args.burst else {}
             missing = set(submitted_at) - set(seen)
             if missing:
                 raise SystemExit(f"never on ramp-board's leaderboard: {sorted(missing)}")
             burst = [seen[name] - submitted_at[name] for name in sorted(submitted_at)]
         finally:
-            probe.close()
+            participant.close()
             dispatch.stop()
         return idle, burst
     finally:

@@ -37,6 +37,10 @@ logger = logging.getLogger("ramp_fleet.dispatcher")
 
 #: The longest an idle slot sleeps before looking at the store again.
 IDLE_RECHECK = 1.0
+#: How often the main loop asks the source whether something new may be there (one
+#: ``stat`` of the submissions folder, or a flag of ramp-board's thread): a submission
+#: waits this long at most to be seen, whatever the collection interval.
+QUICK_LOOK = 0.05
 
 
 @dataclass(frozen=True)
@@ -216,10 +220,11 @@ class Dispatcher:
     def _watch(self, store: Store) -> None:
         """Find new submissions and decide when the dispatcher is done.
 
-        New submissions are looked for at most every collection interval (the
-        sleep interval under ``hunger_policy: sleep``), however many results
-        come in between, and once more before leaving; a result only wakes the
-        loop to see whether anything is left, which is one look-up in the store.
+        New submissions are looked for every collection interval (the sleep
+        interval under ``hunger_policy: sleep``), and at once when the source
+        says something changed (asked every :data:`QUICK_LOOK`: one ``stat``),
+        and once more before leaving; a result only wakes the loop to see
+        whether anything is left, which is one look-up in the store.
         """
         policy = self.event.dispatcher.hunger_policy
         interval = (self.event.dispatcher.sleep_interval if policy == "sleep"
@@ -231,6 +236,8 @@ class Dispatcher:
                 self._discover(store)
                 self.listeners.tick(store)
                 next_look = time.monotonic() + interval
+            elif self.source.changed():
+                self._discover(store)
             if self._fatal is not None:
                 return
             if self._stop_launching.is_set() and store.outstanding()[1] == 0:
@@ -239,7 +246,8 @@ class Dispatcher:
                 return
             with self._wake:
                 if not self._woken:
-                    self._wake.wait(timeout=max(0.0, next_look - time.monotonic()))
+                    self._wake.wait(timeout=max(0.0, min(next_look - time.monotonic(),
+                                                         QUICK_LOOK)))
                 self._woken = False
 
     def _discover(self, store: Store) -> list[str]:

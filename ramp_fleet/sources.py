@@ -37,7 +37,11 @@ class SubmissionSource(Protocol):
         """The first look, before anything runs; returns the names added to the store."""
 
     def discover(self, store: Store) -> list[str]:
-        """Add what is new to the store; returns the names added."""
+        """Add what is new to the store; returns the names new to the dispatcher."""
+
+    def changed(self) -> bool:
+        """Whether :meth:`discover` may find something now: cheap (a ``stat``, a flag), for
+        the dispatcher asks it every :data:`~ramp_fleet.dispatcher.QUICK_LOOK` seconds."""
 
 
 class FolderSource:
@@ -65,16 +69,21 @@ class FolderSource:
     def discover(self, store: Store) -> list[str]:
         return self._look(store)
 
+    def changed(self) -> bool:
+        return self._gate.moved()
+
     def _look(self, store: Store, force: bool = False) -> list[str]:
+        """The folders new to this dispatcher, added to the store here (or already by
+        ``ramp-fleet submit``, which records its submission itself)."""
         if not (force or self._gate.due()):  # a starting kit removed moves the folder's time
             return []
         if self.event.ramp.sandbox_as_submission:
             _provide_sandbox(self.event, self.event.dirs.submissions.path)
         with self._gate.listing():
             candidates = new_folders(self.event, self._known, self._warned)
-        added = store.add_many(candidates)
+        store.add_many(candidates)
         self._known.update(candidates)  # added here, or by `submit` in another process
-        return added
+        return candidates
 
 
 class ChangeGate:
@@ -105,6 +114,14 @@ class ChangeGate:
             return os.stat(self.folder).st_mtime_ns != self._seen
         except OSError:
             return True
+
+    def moved(self) -> bool:
+        """Whether the folder's time moved since the last listing (one ``stat``): the quick
+        look. A listing in doubt is made again by :meth:`due`, at the dispatcher's pace."""
+        try:
+            return os.stat(self.folder).st_mtime_ns != self._seen
+        except OSError:
+            return False
 
     @contextmanager
     def listing(self) -> Iterator[None]:

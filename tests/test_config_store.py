@@ -37,7 +37,7 @@ def problems(config: Path) -> list[str]:
 def test_the_store_is_sqlite_unless_asked(tmp_path: Path) -> None:
     store = load_event_config(make_deployment(tmp_path / "deploy")).store
     assert (store.backend, store.ramp_board_python, store.deployment_config) == ("sqlite", None, None)
-    assert store.leaderboard_interval == 10.0
+    assert store.leaderboard_interval == 0.0  # a refresh as soon as a result lands
 
 
 def test_ramp_board_backend_finds_the_deployment_config(tmp_path: Path) -> None:
@@ -89,10 +89,10 @@ def test_a_misspelt_store_key_gets_a_suggestion(tmp_path: Path) -> None:
         in problems(config)
 
 
-def test_leaderboard_interval_must_be_positive(tmp_path: Path) -> None:
-    config = with_store(tmp_path, leaderboard_interval=0)
-    assert problems(config) == [f"{config}: store.leaderboard_interval: must be a positive number "
-                                "of seconds, got 0"]
+def test_leaderboard_interval_must_not_be_negative(tmp_path: Path) -> None:
+    config = with_store(tmp_path, leaderboard_interval=-1)
+    assert problems(config) == [f"{config}: store.leaderboard_interval: must be 0 or a positive "
+                                "number of seconds, got -1"]
 
 
 def test_a_missing_deployment_config_is_one_line(tmp_path: Path) -> None:

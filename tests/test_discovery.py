@@ -18,7 +18,8 @@ from ramp_fleet.dispatcher import Dispatcher
 from ramp_fleet.sources import FolderSource
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, write_submission
-from tests.test_dispatcher import Quiet
+from tests.store_helpers import history
+from tests.test_dispatcher import Quiet, run_in_thread, wait_for
 
 #: Two hours ago: a folder time no listing can be in doubt about.
 LONG_AGO = 2 * 3600
@@ -163,7 +164,37 @@ def test_names_added_to_the_store_elsewhere_are_not_added_twice(make_event: Even
         assert source.start(store) == ["a"]
         write_submission(config.parent / "submissions", "b")
         store.add("b")  # `ramp-fleet submit` from another process
-        assert source.discover(store) == []
+        assert source.discover(store) == ["b"]  # new to the dispatcher: its slots are woken
         assert store.names() == {"a", "b"}
+        assert [state for state, _ in history(store, "b")] == ["new"]  # recorded once
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("settled", [True, False], ids=["folder-time-moves", "same-second"])
+def test_a_folder_dropped_in_while_serving_is_run_at_once_not_at_the_next_look(
+    make_event: EventFactory, settled: bool
+) -> None:
+    # Both intervals are ten minutes: only the quick look (one stat of the folder every
+    # 50 ms) can find `late` before the deadline.
+    config = make_event(worker={"worker_type": "tests.instant_worker:InstantWorker",
+                                "retries": 0, "conda_env": None},
+                        dispatcher={"hunger_policy": "sleep", "sleep_interval": 600,
+                                    "time_between_collection": 600})
+    submissions = config.parent / "submissions"
+    if settled:
+        settle(submissions)
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, Quiet())
+    thread = run_in_thread(dispatcher)
+    store = Store(event.store_path)
+    try:
+        wait_for(lambda: event.store_path.exists() and dispatcher.scorer is not None)
+        write_submission(submissions, "late")
+        wait_for(lambda: store.get("late") is not None
+                 and store.get("late").state == State.TRAINING_ERROR, timeout=60)
+    finally:
+        dispatcher.request_stop()
+        thread.join(timeout=60)
+        store.close()
+    assert not thread.is_alive()

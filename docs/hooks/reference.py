@@ -72,7 +72,8 @@ def config_reference() -> str:
 
 
 #: Validators whose values users write in their own units: shown in those units.
-UNITS = {fields._byte_size: "bytes (`512MiB`, `2GB`…)", fields._positive_seconds: "seconds"}
+UNITS = {fields._byte_size: "bytes (`512MiB`, `2GB`…)", fields._positive_seconds: "seconds",
+         fields._seconds_or_zero: "seconds"}
 
 
 def _unit(field: FieldInfo) -> str | None:

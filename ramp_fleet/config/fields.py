@@ -21,14 +21,23 @@ MASK = "****"
 
 
 def _positive_seconds(value: Any) -> float:
+    return _seconds(value, "must be a positive number of seconds", zero=False)
+
+
+def _seconds_or_zero(value: Any) -> float:
+    return _seconds(value, "must be 0 or a positive number of seconds", zero=True)
+
+
+def _seconds(value: Any, message: str, zero: bool) -> float:
     if isinstance(value, bool):
-        raise ValueError("must be a positive number of seconds")
+        raise ValueError(message)
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ValueError("must be a positive number of seconds") from None
-    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError("must be a positive number of seconds")
+        raise ValueError(message) from None
+    if not (seconds >= 0 if zero else seconds > 0) or seconds != seconds \
+            or seconds == float("inf"):
+        raise ValueError(message)
     return seconds
 
 
@@ -144,6 +153,7 @@ def _cidr(value: Any) -> str:
 
 
 Seconds = Annotated[float, BeforeValidator(_positive_seconds)]
+SecondsOrZero = Annotated[float, BeforeValidator(_seconds_or_zero)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]

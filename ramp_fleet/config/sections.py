@@ -25,6 +25,7 @@ from ramp_fleet.config.fields import (
     PositiveNumber,
     RunPath,
     Seconds,
+    SecondsOrZero,
     Text,
 )
 from ramp_fleet.sandbox.spec import DEFAULT_DISK_MB, Isolation
@@ -411,8 +412,10 @@ class StoreSection(Section):
     ramp_board_python: PathField | None = None
     #: ramp-board's ``config.yml`` (flask + sqlalchemy); default ``<deployment_dir>/config.yml``.
     deployment_config: PathField | None = None
-    #: Leaderboards are recomputed at most this often when many results arrive together.
-    leaderboard_interval: Seconds = 10.0
+    #: Least time between two leaderboard refreshes; 0: a refresh starts as soon as a result
+    #: lands (one at a time; results that land during one are all in the next, which waits
+    #: at least as long as the last refresh took, so refreshing is at most half the work).
+    leaderboard_interval: SecondsOrZero = 0.0
 
 
 #: The built-in worker types — the one list of them — and the section each reads.

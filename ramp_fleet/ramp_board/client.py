@@ -36,7 +36,7 @@ import os
 import selectors
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,9 +306,11 @@ class RampBoardClient:
             "event_name": event_name, "positions": {str(k): int(v) for k, v in positions.items()}})
         return int(result)
 
-    def update_leaderboards(self, event_name: str) -> None:
-        """ramp-database's event and per-team leaderboards, recomputed."""
-        self._call("update_leaderboards", {"event_name": event_name})
+    def update_leaderboards(self, event_name: str, teams: Sequence[str] | None = None) -> None:
+        """ramp-database's event leaderboards recomputed, and those of ``teams`` (None: every
+        team's)."""
+        self._call("update_leaderboards", {"event_name": event_name,
+                                           "teams": None if teams is None else list(teams)})
 
     def reset_interrupted(self, event_name: str) -> list[int]:
         """Submissions left in sent_to_training/training/tested go back to ``new``; their ids."""

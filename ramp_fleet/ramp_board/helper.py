@@ -254,14 +254,21 @@ class Board:
                                  .execution_options(synchronize_session=False))
         return int(result.rowcount or 0)
 
-    def update_leaderboards(self, session: Any, event_name: str) -> None:
+    def update_leaderboards(self, session: Any, event_name: str,
+                            teams: list[str] | None = None) -> None:
+        """The event's leaderboards, and the user leaderboards of ``teams`` (None: all): a
+        team's own leaderboards show only its submissions, so the others' stay as they are."""
         from ramp_database.tools.leaderboard import (
             update_all_user_leaderboards,
             update_leaderboards,
+            update_user_leaderboards,
         )
 
         update_leaderboards(session, event_name)
-        update_all_user_leaderboards(session, event_name)
+        if teams is None:
+            update_all_user_leaderboards(session, event_name)
+        for team in teams or ():
+            update_user_leaderboards(session, event_name, str(team))
 
     def reset_interrupted(self, session: Any, event_name: str) -> list[int]:
         """Back to ``new`` (with their folds) what a dead dispatcher left half done."""

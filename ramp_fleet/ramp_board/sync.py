@@ -7,12 +7,24 @@ of :class:`~ramp_fleet.ramp_board.client.RampBoardClient`:
 * **Submissions in**: the event's new submissions (not the sandbox) are
   polled from the database — only ids above the last one seen, with a full
   look now and then — and added to the store under their folder name
-  (``submission_000000042``), in submission order.
+  (``submission_000000042``), in submission order. ramp-board makes a new
+  submission's folder in the submissions folder just before it commits the
+  submission, so that folder's time is looked at every
+  :data:`NUDGE_CHECK` (one ``stat``): when it moves, the database is asked at
+  once, and again shortly after until the submission is there — a
+  participant's submission is found in a fraction of a second without
+  asking the database more often.
 * **States out**: every claim, launch, requeue and result the dispatcher
   records is written with ramp-database's own functions (``set_state``,
   ``set_results`` = ``set_time`` + ``set_scores`` + ``set_bagged_scores``,
-  ``set_submission_error_msg``...), queue positions kept current, and
-  leaderboards refreshed at most every ``store.leaderboard_interval`` seconds.
+  ``set_submission_error_msg``...), queue positions kept current, and the
+  leaderboards refreshed as soon as a result is written: one refresh at a
+  time, the results that land during one all shown by the next, which
+  starts no sooner than the last one took (and ``store.leaderboard_interval``)
+  after it — a participant's score is on the website a moment after its run,
+  and in a burst refreshing is at most half of the thread's work. A refresh
+  recomputes the event's leaderboards and those of the teams whose
+  submissions moved since the last one (not every team's).
 
 All of it runs in one thread of its own, in order: a slow or absent
 database never holds a run up. While the database is away, writes wait in
@@ -60,9 +72,16 @@ FULL_POLL_INTERVAL = 60.0
 WRITE_BACKOFF = 15.0
 
 
-#: Writes are gathered this long before they are sent, so that a state that lasted less
-#: (``sent_to_training`` of a run that starts at once) is not written at all.
+#: State changes are gathered this long before they are sent, so that a state that lasted
+#: less (``sent_to_training`` of a run that starts at once) is not written at all. A result
+#: is sent at once: nothing supersedes it.
 BATCH_WINDOW = 0.3
+#: How often the submissions folder's time is looked at (one ``stat``).
+NUDGE_CHECK = 0.05
+#: After the folder changed, the database is asked this often...
+EAGER_POLL = 0.1
+#: ...for this long at most, until a new submission is found.
+EAGER_WINDOW = 3.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +118,7 @@ class _WriteQueue:
             idle = not self._items
             if idle and not self._changed.wait(timeout):
                 return None
-        if idle:
+        if idle and self._head_is_a_state():
             time.sleep(BATCH_WINDOW)
         with self._changed:
             while self._items:
@@ -112,6 +131,10 @@ class _WriteQueue:
                 return write
             return None
 
+    def _head_is_a_state(self) -> bool:
+        with self._changed:
+            return bool(self._items) and self._items[0].state_only
+
     def done(self) -> None:
         with self._changed:
             self.in_flight -= 1
@@ -120,6 +143,39 @@ class _WriteQueue:
     def pending(self) -> bool:
         with self._changed:
             return bool(self._items) or self.in_flight > 0
+
+
+class _FolderNudge:
+    """ramp-board makes a new submission's folder, then commits the submission: when the
+    submissions folder's time moves, the database is worth asking at once and every
+    :data:`EAGER_POLL` after, until the submission is found or :data:`EAGER_WINDOW` passed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._seen = self._time()
+        self._until = 0.0
+        self._next = 0.0
+
+    def _time(self) -> int | None:
+        try:
+            return os.stat(self.folder).st_mtime_ns
+        except OSError:
+            return None
+
+    def due(self, now: float) -> bool:
+        """Whether to ask the database now (one ``stat``)."""
+        seen = self._time()
+        if seen != self._seen:
+            self._seen = seen
+            self._until, self._next = now + EAGER_WINDOW, now
+        if self._next <= now < self._until:
+            self._next = now + EAGER_POLL
+            return True
+        return False
+
+    def found(self) -> None:
+        """A new submission was found: no need to keep asking."""
+        self._until = 0.0
 
 
 class BoardSync(Listener):
@@ -136,11 +192,17 @@ class BoardSync(Listener):
         self._added: list[str] = []
         self._added_lock = threading.Lock()
         self._ids: dict[str, int] = {}
+        #: The team of each submission found here (those re-sent from the store have none).
+        self._teams: dict[str, str] = {}
         self._last_id: int | None = None
         self._last_full_poll = -float("inf")
         self._positions_due = True
         self._leaderboards_due = False
-        self._leaderboards_at = time.monotonic()
+        #: The teams whose leaderboards the next refresh recomputes (None: every team's).
+        self._teams_due: set[str] | None = set()
+        self._teams_lock = threading.Lock()  # slots add to it, the thread takes it
+        self._next_refresh = 0.0
+        self._nudge = _FolderNudge(event.dirs.submissions.path)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
@@ -232,7 +294,12 @@ class BoardSync(Listener):
             added, self._added = self._added, []
         return added
 
-    def _poll(self, store: Store, full: bool = False) -> None:
+    def changed(self) -> bool:
+        with self._added_lock:
+            return bool(self._added)
+
+    def _poll(self, store: Store, full: bool = False) -> bool:
+        """Add the event's new submissions to the store; whether there were any."""
         now = time.monotonic()
         full = full or now - self._last_full_poll >= FULL_POLL_INTERVAL
         rows = self.client.new_submissions(self.event.event_name,
@@ -244,12 +311,18 @@ class BoardSync(Listener):
             self._last_id = max(self._last_id or 0, row.id)
             if row.basename not in self._ids:
                 self._ids[row.basename] = row.id
+                self._teams[row.basename] = row.team
                 fresh.append(row)
         added = store.add_many([row.basename for row in fresh], [row.id for row in fresh])
         if added:
             self._positions_due = True
             with self._added_lock:
                 self._added.extend(added)
+        return bool(fresh)
+
+    def _poll_now(self) -> bool:
+        assert self._store is not None
+        return self._poll(self._store)
 
     # -- what the dispatcher records, sent in order ---------------------------------------
 
@@ -270,15 +343,26 @@ class BoardSync(Listener):
 
     def finished(self, result: Finished) -> None:
         if result.name in self._ids:
+            self._moved(result.name)
             self._writes.put(self._final_write(result.name, result.state, result.error,
                                                result.peak_memory_mb))
 
     def _send(self, name: str, state: str) -> None:
         board_id = self._ids.get(name)
         if board_id is not None:
+            self._moved(name)
             self._writes.put(_Write(f"{state} of {name}",
                                     lambda client: client.set_state(board_id, state), name,
                                     state_only=True))
+
+    def _moved(self, name: str) -> None:
+        """The submission's team has its leaderboards recomputed at the next refresh."""
+        team = self._teams.get(name)
+        with self._teams_lock:
+            if team is None:
+                self._teams_due = None
+            elif self._teams_due is not None:
+                self._teams_due.add(team)
 
     def _final_write(self, name: str, state: State, error: str | None,
                      peak_memory_mb: float | None) -> _Write:
@@ -295,14 +379,17 @@ class BoardSync(Listener):
     def _loop(self) -> None:
         next_poll = time.monotonic() + self.poll_interval
         while not (self._stopping.is_set() and not self._writes.pending()):
-            write = self._writes.take(timeout=max(0.0, min(next_poll - time.monotonic(), 0.5)))
+            wait = min(next_poll - time.monotonic(), NUDGE_CHECK)
+            write = self._writes.take(timeout=max(0.0, wait))
             if write is not None:
                 self._apply(write)
                 self._writes.done()
             if self._stopping.is_set():
                 continue
-            if time.monotonic() >= next_poll and self._store is not None:
-                self._try(lambda: self._poll(self._store))  # type: ignore[arg-type]
+            now = time.monotonic()
+            if (self._nudge.due(now) or now >= next_poll) and self._store is not None:
+                if self._try(self._poll_now):
+                    self._nudge.found()
                 next_poll = time.monotonic() + self.poll_interval
             if not self._writes.pending():
                 self._housekeeping()
@@ -325,30 +412,48 @@ class BoardSync(Listener):
         return False
 
     def _housekeeping(self) -> None:
-        """Queue positions when they changed; leaderboards at most every interval."""
+        """Queue positions when they changed; leaderboards when results landed (module
+        docstring)."""
         if self._positions_due and self._store is not None:
             self._positions_due = False
             positions = {board_id: index for index, (_, board_id)
                          in enumerate(self._store.waiting(), start=1) if board_id is not None}
             if positions:
                 self._try(lambda: self.client.set_queue_positions(self.event.event_name, positions))
-        interval = self.event.store.leaderboard_interval
-        if self._leaderboards_due and time.monotonic() - self._leaderboards_at >= interval:
-            self._leaderboards_due = False
-            self._leaderboards_at = time.monotonic()
-            self._try(lambda: self.client.update_leaderboards(self.event.event_name))
+        if self._leaderboards_due and time.monotonic() >= self._next_refresh:
+            started = time.monotonic()
+            self._try(self._refresh)
+            ended = time.monotonic()
+            self._next_refresh = ended + max(ended - started, self.event.store.leaderboard_interval)
+
+    def _refresh(self, client: RampBoardClient | None = None) -> None:
+        """The event's leaderboards and those of the teams whose submissions moved."""
+        self._leaderboards_due = False
+        with self._teams_lock:
+            teams, self._teams_due = self._teams_due, set()
+        try:
+            (client or self.client).update_leaderboards(
+                self.event.event_name, None if teams is None else sorted(teams))
+        except BaseException:  # due again, for the same teams
+            self._leaderboards_due = True
+            with self._teams_lock:
+                if teams is None or self._teams_due is None:
+                    self._teams_due = None
+                else:
+                    self._teams_due |= teams
+            raise
 
     def _last_leaderboards(self, client: RampBoardClient) -> None:
-        """The last refresh, if results arrived since the one before."""
+        """The last refresh, if results arrived since the one before: at once."""
         if self._leaderboards_due:
-            self._leaderboards_due = False
-            client.update_leaderboards(self.event.event_name)
+            self._refresh(client)
 
-    def _try(self, action: Callable[[], object]) -> None:
+    def _try(self, action: Callable[[], object]) -> object:
         try:
-            action()
+            return action()
         except RampBoardError as exc:
             logger.warning("ramp-board: %s", exc)
+            return None
 
     # -- the end ---------------------------------------------------------------------------
 

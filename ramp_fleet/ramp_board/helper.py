@@ -56,12 +56,54 @@ def one_line(text: str, secret: str | None = None) -> str:
     return flat if len(flat) <= MAX_ERROR_CHARS else flat[: MAX_ERROR_CHARS - 3] + "..."
 
 
+class ScoreCache:
+    """What ramp-database's leaderboards read of each scored submission, kept between refreshes.
+
+    ``update_leaderboards`` rebuilds every leaderboard from scratch: for each
+    scored submission, for each of the leaderboards that show scores, it reads
+    the submission's bagged scores, fold scores, fold times and peak memory
+    again — several queries each time, so a refresh costs queries in
+    proportion to the event's size, however little changed. Those values
+    change only when this helper writes them (only a dispatcher scores, and
+    the dispatcher's lock makes this the only one of the event), so they are
+    kept per submission and forgotten as soon as a write touches it. The
+    leaderboards themselves are still ramp-database's own code: the cache
+    only answers its four getters (in ``ramp_database.tools.leaderboard``'s
+    namespace, where it looks them up), with copies.
+    """
+
+    GETTERS = ("get_bagged_scores", "get_scores", "get_time", "get_submission_max_ram")
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, int], Any] = {}
+
+    def install(self, module: Any) -> None:
+        for name in self.GETTERS:
+            setattr(module, name, self._cached(name, getattr(module, name)))
+
+    def _cached(self, name: str, getter: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
+        def cached(session: Any, submission_id: int) -> Any:
+            key = (name, int(submission_id))
+            if key not in self._values:
+                self._values[key] = getter(session, submission_id)
+            value = self._values[key]
+            return value.copy() if hasattr(value, "copy") else value  # callers may change it
+
+        cached.__wrapped__ = getter  # type: ignore[attr-defined]
+        return cached
+
+    def forget(self, *submission_ids: int) -> None:
+        gone = {int(sid) for sid in submission_ids}
+        for key in [key for key in self._values if key[1] in gone]:
+            del self._values[key]
+
+
 class Board:
     """The operations, each a function of a session inside one transaction."""
 
     def __init__(self, database: dict[str, Any]) -> None:
         import ramp_database.tools.leaderboard
-        import ramp_database.tools.submission  # noqa: F401 - fail at start, not mid-event
+        import ramp_database.tools.submission  # fail at start, not mid-event
         from sqlalchemy import create_engine
         from sqlalchemy.engine.url import URL
         from sqlalchemy.orm import sessionmaker
@@ -74,6 +116,8 @@ class Board:
         self.engine = create_engine(URL.create(**database), connect_args=connect_args,
                                     pool_size=1, max_overflow=2)
         self.session_factory = sessionmaker()
+        self.scores = ScoreCache()
+        self.scores.install(ramp_database.tools.leaderboard)
         self.operations: dict[str, Callable[..., Any]] = {
             "hello": self.hello,
             "event": self.event,
@@ -190,6 +234,7 @@ class Board:
     def set_state(self, session: Any, submission_id: int, state: str) -> None:
         from ramp_database.tools.submission import set_submission_state
 
+        self.scores.forget(submission_id)
         self._submission(session, submission_id)
         set_submission_state(session, int(submission_id), state)
 
@@ -201,6 +246,7 @@ class Board:
             set_submission_state,
         )
 
+        self.scores.forget(submission_id)
         self._submission(session, submission_id)
         if state is not None:
             set_submission_state(session, int(submission_id), state)
@@ -221,6 +267,7 @@ class Board:
             set_time,
         )
 
+        self.scores.forget(submission_id)
         self._submission(session, submission_id)
         if not os.path.isfile(os.path.join(predictions_path, "bagged_scores.csv")):
             raise NotFound(f"no predictions for submission {submission_id}: "
@@ -277,6 +324,7 @@ class Board:
 
         ids = [sid for (sid,) in self._event_submissions(session, event_name, Submission.id)
                .filter(Submission.state.in_(INTERRUPTED_STATES)).order_by(Submission.id)]
+        self.scores.forget(*ids)
         for sid in ids:
             set_submission_state(session, sid, "new")
         return ids

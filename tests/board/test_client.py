@@ -8,8 +8,10 @@ its own copy of that database and checks the tables directly.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -211,3 +213,58 @@ def test_threads_share_one_client(client: RampBoardClient, ramp_board: Deploymen
         thread.join()
     assert errors == []
     assert {client.states(ramp_board.event_name)[sid] for sid in ids} == {"sent_to_training"}
+
+
+#: ramp-database's own refresh, in a fresh process (nothing kept between refreshes).
+REFERENCE_REFRESH = """
+import json, sys
+from ramp_database.tools.leaderboard import update_all_user_leaderboards, update_leaderboards
+from ramp_database.utils import session_scope
+with session_scope(json.loads(sys.stdin.read())) as session:
+    update_leaderboards(session, sys.argv[1])
+    update_all_user_leaderboards(session, sys.argv[1])
+"""
+
+LEADERBOARDS = ("SELECT private_leaderboard_html, public_leaderboard_html_with_links, "
+                "public_leaderboard_html_no_links, failed_leaderboard_html, new_leaderboard_html, "
+                "public_competition_leaderboard_html, private_competition_leaderboard_html "
+                "FROM events ORDER BY id")
+TEAM_LEADERBOARDS = ("SELECT leaderboard_html, failed_leaderboard_html, new_leaderboard_html "
+                     "FROM event_teams ORDER BY id")
+
+
+def leaderboards(postgres: PostgresServer, ramp_board: Deployment) -> list[list[str]]:
+    return query(postgres, ramp_board, LEADERBOARDS) + query(postgres, ramp_board, TEAM_LEADERBOARDS)
+
+
+def rescored(predictions: Path, folder: Path) -> Path:
+    """The same training_output with other bagged accuracies (as a second training could give)."""
+    shutil.copytree(predictions, folder)
+    lines = (folder / "bagged_scores.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    column = header.index("acc")
+    rows = [line.split(",") for line in lines[1:]]
+    for number, row in enumerate(rows):
+        row[column] = str(0.5 + number / 100)
+    (folder / "bagged_scores.csv").write_text("\n".join([lines[0], *map(",".join, rows)]) + "\n")
+    return folder
+
+
+def test_leaderboards_kept_between_refreshes_are_ramp_databases_own(
+        client: RampBoardClient, postgres: PostgresServer, ramp_board: Deployment,
+        ramp_board_env: Path, iris_predictions: Path, tmp_path: Path) -> None:
+    ids = ramp_board.submissions
+    for name in ("alice/logreg", "bob/knn", "carol/random_forest"):
+        client.set_results(ids[name], iris_predictions)
+    client.set_error(ids["alice/broken"], "Traceback ...\nValueError: broken", "training_error")
+    client.update_leaderboards(ramp_board.event_name)  # every scored submission read once
+    # logreg scored again, with other scores: what was kept of it must not be shown.
+    client.set_results(ids["alice/logreg"], rescored(iris_predictions, tmp_path / "again"))
+    client.update_leaderboards(ramp_board.event_name, ["alice"])
+    ours = leaderboards(postgres, ramp_board)
+    assert "0.5" in ours[0][0]  # the new accuracies are on the private leaderboard
+
+    subprocess.run([str(ramp_board_env), "-c", REFERENCE_REFRESH, ramp_board.event_name],
+                   input=json.dumps(ramp_board.database), text=True, check=True,
+                   capture_output=True)
+    assert leaderboards(postgres, ramp_board) == ours

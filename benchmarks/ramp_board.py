@@ -109,6 +109,8 @@ class RoundResult:
     cpu_children: float
     statements: int
     states: dict[str, int]
+    #: ramp-fleet only: where its makespan went (:func:`fleet_phases`).
+    phases: str = ""
 
 
 # -- set-up -------------------------------------------------------------------
@@ -210,6 +212,7 @@ def measure(bench: Bench, contender: str, database: str, argv: Sequence[str],
     offset = bench.server.log_file.stat().st_size
     cwd.mkdir(parents=True, exist_ok=True)
     with open(cwd / "dispatcher.out", "wb") as output:
+        started_at = time.time()
         started = time.perf_counter()
         process = subprocess.Popen(list(argv), cwd=cwd, env={**env, "PGAPPNAME": application},
                                    stdout=output, stderr=subprocess.STDOUT)
@@ -220,9 +223,26 @@ def measure(bench: Bench, contender: str, database: str, argv: Sequence[str],
         print(f"  {contender} exited with {process.returncode}; see {cwd / 'dispatcher.out'}")
     rows = bench.server.psql("SELECT state, count(*) FROM submissions WHERE name <> 'starting_kit' "
                              "GROUP BY state", database)
+    store = cwd.parent / "ramp-fleet.sqlite"  # ramp-fleet's (run_ramp_fleet_round)
     return RoundResult(contender, makespan, cpu_own, cpu_children,
                        statements_of(bench.server.log_file, offset, application),
-                       {state: int(count) for state, count in rows})
+                       {state: int(count) for state, count in rows},
+                       fleet_phases(store, started_at, makespan) if store.exists() else "")
+
+
+def fleet_phases(store: Path, started_at: float, makespan: float) -> str:
+    """Where ramp-fleet's makespan went, from the runs its store recorded: before the first
+    claim, the runs (and per run, what is not ramp-test), after the last result."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        runs = db.execute("SELECT setup_start, launched, ended, collected FROM runs").fetchall()
+    first, last = min(r[0] for r in runs), max(r[3] for r in runs)
+    before = statistics.median(r[1] - r[0] for r in runs)
+    after = statistics.median(r[3] - r[2] for r in runs)
+    return (f"start {first - started_at:.2f} s, runs {last - first:.2f} s "
+            f"(per run: claim → started {before * 1000:.0f} ms, ended → recorded "
+            f"{after * 1000:.0f} ms), after the last result {started_at + makespan - last:.2f} s")
 
 
 def run_ramp_engine_round(bench: Bench, database: str, config: Path) -> RoundResult:
@@ -318,6 +338,8 @@ def main() -> None:
                     print(f"  round {round_number} {contender:<12} {result.makespan:6.1f} s  "
                           f"CPU {result.cpu_own:5.2f} s  {result.statements:6d} statements  "
                           f"states {result.states}")
+                    if result.phases:
+                        print(f"      {result.phases}")
         finally:
             remove_postgres(bench.server)
         summarise(results, n_submissions)

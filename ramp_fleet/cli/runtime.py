@@ -105,27 +105,29 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
     from ramp_fleet.progress import make_reporter
 
     event = load(config)
-    _isolation_at_start(event)  # before connecting anything: required may refuse to start
-    from ramp_fleet.isolation import isolated_line
-
-    line = isolated_line(event, _runs_here(event))
-    if line:
-        click.echo(line)
     board = None
     if ramp_board or event.store.backend == "ramp-board":
         from ramp_fleet.ramp_board.sync import connect
 
-        board = connect(event, deployment_config)
-        earlier = board.set_aside_earlier_life(event.store_path)
-        if earlier:
-            click.echo(f"note: {earlier}", err=True)
-    reporter = make_reporter()
+        board = connect(event, deployment_config)  # its helper loads while the rest starts
+    reporter = None
     try:
+        _isolation_at_start(event)  # before anything runs: required may refuse to start
+        from ramp_fleet.isolation import isolated_line
+
+        line = isolated_line(event, _runs_here(event))
+        if line:
+            click.echo(line)
+        if board is not None:
+            earlier = board.set_aside_earlier_life(event.store_path)
+            if earlier:
+                click.echo(f"note: {earlier}", err=True)
+        reporter = make_reporter()
         dispatcher = Dispatcher(event, reporter, listeners=[board] if board else [], source=board)
         with _stop_on_signals(dispatcher.request_stop):
             summary = dispatcher.run()
     finally:
-        cleanups(("stopping the live view", reporter.close),
+        cleanups(*([("stopping the live view", reporter.close)] if reporter else []),
                  *([("closing ramp-board's connection", board.close)] if board else []))
     click.echo(
         f"{summary.scored} scored, {summary.training_error} training errors, "

@@ -50,6 +50,9 @@ from ramp_fleet.waiting import Backoff, WaitTimeout
 logger = logging.getLogger("ramp_fleet.ramp_board")
 
 HELPER_SCRIPT = Path(__file__).with_name("helper.py")
+#: The helper runs beside the runs, a little below them (as the scorer): a leaderboard
+#: refresh takes what the runs leave.
+NICENESS = 5
 PROTOCOL = 1
 
 
@@ -99,15 +102,22 @@ class NewSubmission:
 
 
 class _Helper:
-    """One helper process: start it, exchange lines with deadlines, stop it."""
+    """One helper process: start it, exchange lines with deadlines, stop it.
+
+    Starting does not wait: the helper loads ramp-database (most of a second) while the
+    dispatcher starts; the first request waits for its ready line (:meth:`wait_ready`).
+    """
 
     def __init__(self, python: Path, database: Mapping[str, Any], scrub: Callable[[str], str],
                  start_timeout: float):
         self._scrub = scrub
+        self._ready_by = time.monotonic() + start_timeout
+        self.ready = False
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._buffer = b""
         try:
-            self.process = start_service([str(python), "-u", str(HELPER_SCRIPT)])
+            self.process = start_service([str(python), "-u", str(HELPER_SCRIPT)],
+                                         niceness=NICENESS)
         except OSError as exc:
             raise _Unavailable(f"cannot start {python}: {exc.strerror or exc}") from None
         self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True,
@@ -118,12 +128,22 @@ class _Helper:
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
         try:
             self.send({"database": dict(database)})
-            ready = self.receive(None, time.monotonic() + start_timeout)
-            if not ready.get("ok"):
-                raise _Unavailable(str(ready.get("error")))
         except _Unavailable:
             self.kill()
             raise
+
+    def wait_ready(self) -> None:
+        """Until the helper has loaded ramp-database and said so."""
+        if self.ready:
+            return
+        try:
+            answer = self.receive(None, self._ready_by)
+            if not answer.get("ok"):
+                raise _Unavailable(str(answer.get("error")))
+        except _Unavailable:
+            self.kill()
+            raise
+        self.ready = True
 
     @property
     def pid(self) -> int:
@@ -219,8 +239,11 @@ class RampBoardClient:
     ``python`` is that environment's interpreter; ``database`` is the
     deployment config's ``sqlalchemy`` section. ``timeout`` bounds each reply,
     ``retry_for`` how long a call keeps trying while the helper or the
-    database is away. The helper starts here; :meth:`check_event` is the
-    start-up check a dispatcher makes before anything runs.
+    database is away. The helper starts here, and loads ramp-database while
+    its caller goes on; :meth:`check_event` is the start-up check a
+    dispatcher makes before anything runs. A first helper that cannot load
+    ramp-database is the deployment's problem (:class:`RampBoardError` at
+    the first call), not an outage to wait out.
     """
 
     def __init__(
@@ -254,6 +277,8 @@ class RampBoardClient:
             self._helper: _Helper | None = self._spawn()
         except _Unavailable as exc:
             raise RampBoardError(self._clean(f"ramp-board helper ({self.python}): {exc}")) from None
+        #: A helper has said it is ready since this client started.
+        self._proven = False
 
     # -- the operations -------------------------------------------------------
 
@@ -380,6 +405,15 @@ class RampBoardClient:
                 logger.warning("ramp-board helper (pid %d) had exited; starting a new one", helper.pid)
             self._helper = None
             self._helper = helper = self._spawn()
+        try:
+            helper.wait_ready()
+        except _Unavailable as exc:
+            if not self._proven:
+                self._helper = None
+                raise RampBoardError(self._clean(f"ramp-board helper ({self.python}): {exc}")) \
+                    from None
+            raise
+        self._proven = True
         try:
             helper.send(request)
             reply = helper.receive(request["id"], time.monotonic() + self.timeout)

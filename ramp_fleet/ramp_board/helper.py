@@ -413,7 +413,12 @@ def main() -> int:
     # Replies go to a private copy of stdout; whatever a library prints lands on stderr.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    return serve(sys.stdin, replies)
+    code = serve(sys.stdin, replies)
+    # Every reply is sent and the engine disposed: nothing is left to do but tear down the
+    # interpreter (pandas, SQLAlchemy...), which takes longer than all the rest of the end.
+    replies.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

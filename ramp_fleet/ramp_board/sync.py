@@ -144,6 +144,12 @@ class _WriteQueue:
         with self._changed:
             return bool(self._items) or self.in_flight > 0
 
+    def wait_sent(self, timeout: float) -> bool:
+        """Until every write is taken and done (or ``timeout``); whether they are."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._items and self.in_flight == 0,
+                                          timeout)
+
 
 class _FolderNudge:
     """ramp-board makes a new submission's folder, then commits the submission: when the
@@ -220,6 +226,10 @@ class BoardSync(Listener):
             store = Store(store_path)
             try:
                 why = self._earlier_life(store)
+            except DatabaseUnavailable:
+                raise  # the outside world's (exit status 1), said in one line
+            except RampBoardError as exc:
+                raise UsageError(str(exc)) from None
             finally:
                 store.close()
             if why is None:
@@ -398,6 +408,7 @@ class BoardSync(Listener):
         """Send one write; on failure keep it first in line and wait: never dropped, unless
         the dispatcher has stopped waiting (then it is re-sent at the next start)."""
         while not self._stopping.is_set():
+            started = time.monotonic()
             try:
                 write.call(self.client)
             except RampBoardError as exc:
@@ -406,6 +417,8 @@ class BoardSync(Listener):
                 continue
             if write.result:
                 self._leaderboards_due = True
+            logger.debug("ramp-board: %s written in %.0f ms", write.what,
+                         (time.monotonic() - started) * 1000)
             return True
         logger.error("ramp-board: %s not written; it is re-sent at the next start", write.what)
         self.unsent += 1
@@ -425,6 +438,7 @@ class BoardSync(Listener):
             self._try(self._refresh)
             ended = time.monotonic()
             self._next_refresh = ended + max(ended - started, self.event.store.leaderboard_interval)
+            logger.debug("ramp-board: leaderboards refreshed in %.0f ms", (ended - started) * 1000)
 
     def _refresh(self, client: RampBoardClient | None = None) -> None:
         """The event's leaderboards and those of the teams whose submissions moved."""
@@ -463,9 +477,9 @@ class BoardSync(Listener):
         thread = self._thread
         deadline = time.monotonic() + self.drain_timeout
         self._writes.put(_Write("leaderboards", self._last_leaderboards))
-        while thread is not None and thread.is_alive() and self._writes.pending() \
-                and time.monotonic() < deadline:
-            thread.join(timeout=0.2)
+        while thread is not None and thread.is_alive() and time.monotonic() < deadline \
+                and not self._writes.wait_sent(timeout=0.2):
+            pass
         self._stopping.set()
         self.client.close()  # ends a retry in flight, then the helper
         if thread is not None:

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from ramp_fleet.ramp_board import RampBoardClient, RampBoardError
+from ramp_fleet.ramp_board.client import DatabaseUnavailable
 from tests.board.helpers import row_locked, submission_row, wait_for, waiting_on_locks
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.ramp_board_event import Deployment
@@ -145,8 +146,11 @@ def test_a_missing_event_is_named(client: RampBoardClient, postgres: PostgresSer
 
 
 def test_an_environment_without_ramp_database_is_refused_at_start(ramp_board: Deployment) -> None:
-    with pytest.raises(RampBoardError) as info:
-        RampBoardClient(Path(sys.executable), ramp_board.database)
+    # The helper loads ramp-database while its dispatcher starts: the first call says why not.
+    with RampBoardClient(Path(sys.executable), ramp_board.database) as client, \
+            pytest.raises(RampBoardError) as info:
+        client.check_event(ramp_board.event_name)
+    assert not isinstance(info.value, DatabaseUnavailable)  # a usage error, not an outage
     assert str(info.value) == (
         f"ramp-board helper ({sys.executable}): cannot load ramp-database in {sys.executable}: "
         "ModuleNotFoundError: No module named 'ramp_database'")

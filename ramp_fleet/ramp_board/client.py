@@ -50,9 +50,9 @@ from ramp_fleet.waiting import Backoff, WaitTimeout
 logger = logging.getLogger("ramp_fleet.ramp_board")
 
 HELPER_SCRIPT = Path(__file__).with_name("helper.py")
-#: The helper runs beside the runs, a little below them (as the scorer): a leaderboard
-#: refresh takes what the runs leave.
-NICENESS = 5
+#: The helper runs below the runs (niceness 5): a leaderboard refresh, the one heavy thing
+#: it does (ramp-database's pandas), takes the CPU the participants' runs leave.
+NICENESS = 10
 PROTOCOL = 1
 
 

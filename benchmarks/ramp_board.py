@@ -239,10 +239,12 @@ def fleet_phases(store: Path, started_at: float, makespan: float) -> str:
         runs = db.execute("SELECT setup_start, launched, ended, collected FROM runs").fetchall()
     first, last = min(r[0] for r in runs), max(r[3] for r in runs)
     before = statistics.median(r[1] - r[0] for r in runs)
+    running = statistics.median(r[2] - r[1] for r in runs)
     after = statistics.median(r[3] - r[2] for r in runs)
     return (f"start {first - started_at:.2f} s, runs {last - first:.2f} s "
-            f"(per run: claim → started {before * 1000:.0f} ms, ended → recorded "
-            f"{after * 1000:.0f} ms), after the last result {started_at + makespan - last:.2f} s")
+            f"(per run: claim → started {before * 1000:.0f} ms, running {running:.2f} s, "
+            f"ended → recorded {after * 1000:.0f} ms), after the last result "
+            f"{started_at + makespan - last:.2f} s")
 
 
 def run_ramp_engine_round(bench: Bench, database: str, config: Path) -> RoundResult:

@@ -414,7 +414,7 @@ class StoreSection(Section):
     deployment_config: PathField | None = None
     #: Least time between two leaderboard refreshes; 0: a refresh starts as soon as a result
     #: lands (one at a time; results that land during one are all in the next, which waits
-    #: at least as long as the last refresh took, so refreshing is at most half the work).
+    #: twice as long as the last refresh took: in a burst, refreshing is a third of the work).
     leaderboard_interval: SecondsOrZero = 0.0
 
 

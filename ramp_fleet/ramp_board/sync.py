@@ -20,9 +20,10 @@ of :class:`~ramp_fleet.ramp_board.client.RampBoardClient`:
   ``set_submission_error_msg``...), queue positions kept current, and the
   leaderboards refreshed as soon as a result is written: one refresh at a
   time, the results that land during one all shown by the next, which
-  starts no sooner than the last one took (and ``store.leaderboard_interval``)
-  after it — a participant's score is on the website a moment after its run,
-  and in a burst refreshing is at most half of the thread's work. A refresh
+  starts no sooner than twice what the last one took (and
+  ``store.leaderboard_interval``) after it — a participant's score is on the
+  website a moment after its run, and in a burst refreshing is at most a
+  third of the helper's time. A refresh
   recomputes the event's leaderboards and those of the teams whose
   submissions moved since the last one (not every team's).
 
@@ -76,6 +77,10 @@ WRITE_BACKOFF = 15.0
 #: less (``sent_to_training`` of a run that starts at once) is not written at all. A result
 #: is sent at once: nothing supersedes it.
 BATCH_WINDOW = 0.3
+#: After a refresh, the next one waits this many times as long as it took: in a burst,
+#: refreshing (ramp-database's pandas, a CPU the runs could use) is a third of the helper's
+#: time at most; in a quiet event the next result is long after anyway.
+REFRESH_PAUSE = 2.0
 #: How often the submissions folder's time is looked at (one ``stat``).
 NUDGE_CHECK = 0.05
 #: After the folder changed, the database is asked this often...
@@ -437,7 +442,8 @@ class BoardSync(Listener):
             started = time.monotonic()
             self._try(self._refresh)
             ended = time.monotonic()
-            self._next_refresh = ended + max(ended - started, self.event.store.leaderboard_interval)
+            self._next_refresh = ended + max(REFRESH_PAUSE * (ended - started),
+                                             self.event.store.leaderboard_interval)
             logger.debug("ramp-board: leaderboards refreshed in %.0f ms", (ended - started) * 1000)
 
     def _refresh(self, client: RampBoardClient | None = None) -> None:

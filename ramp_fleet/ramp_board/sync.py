@@ -454,7 +454,7 @@ class BoardSync(Listener):
         try:
             (client or self.client).update_leaderboards(
                 self.event.event_name, None if teams is None else sorted(teams))
-        except BaseException:  # due again, for the same teams
+        except DatabaseUnavailable:  # due again, for the same teams, when it is back
             self._leaderboards_due = True
             with self._teams_lock:
                 if teams is None or self._teams_due is None:
@@ -462,11 +462,19 @@ class BoardSync(Listener):
                 else:
                     self._teams_due |= teams
             raise
+        # Any other error is ramp-database's on this data: said (by the caller), and the
+        # next result tries again; never retried in a loop that would hold the end up.
 
     def _last_leaderboards(self, client: RampBoardClient) -> None:
-        """The last refresh, if results arrived since the one before: at once."""
+        """The last refresh, if results arrived since the one before: at once. Only an
+        outage is worth waiting for; ramp-database failing on the data is said, not retried."""
         if self._leaderboards_due:
-            self._refresh(client)
+            try:
+                self._refresh(client)
+            except DatabaseUnavailable:
+                raise
+            except RampBoardError as exc:
+                logger.warning("ramp-board: the last leaderboard refresh failed: %s", exc)
 
     def _try(self, action: Callable[[], object]) -> object:
         try:

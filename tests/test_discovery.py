@@ -187,9 +187,9 @@ def test_a_folder_dropped_in_while_serving_is_run_at_once_not_at_the_next_look(
     event = load_event_config(config)
     dispatcher = Dispatcher(event, Quiet())
     thread = run_in_thread(dispatcher)
-    store = Store(event.store_path)
+    wait_for(lambda: dispatcher.scorer is not None)  # started: its first look is done
+    store = Store(event.store_path)  # not before: two first openings of a store race
     try:
-        wait_for(lambda: event.store_path.exists() and dispatcher.scorer is not None)
         write_submission(submissions, "late")
         wait_for(lambda: store.get("late") is not None
                  and store.get("late").state == State.TRAINING_ERROR, timeout=60)

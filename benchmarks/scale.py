@@ -6,16 +6,19 @@ timed from start to exit) on 8 slots with the default
 ``time_between_collection: 1``, with a custom worker whose runs end the
 moment they start and hand back a real ``training_output`` (made once by
 ``ramp-test`` before the benchmark: ``benchmarks/scale_worker.py``). Every
-submission is claimed, published, scored and recorded; nothing is trained.
+submission is claimed, published, scored by the trusted scorer and recorded;
+nothing is trained.
 Then ``ramp-fleet status --json`` and ``ramp-fleet leaderboard`` are timed
 on the event (each a fresh process, output discarded; first call, then the
 median of the next ``--repeats``).
 
 Prints, per N: ms per submission (start to exit), the growth ratio (ms per
 submission against the smallest N: 1.0 is linear), the dispatcher's user
-and system CPU time, its own peak RSS (``VmHWM``) and that of it and its
-children (``ru_maxrss``: its one child reads the kit's official score once),
-and the ``status --json`` and ``leaderboard`` times and peak RSS.
+and system CPU time (its trusted scorer's included), its own without the
+scorer's (``own u/s``), its own peak RSS (``VmHWM``) and that of it and its
+children (``ru_maxrss``: its one child is the trusted scorer, which scores
+every result with rampwf), and the ``status --json`` and ``leaderboard``
+times and peak RSS.
 
     python benchmarks/scale.py [--sizes 500 2000 10000] [--slots 8] [--repeats 3]
 """
@@ -50,9 +53,13 @@ class Measured:
     system: float
     #: The process's own peak RSS (VmHWM, last read just before it ended).
     peak_mb: float
-    #: ru_maxrss: the largest of it and its children (the dispatcher's one child here reads
-    #: the kit's official score once: rampwf, scikit-learn and pandas imported).
+    #: ru_maxrss: the largest of it and its children (the dispatcher's one child is its
+    #: trusted scorer: rampwf, scikit-learn and pandas imported).
     tree_peak_mb: float
+    #: The process's own user and system CPU, without its children's (``/proc/<pid>/stat``,
+    #: last read just before it ended): what the dispatcher costs beside its scorer.
+    own_user: float = 0.0
+    own_system: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,11 +79,13 @@ def run(argv: list[str], cwd: Path) -> Measured:
     proc = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     own_peak_kb = 0
+    own_cpu = (0.0, 0.0)
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         own_peak_kb = max(own_peak_kb, _vm_hwm_kb(proc.pid))
+        own_cpu = max(own_cpu, _own_cpu(proc.pid))
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -84,7 +93,18 @@ def run(argv: list[str], cwd: Path) -> Measured:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{errors}")
     return Measured(seconds, usage.ru_utime, usage.ru_stime, own_peak_kb / 1024,
-                    usage.ru_maxrss / 1024)
+                    usage.ru_maxrss / 1024, *own_cpu)
+
+
+def _own_cpu(pid: int) -> tuple[float, float]:
+    """``(user, system)`` seconds of the process itself, its children not included."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -164,12 +184,13 @@ def main() -> None:
     print(f"{args.slots} slots, time_between_collection 1, runs that end at once; "
           f"status/leaderboard: first call, then median of {args.repeats}")
     print(f"{'N':>6} {'ms/sub':>7} {'growth':>6} {'total s':>8} {'user s':>7} {'sys s':>6} "
-          f"{'peak MB':>8} {'+child':>7} {'status s':>15} {'status MB':>9} {'leaderboard s':>15} "
-          f"{'lb MB':>6}")
+          f"{'own u/s':>9} {'peak MB':>8} {'+child':>7} {'status s':>15} {'status MB':>9} "
+          f"{'leaderboard s':>15} {'lb MB':>6}")
     for row in rows:
         per = row.dispatch.seconds / row.n
         print(f"{row.n:>6} {1000 * per:>7.2f} {per / base:>6.2f} {row.dispatch.seconds:>8.1f} "
               f"{row.dispatch.user:>7.1f} {row.dispatch.system:>6.1f} "
+              f"{row.dispatch.own_user:>4.1f}/{row.dispatch.own_system:<4.1f} "
               f"{row.dispatch.peak_mb:>8.0f} {row.dispatch.tree_peak_mb:>7.0f} "
               f"{row.status_first.seconds:>6.2f} / {row.status:>6.2f} "
               f"{row.status_first.tree_peak_mb:>9.0f} "

@@ -28,9 +28,12 @@ from ramp_fleet.sandbox.tree import Tally, entries, open_folder
 from tests.hostile_archives import (
     chained_pax,
     dot_dot,
+    gz,
+    header,
     link_chain,
     many_folders,
     million_empty_files,
+    padded,
     path_max_chain,
     raw_named,
     regular,
@@ -297,6 +300,26 @@ def test_descriptors_held_are_bounded_by_the_depth_not_the_number_of_folders(
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1100"]
+
+
+def _with_checksum(block: bytes, checksum: int) -> bytes:
+    return block[:148] + b"%06o\0 " % checksum + block[156:]
+
+
+def test_a_header_checksum_is_the_unsigned_or_the_signed_sum_else_refused(tmp_path: Path) -> None:
+    good = header("café.csv".encode(), 2)  # bytes past 127: the two sums differ
+    blank = good[:148] + b" " * 8 + good[156:]
+    unsigned = sum(blank)
+    signed = sum(byte - 256 if byte > 127 else byte for byte in blank)
+    assert signed != unsigned
+    for number, checksum in enumerate((unsigned, signed)):
+        receive_archive(gz(_with_checksum(good, checksum), padded(b"ok")),
+                        tmp_path / f"out{number}", Limits())
+        assert (tmp_path / f"out{number}" / "café.csv").read_bytes() == b"ok"
+    with pytest.raises(UnsafeResult, match="checksum is wrong"):
+        receive_archive(gz(_with_checksum(good, unsigned + 1), padded(b"ok")), tmp_path / "bad",
+                        Limits())
+    assert list((tmp_path / "bad").rglob("*")) == []
 
 
 def test_garbage_is_refused_not_crashed_on(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def taken_within(writes: _WriteQueue, item: _Write, seconds: float) -> bool:
     taken: list[_Write | None] = []
     taker = threading.Thread(target=lambda: taken.append(writes.take(timeout=60)), daemon=True)
     taker.start()
-    time.sleep(0.1)  # the taker waits on an idle queue
+    while not writes._changed._waiters:  # type: ignore[attr-defined]  # until it waits, idle
+        time.sleep(0.01)
     writes.put(item)
     taker.join(timeout=seconds)
     return taken == [item]

@@ -53,6 +53,11 @@ class EventConfig:
         return self.event_dir / ".scratch"
 
     @property
+    def handed_data_path(self) -> Path:
+        """With ``isolation.labels: hidden``: what the trusted scorer hands the runs."""
+        return self.event_dir / ".handed" / "train_test.pkl"
+
+    @property
     def n_slots(self) -> int:
         """Worker slots: RAMP's rule, a negative ``n_workers`` counts from the CPUs."""
         n_workers = self.dispatcher.n_workers

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ramp_fleet.config.fields import (
     ByteSize,
@@ -139,12 +139,23 @@ class IsolationSection(Section):
     disk_mb: PositiveInt = DEFAULT_DISK_MB
     #: More folders runs may read, as paths on the machine of the run.
     read_only_paths: list[RunPath] = Field(default_factory=list)
+    #: ``visible``: ramp-test runs with the data folder in view; ``hidden``: the run
+    #: trains and predicts on what the trusted scorer hands it, without the test labels
+    #: (the conda worker, so far).
+    labels: Literal["visible", "hidden"] = "visible"
+
+    @model_validator(mode="after")
+    def _hidden_needs_the_sandbox(self) -> IsolationSection:
+        if self.labels == "hidden" and self.mode != "required":
+            raise ValueError("labels: hidden needs mode: required (only the sandbox keeps "
+                             "the data folder out of a run's view)")
+        return self
 
     def plain(self) -> Isolation:
         """The section as the runner takes it (plain values, sent to the hosts of the runs)."""
         return Isolation(mode=self.mode, network=self.network, memory_mb=self.memory_mb,
                          max_processes=self.max_processes, disk_mb=self.disk_mb,
-                         read_only_paths=tuple(self.read_only_paths))
+                         read_only_paths=tuple(self.read_only_paths), labels=self.labels)
 
 
 class WorkerSection(Section):
@@ -182,10 +193,21 @@ class WorkerSection(Section):
     #: List API does not answer (and for any machine it does not price).
     hourly_price: PositiveNumber | None = None
 
+    #: The backends that hand a run its data with the labels hidden (``isolation.labels``).
+    hands_data: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _labels_hidden_where_handed(self) -> WorkerSection:
+        if self.isolation.labels == "hidden" and not self.hands_data:
+            raise ValueError("isolation.labels: hidden runs on the conda worker so far; this "
+                             "worker gives its runs the data folder (labels: visible)")
+        return self
+
 
 class CondaWorkerSection(WorkerSection):
     local_dirs: ClassVar[tuple[str, ...]] = ("kit_dir", "data_dir", "submissions_dir")
     worker_class: ClassVar[str] = "ramp_fleet.workers.conda:CondaEnvWorker"
+    hands_data: ClassVar[bool] = True
 
     worker_type: Literal["conda"] = "conda"
     #: Name or prefix of the conda environment runs use; unset: ramp-fleet's own environment.

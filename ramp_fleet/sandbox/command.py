@@ -58,14 +58,28 @@ def run_view(spec: RunSpec, program: str, command: Sequence[str], submission_dir
     python = run_python(program)
     if python is not None:
         env_paths += python_env_paths(python)
+    hidden_labels = spec.isolation.labels == "hidden"
+    data = [] if hidden_labels else [spec.data_dir]
+    # Labels hidden: the data folder out of view even where the kit holds it.
+    out_of_view = [_data_in(spec.data_dir, spec.kit_dir)] if hidden_labels else []
     return View(
         command=list(command),
         cwd=submission_dir,
         env=environment([os.path.join(env_prefix(program), "bin")], variables),
-        read_only=[*env_paths, spec.kit_dir, spec.data_dir, *spec.isolation.read_only_paths],
-        hidden=[os.path.join(spec.kit_dir, "submissions"), *spec.hidden],
+        read_only=[*env_paths, spec.kit_dir, *data, *spec.isolation.read_only_paths],
+        hidden=[os.path.join(spec.kit_dir, "submissions"), *spec.hidden, *out_of_view],
+        handed=spec.handed if hidden_labels else None,
         network=spec.isolation.network,
         own_folder=submission_dir,
         staging=submission_dir,
         disk_bytes=spec.isolation.disk_mb << 20,
     )
+
+
+def _data_in(data_dir: str, kit_dir: str) -> str:
+    """What to hide of ``data_dir`` in the kit's view: all of it, or its ``data`` folder
+    (RAMP's layout) when it is the kit's own folder or holds it."""
+    data, kit = os.path.normpath(data_dir), os.path.normpath(kit_dir)
+    if kit == data or kit.startswith(data.rstrip("/") + "/"):
+        return os.path.join(data, "data")
+    return data

@@ -34,7 +34,7 @@ from ramp_fleet.sandbox.programs import ramp_test_argv, run_python, run_variable
 from ramp_fleet.sandbox.spec import Report, RunSpec
 from ramp_fleet.sandbox.tar import pack
 from ramp_fleet.sandbox.tree import Tally, UnsafeResult, entries, fill, open_folder
-from ramp_fleet.sandbox.view import STAGING, bwrap_argv
+from ramp_fleet.sandbox.view import HANDED, STAGING, bwrap_argv
 from ramp_fleet.sandbox.watchdog import Watchdog
 from ramp_fleet.sandbox.watchdog import tree as process_tree
 
@@ -137,15 +137,21 @@ class Run:
     # -- before ------------------------------------------------------------------------------
 
     def _prepare(self) -> tuple[list[str], dict[str, str] | None, tuple[int, ...]]:
-        command = ramp_test_argv(self.program, self.spec.submission, self.spec.kit_dir,
-                                 self.spec.data_dir, self.submissions_dir,
-                                 quick_test=self.spec.quick_test)
+        python = run_python(self.program)
+        if self.spec.isolation.labels == "hidden":  # the runner checked: isolated, handed
+            if python is None:
+                raise FileNotFoundError(f"no Python interpreter for {self.program}")
+            command = [python, "-I", "-c", _program_source("train_predict.py"),
+                       self.spec.kit_dir, HANDED, self.submissions_dir, self.spec.submission]
+        else:
+            command = ramp_test_argv(self.program, self.spec.submission, self.spec.kit_dir,
+                                     self.spec.data_dir, self.submissions_dir,
+                                     quick_test=self.spec.quick_test)
         variables = run_variables(self.spec.n_threads)
         isolate = self.decision.isolate
         self._make_cgroup(isolate)
         if not isolate:
             return command, {**os.environ, **variables}, ()
-        python = run_python(self.program)
         if python is None:
             raise FileNotFoundError(f"no Python interpreter for {self.program}")
         for name in ("info", "status", "go"):
@@ -156,7 +162,7 @@ class Run:
         nproc = self.isolation.max_processes or 0
         if self.cgroup is not None and "pids" in self.cgroup.folders:
             nproc = 0  # the cgroup holds it, for the whole run
-        inner = [python, "-I", "-S", "-c", _inner_source(),
+        inner = [python, "-I", "-S", "-c", _program_source("inner.py"),
                  str(self._fds["status_w"]), str(self._fds["go_r"]), str(uid), str(uid),
                  str(nproc), STAGING, self.submission_dir, "--", *command]
         view = replace(run_view(self.spec, self.program, inner, self.submission_dir, variables),
@@ -375,8 +381,9 @@ def _parse_status(data: bytes) -> _Status | None:
         return None
 
 
-def _inner_source() -> str:
-    source = pkgutil.get_data("ramp_fleet.sandbox", "inner.py")
+def _program_source(name: str) -> str:
+    """A program of this package run inside the sandbox, as its source (``-c``)."""
+    source = pkgutil.get_data("ramp_fleet.sandbox", name)
     assert source is not None
     return source.decode("utf-8")
 

@@ -94,6 +94,7 @@ def _run(folder: str, parent: int) -> Report:
         decision = decide(spec.isolation.mode, spec.checked)
         program = locate(spec.ramp_test, spec.python_env)
         _unpack_submission(folder, spec.submission)
+        _check_handed(spec, decision.isolate)
     except SandboxUnavailable as exc:
         return _refused(str(exc), host, REFUSED)
     except (FileNotFoundError, UnsafeResult) as exc:
@@ -108,6 +109,18 @@ def _run(folder: str, parent: int) -> Report:
     except OSError as exc:
         say(f"cannot start the run: {exc}")
         return Report(decision.isolate, note=decision.note, returncode=NOT_STARTED)
+
+
+def _check_handed(spec: RunSpec, isolated: bool) -> None:
+    """``labels: hidden`` runs only in the sandbox, on the data the trusted scorer handed."""
+    if spec.isolation.labels != "hidden":
+        return
+    if not isolated:
+        raise SandboxUnavailable("labels: hidden needs the sandbox, and this run would not be "
+                                 "isolated")
+    if spec.handed is None or not os.path.isfile(spec.handed):
+        raise FileNotFoundError(f"labels: hidden and no data handed to the run "
+                                f"({spec.handed or 'none named in its spec'})")
 
 
 def _refused(message: str, host: str, code: int) -> Report:

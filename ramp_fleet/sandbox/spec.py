@@ -19,6 +19,9 @@ from ramp_fleet.sandbox.logs import MAX_LOG_BYTES
 from ramp_fleet.sandbox.tree import Limits
 
 MODES = ("auto", "required", "off")
+#: ``visible``: ramp-test runs in the sandbox with the data folder in view (RAMP's way);
+#: ``hidden``: the sandbox trains and predicts on what it is handed, never the test labels.
+LABELS = ("visible", "hidden")
 #: What a run may write by default (its folder, its /tmp, each), in MiB.
 DEFAULT_DISK_MB = 1024
 
@@ -46,6 +49,7 @@ class Isolation:
     #: What the run may write in each of its folders (its own, /tmp), MiB.
     disk_mb: int = DEFAULT_DISK_MB
     read_only_paths: Sequence[str] = ()
+    labels: str = "visible"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class RunSpec:
     measure_peak: bool = True
     #: The bwrap check already passed on this machine (the dispatcher tried it).
     checked: bool = False
+    #: With ``labels: hidden``: the file the trusted scorer wrote for the sandbox
+    #: (:mod:`ramp_fleet.sandbox.train_predict`), seen read-only in place of the data.
+    handed: str | None = None
     #: Stop the run if the process that started the runner dies (a Dask worker).
     watch_parent: bool = False
     #: The log goes to the run folder's ``log``; False: to the runner's own output (a
@@ -102,6 +109,7 @@ class RunSpec:
         return replace(self, kit_dir=here(self.kit_dir), data_dir=here(self.data_dir),
                        ramp_test=ramp_test, hidden=tuple(here(p) for p in self.hidden),
                        isolation=isolation,
+                       handed=None if self.handed is None else here(self.handed),
                        results=None if self.results is None else here(self.results))
 
     def to_json(self) -> str:

@@ -14,6 +14,12 @@ the problem's own ``load_y_pred``), scores them with ``score_matrix`` and
 ``fold_<i>/scores.csv`` and ``bagged_scores.csv`` over the run's. A score
 that is not a finite number is refused. No participant code runs here.
 
+With ``worker.isolation.labels: hidden`` it also makes what the sandbox is
+handed instead of the data folder (``{"hand": PATH}``): the training data
+with its labels, the test features without theirs, and the folds, pickled
+into PATH (trusted code writes it, the sandbox only reads it:
+:mod:`ramp_fleet.sandbox.train_predict`).
+
 Requests are lines of JSON on stdin (``{"folder", "max_bytes"}``); answers
 are lines of JSON on what was stdout when it started (rampwf's own prints go
 to stderr): first ``{"ready": true, "official": ...}`` (or the reason it
@@ -54,6 +60,14 @@ def main(argv: list[str]) -> int:
     _answer(answers, {"ready": True, "official": problem.official()})
     for line in sys.stdin:
         request = json.loads(line)
+        if "hand" in request:
+            try:
+                problem.hand(str(request["hand"]))
+            except Exception as exc:
+                _answer(answers, {"error": f"cannot hand the data over: {_line(exc)}"})
+            else:
+                _answer(answers, {"handed": True})
+            continue
         try:
             scores = problem.score(str(request["folder"]), int(request["max_bytes"]))
         except Refused as exc:
@@ -77,11 +91,23 @@ class Problem:
         self.data = data
         self.module: Any = import_module_from_source(os.path.join(kit, "problem.py"), "problem")
         self.X_train, self.y_train = self.module.get_train_data(path=data)
-        _, self.y_test = self.module.get_test_data(path=data)
+        self.X_test, self.y_test = self.module.get_test_data(path=data)
         self.cv = list(self.module.get_cv(self.X_train, self.y_train))
         if not _same_folds(self.cv, list(self.module.get_cv(self.X_train, self.y_train))):
             raise Refused("problem.get_cv gives other folds each time it is called: the trusted "
                           "scorer needs the folds the run used (seed its splitter)")
+
+    def hand(self, path: str) -> None:
+        """Write what a sandbox with hidden labels is given (see the module docstring)."""
+        import pickle
+
+        staging = f"{path}.part"
+        with open(staging, "wb") as out:
+            pickle.dump({"X_train": self.X_train, "y_train": self.y_train, "X_test": self.X_test,
+                         "cv": self.cv, "has_test": self.y_test is not None},
+                        out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.chmod(staging, 0o644)
+        os.replace(staging, path)
 
     def official(self) -> dict[str, object]:
         first = self.module.score_types[0]
@@ -115,6 +141,8 @@ class Problem:
                                                                   f"({step})") for name in names}
                       for step in predicted}
             table.to_csv(os.path.join(fold, "scores.csv"))  # over the run's: as ramp-test writes it
+            with open(os.path.join(fold, "state.txt"), "w") as state:
+                state.write("scored")  # ramp-test's last word on the fold, also where it did not score
             folds.append(scores)
             times.append(dict(zip(predicted, fold_times, strict=True)))
             valid_list.append(predicted["valid"])

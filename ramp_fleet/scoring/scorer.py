@@ -44,6 +44,8 @@ class Scorer:
         self._buffer = b""
         self._official: ScoreType | None = None
         self._problem: str | None = None
+        #: Where it last wrote the data a sandbox with hidden labels is handed.
+        self._handed: Path | None = None
 
     def start(self) -> Scorer:
         """Start the process (without waiting for it to be ready)."""
@@ -64,30 +66,45 @@ class Scorer:
         """Score the predictions of ``submission``'s ``training_output`` received in ``folder``,
         rewriting its score files; :class:`ScoreError` says why it cannot be scored."""
         with self._lock:
-            for attempt in (1, 2):
-                self._ready()
-                assert self._child is not None and self._child.stdin is not None
-                try:
-                    self._child.stdin.write(json.dumps({"folder": str(folder),
-                                                        "max_bytes": max_bytes}).encode() + b"\n")
-                    self._child.stdin.flush()
-                    answer = self._read(f"scoring {submission}")
-                except _Died as exc:
-                    self._stop()
-                    if attempt == 2:
-                        raise ScoreError(f"the trusted scorer stopped while scoring "
-                                         f"{submission}: {exc}") from None
-                    continue
+            answer = self._ask({"folder": str(folder), "max_bytes": max_bytes},
+                               f"scoring {submission}")
+        if "error" in answer:
+            raise ScoreError(f"{submission} cannot be scored: {answer['error']}")
+        return _scores(answer.get("scores"))
+
+    def handed_data(self, path: Path) -> Path:
+        """What a sandbox with hidden labels is given instead of the data folder, written
+        at ``path`` by the scorer (once per dispatcher: :mod:`ramp_fleet.scoring.program`)."""
+        with self._lock:
+            if self._handed != path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                answer = self._ask({"hand": str(path)}, "handing the data over")
                 if "error" in answer:
-                    raise ScoreError(f"{submission} cannot be scored: {answer['error']}")
-                return _scores(answer.get("scores"))
-        raise AssertionError("unreachable")  # pragma: no cover
+                    raise ScoreError(f"the trusted scorer {answer['error']}")
+                self._handed = path
+        return path
 
     def close(self) -> None:
         with self._lock:
             self._stop()
 
     # -- the process ----------------------------------------------------------------------------
+
+    def _ask(self, request: dict[str, Any], doing: str) -> dict[str, Any]:
+        """One request, and its answer (the scorer started again once if it died); under
+        the lock."""
+        for attempt in (1, 2):
+            self._ready()
+            assert self._child is not None and self._child.stdin is not None
+            try:
+                self._child.stdin.write(json.dumps(request).encode() + b"\n")
+                self._child.stdin.flush()
+                return self._read(doing)
+            except _Died as exc:
+                self._stop()
+                if attempt == 2:
+                    raise ScoreError(f"the trusted scorer stopped while {doing}: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _spawn(self) -> None:
         self._buffer = b""

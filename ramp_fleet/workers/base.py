@@ -46,6 +46,7 @@ from ramp_fleet.config.sections import CustomWorkerSection, WorkerSection
 from ramp_fleet.errors import RampFleetError
 from ramp_fleet.faults import log_failure
 from ramp_fleet.results import Destination, RunOutput, RunResult, discard_predictions, receive
+from ramp_fleet.scoring import ScoreError
 from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.workers.guide import GuideConfig
@@ -250,6 +251,15 @@ class BaseWorker:
         ramp-test leaves it.
         """
         return self._own.command(executable, submissions_dir, quick_test)
+
+    def handed_data(self) -> str | None:
+        """With ``isolation.labels: hidden``: the file the trusted scorer wrote for the runs
+        (the data without the test labels), made at the first run; else None."""
+        if self.settings.isolation.labels != "hidden":
+            return None
+        if self.scorer is None:
+            raise ScoreError("labels: hidden and no trusted scorer to hand the data over")
+        return str(self.scorer.handed_data(self.event.handed_data_path))
 
     def scratch_folder(self, prefix: str) -> Path:
         """A new folder for this run in the event's scratch folder, which a restarted

@@ -60,13 +60,15 @@ def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test
              python_env: str | None = None, kit_dir: str | None = None,
              data_dir: str | None = None, hidden: tuple[str, ...] | None = None,
              quick_test: bool = False, results: Path | None = None,
-             compresslevel: int = 6, checked: bool = False) -> RunSpec:
+             compresslevel: int = 6, checked: bool = False,
+             handed: str | None = None) -> RunSpec:
     """What ``submission``'s run asks of the runner, from the event's config.
 
     ``ramp_test``, ``python_env``, ``kit_dir``, ``data_dir``: as on the machine of the run
     (default: the event's own folders); ``hidden``: folders kept out of the run's view
     (default: the event's own); ``results``: a folder where ``training_output`` is put
-    back as ramp-test leaves it (default: an archive in the run folder).
+    back as ramp-test leaves it (default: an archive in the run folder); ``handed``: with
+    ``labels: hidden``, the trusted scorer's file the run gets instead of the data.
     """
     worker = event.worker
     dirs = event.dirs
@@ -87,6 +89,7 @@ def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test
         results=None if results is None else str(results),
         compresslevel=compresslevel,
         checked=checked,
+        handed=handed,
         log_in_folder=True,
     )
 

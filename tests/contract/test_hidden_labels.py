@@ -1,0 +1,147 @@
+"""``worker.isolation.labels: hidden``: the sandbox trains and predicts on what the trusted
+scorer hands it, never the test labels, and what is published is ramp-test's own (issue 28).
+
+On the conda worker so far (the other backends refuse the key at load).
+"""
+
+from __future__ import annotations
+
+import csv
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rampwf.utils.sanitize import _sanitize_input
+
+from ramp_fleet.config import load_event_config
+from ramp_fleet.store import State
+from tests.conftest import EventFactory, write_submission
+from tests.contract.conftest import dispatch
+
+pytestmark = pytest.mark.timeout(300)
+
+HIDDEN = {"isolation": {"labels": "hidden"}}
+
+#: Looks everywhere it can for the test labels, at import (before any fit): the data
+#: folder by its path, every ``test.csv``, and any file holding a line of the test set.
+SEEKER = '''
+import os
+import pathlib
+from sklearn.linear_model import LogisticRegression
+
+DATA = {data!r}
+LINE = {enil!r}[::-1]  # reversed: its own source does not hold the line
+SKIP = ("/proc", "/sys", "/dev", "/usr")
+found = []
+if os.path.exists(os.path.join(DATA, "test.csv")):
+    found.append("the data folder")
+for top, folders, files in os.walk("/"):
+    folders[:] = [f for f in folders if os.path.join(top, f) not in SKIP and f != "site-packages"]
+    for name in files:
+        path = os.path.join(top, name)
+        try:
+            if name == "test.csv" or (os.path.getsize(path) < 1 << 20
+                                      and LINE in pathlib.Path(path).read_bytes()):
+                found.append(path)
+        except OSError:
+            pass
+print("SEEKER FOUND:", sorted(set(found)) or "nothing", flush=True)
+
+
+def get_estimator():
+    return LogisticRegression(max_iter=500)
+'''
+
+
+def seeker(data_dir: Path) -> str:
+    test_csv = data_dir / "data" / "test.csv"
+    line = test_csv.read_bytes().splitlines()[1]  # one labelled row of the private test set
+    source = textwrap.dedent(SEEKER).format(data=str(data_dir / "data"), enil=line[::-1])
+    _sanitize_input(source)  # what rampwf refuses would fail for another reason
+    return source
+
+
+def ramp_test_output(kit: Path, data: Path, source: Path, scratch: Path) -> Path:
+    """``training_output`` of a plain ``ramp-test --save-output`` of ``source``."""
+    subs = scratch / "submissions"
+    shutil.copytree(source, subs / source.name)
+    ramp_test = Path(sys.executable).parent / "ramp-test"
+    subprocess.run([str(ramp_test), "--submission", source.name, "--ramp-kit-dir", str(kit),
+                    "--ramp-data-dir", str(data), "--ramp-submission-dir", str(subs),
+                    "--save-output", "--ignore-warning"], check=True, capture_output=True)
+    return subs / source.name / "training_output"
+
+
+def scores_without_times(path: Path) -> list[dict[str, str]]:
+    with path.open() as table:
+        return [{key: value for key, value in row.items() if key != "time"}
+                for row in csv.DictReader(table)]
+
+
+def test_hidden_labels_publish_what_ramp_test_publishes(make_event: EventFactory,
+                                                        tmp_path: Path) -> None:
+    event = load_event_config(make_event(("logreg", "knn"), worker=HIDDEN))
+    store = dispatch(event)
+    assert {row.name: row.state for row in store.all()} == {"logreg": State.SCORED,
+                                                           "knn": State.SCORED}
+    for name in ("logreg", "knn"):
+        published = event.dirs.predictions.path / name
+        reference = ramp_test_output(event.dirs.kit.path, event.dirs.data.path,
+                                     event.dirs.submissions.path / name, tmp_path / name)
+        files = sorted(str(p.relative_to(published)) for p in published.rglob("*"))
+        assert files == sorted(str(p.relative_to(reference)) for p in reference.rglob("*"))
+        assert (published / "bagged_scores.csv").read_bytes() == \
+            (reference / "bagged_scores.csv").read_bytes(), "bagged scores to the float"
+        for fold in sorted(reference.glob("fold_*")):
+            mine = published / fold.name
+            assert scores_without_times(mine / "scores.csv") == \
+                scores_without_times(fold / "scores.csv")
+            for suffix in ("train", "test"):
+                ours = np.load(mine / f"y_pred_{suffix}.npz", allow_pickle=False)["y_pred"]
+                theirs = np.load(fold / f"y_pred_{suffix}.npz", allow_pickle=False)["y_pred"]
+                assert np.array_equal(ours, theirs)
+            assert (mine / "state.txt").read_text() == (fold / "state.txt").read_text()
+        log = (event.dirs.logs.path / name / "log").read_text()
+        assert "labels hidden" in log and "Bagged scores" not in log, "not ramp-test's own run"
+
+
+def test_with_hidden_labels_a_submission_finds_no_test_label(make_event: EventFactory) -> None:
+    """The same seeker finds the labels when they are visible: the search is a real one."""
+    config = make_event(worker=HIDDEN)
+    event = load_event_config(config)
+    write_submission(event.dirs.submissions.path, "seeker", seeker(event.dirs.data.path))
+    store = dispatch(event)
+    [row] = store.all()
+    assert row.state == State.SCORED, row.error
+    log = (event.dirs.logs.path / "seeker" / "log").read_text()
+    assert "SEEKER FOUND: nothing" in log, log
+    handed = pickle.loads(event.handed_data_path.read_bytes())
+    assert set(handed) == {"X_train", "y_train", "X_test", "cv", "has_test"}
+    assert len(handed["X_test"]) == 50 and "species" not in getattr(handed["X_test"], "columns", [])
+
+    visible = load_event_config(make_event(worker={"isolation": {"labels": "visible"}}))
+    store.close()
+    Path(visible.store_path).unlink()
+    dispatch(visible)
+    log = (visible.dirs.logs.path / "seeker" / "log").read_text()
+    assert "SEEKER FOUND: ['" in log and "test.csv" in log, log
+
+
+@pytest.mark.parametrize(("worker", "wrong"), [
+    ({"worker_type": "conda", "isolation": {"labels": "hidden", "mode": "auto"}},
+     "labels: hidden needs mode: required"),
+    ({"worker_type": "dask", "dask_scheduler": "tcp://127.0.0.1:1",
+      "isolation": {"labels": "hidden"}}, "labels: hidden runs on the conda worker so far"),
+])
+def test_hidden_labels_where_they_cannot_be_hidden_is_a_config_error(
+        make_event: EventFactory, worker: dict[str, object], wrong: str) -> None:
+    config = make_event(worker=worker)
+    done = subprocess.run([sys.executable, "-m", "ramp_fleet", "validate", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert wrong in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -140,8 +140,7 @@ class IsolationSection(Section):
     #: More folders runs may read, as paths on the machine of the run.
     read_only_paths: list[RunPath] = Field(default_factory=list)
     #: ``visible``: ramp-test runs with the data folder in view; ``hidden``: the run
-    #: trains and predicts on what the trusted scorer hands it, without the test labels
-    #: (the conda worker, so far).
+    #: trains and predicts on what the trusted scorer hands it, without the test labels.
     labels: Literal["visible", "hidden"] = "visible"
 
     @model_validator(mode="after")
@@ -193,21 +192,10 @@ class WorkerSection(Section):
     #: List API does not answer (and for any machine it does not price).
     hourly_price: PositiveNumber | None = None
 
-    #: The backends that hand a run its data with the labels hidden (``isolation.labels``).
-    hands_data: ClassVar[bool] = False
-
-    @model_validator(mode="after")
-    def _labels_hidden_where_handed(self) -> WorkerSection:
-        if self.isolation.labels == "hidden" and not self.hands_data:
-            raise ValueError("isolation.labels: hidden runs on the conda worker so far; this "
-                             "worker gives its runs the data folder (labels: visible)")
-        return self
-
 
 class CondaWorkerSection(WorkerSection):
     local_dirs: ClassVar[tuple[str, ...]] = ("kit_dir", "data_dir", "submissions_dir")
     worker_class: ClassVar[str] = "ramp_fleet.workers.conda:CondaEnvWorker"
-    hands_data: ClassVar[bool] = True
 
     worker_type: Literal["conda"] = "conda"
     #: Name or prefix of the conda environment runs use; unset: ramp-fleet's own environment.

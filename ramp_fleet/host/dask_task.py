@@ -37,7 +37,16 @@ from typing import Any
 
 from ramp_fleet.sandbox import runner
 from ramp_fleet.sandbox.logs import LogSource, bounded_chunks
-from ramp_fleet.sandbox.spec import LOG, REPORT, RESULTS, SPEC, SUBMISSION, Report, RunSpec
+from ramp_fleet.sandbox.spec import (
+    HANDED_FILE,
+    LOG,
+    REPORT,
+    RESULTS,
+    SPEC,
+    SUBMISSION,
+    Report,
+    RunSpec,
+)
 
 logger = logging.getLogger("ramp_fleet.host.dask_task")
 
@@ -67,8 +76,10 @@ def reply(*, host: str, report: dict[str, Any] | None = None, log: bytes = b"",
             "host": host, "lost": lost}
 
 
-def run_submission(spec_json: str, submission: bytes, run_id: str) -> dict[str, Any]:
-    """Run the submission of ``spec_json`` on this Dask worker; the function Dask runs."""
+def run_submission(spec_json: str, submission: bytes, run_id: str,
+                   handed: bytes | None = None) -> dict[str, Any]:
+    """Run the submission of ``spec_json`` on this Dask worker; the function Dask runs.
+    ``handed``: with ``labels: hidden``, what the trusted scorer hands the run."""
     host = socket.gethostname()
     events = _Events(run_id)
     if events.already_started():
@@ -78,6 +89,8 @@ def run_submission(spec_json: str, submission: bytes, run_id: str) -> dict[str, 
             return reply(host=host)
         folder = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=_scratch_root()))
         try:
+            if handed is not None:
+                (folder / HANDED_FILE).write_bytes(handed)
             return _run_in(folder, RunSpec.from_json(spec_json), submission, events, host)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

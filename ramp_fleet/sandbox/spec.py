@@ -33,6 +33,8 @@ SUBMISSION = "submission.tar.gz"
 SUBMISSIONS = "submissions"
 LOG = "log"
 REPORT = "report.json"
+#: With ``labels: hidden``: what the trusted scorer hands the run (the spec's ``handed``).
+HANDED_FILE = "handed.pkl"
 #: ``training_output``, packed by the runner's own code (``results_as: archive``).
 RESULTS = "results.tar.gz"
 

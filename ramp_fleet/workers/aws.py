@@ -100,7 +100,7 @@ class AWSWorker(BaseWorker):
     # -- the run -------------------------------------------------------------------------
 
     def setup(self) -> None:
-        inputs = instance_inputs(self.event, self.submission)
+        inputs = instance_inputs(self.event, self.submission, handed=self.handed_data())
         with _retry_on_infrastructure("setup"):
             self._lease = self.fleet.acquire(self.submission, stop=self.stopping)
             self.place = RunPlace(instance_id=self._lease.instance_id,

@@ -236,7 +236,7 @@ class BaseWorker:
     def inputs(self, **where: Any) -> RunInputs:
         """This run's inputs (:func:`~ramp_fleet.workers.inputs.run_inputs`); ``where``:
         where things are on the machine of the run."""
-        return run_inputs(self.event, self.submission, **where)
+        return run_inputs(self.event, self.submission, handed=self.handed_data(), **where)
 
     def ramp_test_command(self, executable: str | Path | None = None,
                           submissions_dir: str | Path | None = None, *,
@@ -252,14 +252,14 @@ class BaseWorker:
         """
         return self._own.command(executable, submissions_dir, quick_test)
 
-    def handed_data(self) -> str | None:
+    def handed_data(self) -> Path | None:
         """With ``isolation.labels: hidden``: the file the trusted scorer wrote for the runs
         (the data without the test labels), made at the first run; else None."""
         if self.settings.isolation.labels != "hidden":
             return None
         if self.scorer is None:
             raise ScoreError("labels: hidden and no trusted scorer to hand the data over")
-        return str(self.scorer.handed_data(self.event.handed_data_path))
+        return self.scorer.handed_data(self.event.handed_data_path)
 
     def scratch_folder(self, prefix: str) -> Path:
         """A new folder for this run in the event's scratch folder, which a restarted

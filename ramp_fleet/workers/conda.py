@@ -103,7 +103,7 @@ class CondaEnvWorker(BaseWorker):
             raise shared.error
         assert shared.env is not None
         inputs = self.inputs(ramp_test=str(shared.env.executable("ramp-test")), compresslevel=1,
-                             checked=shared.sandbox_works, handed=self.handed_data())
+                             checked=shared.sandbox_works)
         self._folder = self.scratch_folder("")
         inputs.write(self._folder)
         super().setup()

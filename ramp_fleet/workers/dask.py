@@ -124,6 +124,7 @@ class DaskWorker(BaseWorker):
         resources = {SLOT_RESOURCE: 1} if connection.uses_slot_resource() else None
         self._future = connection.client().submit(
             run_submission, self._inputs.spec.to_json(), self._inputs.submission, self._run_id,
+            None if self._inputs.handed is None else self._inputs.handed.read_bytes(),
             key=self._run_id, pure=False, resources=resources, retries=0,
         )
         self._future.add_done_callback(lambda _future: self._done.set())

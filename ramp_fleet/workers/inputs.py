@@ -9,6 +9,7 @@ the runner expects them (:mod:`ramp_fleet.sandbox.runner`).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from ramp_fleet.archive import pack_submission
 from ramp_fleet.config import EventConfig
-from ramp_fleet.sandbox.spec import SPEC, SUBMISSION, RunSpec
+from ramp_fleet.sandbox.spec import HANDED_FILE, SPEC, SUBMISSION, RunSpec
 
 #: How the dispatcher's machine starts the runner on a run folder.
 RUNNER = (sys.executable, "-m", "ramp_fleet.sandbox.runner")
@@ -29,31 +30,45 @@ def runner_argv(folder: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class RunInputs:
-    """What the runner needs in the run folder: the spec, and the submission as an archive."""
+    """What the runner needs in the run folder: the spec, the submission as an archive and,
+    with ``labels: hidden``, the data the trusted scorer hands the run."""
 
     spec: RunSpec
     #: The submission folder, packed (:func:`ramp_fleet.archive.pack_submission`).
     submission: bytes
+    #: The trusted scorer's file on this machine (labels hidden), or None.
+    handed: Path | None = None
 
     def files(self) -> dict[str, bytes]:
-        """The run folder's input files, by name."""
-        return {SPEC: self.spec.to_json().encode(), SUBMISSION: self.submission}
+        """The run folder's input files, by name (for a backend that sends them)."""
+        files = {SPEC: self.spec.to_json().encode(), SUBMISSION: self.submission}
+        if self.handed is not None:
+            files[HANDED_FILE] = self.handed.read_bytes()
+        return files
 
     def write(self, folder: Path) -> None:
-        """Put the inputs into a new run folder on this machine."""
-        for name, data in self.files().items():
+        """Put the inputs into a new run folder on this machine (the handed data linked,
+        not copied, where it can be)."""
+        for name, data in ((SPEC, self.spec.to_json().encode()), (SUBMISSION, self.submission)):
             fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                          0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+        if self.handed is not None:
+            try:
+                os.link(self.handed, folder / HANDED_FILE)
+            except OSError:  # another file system
+                shutil.copyfile(self.handed, folder / HANDED_FILE)
 
 
 def run_inputs(event: EventConfig, submission: str, *, source: Path | None = None,
-               **where: Any) -> RunInputs:
+               handed: Path | None = None, **where: Any) -> RunInputs:
     """The inputs of ``submission``'s run: its :func:`run_spec` and its folder packed
-    (``source``, default: in ``submissions_dir``)."""
+    (``source``, default: in ``submissions_dir``); ``handed``: with ``labels: hidden``, the
+    trusted scorer's file, which goes into the run folder."""
     folder = source or event.dirs.submissions.path / submission
-    return RunInputs(run_spec(event, submission, **where), pack_submission(folder))
+    spec = run_spec(event, submission, handed=None if handed is None else HANDED_FILE, **where)
+    return RunInputs(spec, pack_submission(folder), handed)
 
 
 def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test",
@@ -68,7 +83,7 @@ def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test
     (default: the event's own folders); ``hidden``: folders kept out of the run's view
     (default: the event's own); ``results``: a folder where ``training_output`` is put
     back as ramp-test leaves it (default: an archive in the run folder); ``handed``: with
-    ``labels: hidden``, the trusted scorer's file the run gets instead of the data.
+    ``labels: hidden``, where the run finds the trusted scorer's file (in its folder).
     """
     worker = event.worker
     dirs = event.dirs

@@ -81,7 +81,7 @@ class OwnResults:
                                results=source / "training_output")
         if self.folder is None:
             self.folder = worker.scratch_folder("run.")
-        RunInputs(replace(inputs.spec, log_in_folder=False), inputs.submission).write(self.folder)
+        replace(inputs, spec=replace(inputs.spec, log_in_folder=False)).write(self.folder)
         return RunCommand(runner_argv(self.folder))
 
     def report(self) -> Report | None:

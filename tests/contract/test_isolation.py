@@ -47,15 +47,16 @@ def targets_of(event: EventConfig, backend: Backend, credentials: Path, port: in
                    data_dir=data, kit_dir=kit, port=port)
 
 
+@pytest.mark.parametrize("labels", ["visible", "hidden"])
 def test_a_hostile_submission_reaches_nothing_and_is_still_scored(
     backend: Backend, contract_event, run_environment: RunEnvironment,  # type: ignore[no-untyped-def]
-    tmp_path: Path,
+    tmp_path: Path, labels: str,
 ) -> None:
     home = tmp_path / "home"
     credentials = plant_credentials(home)
     keys = run_environment({**SECRETS, "HOME": str(home)})
     with loopback_listener() as listener:
-        event = contract_event(("logreg",), worker=keys)
+        event = contract_event(("logreg",), worker={**keys, "isolation": {"labels": labels}})
         write_submission(submissions_dir(event), "other")
         targets = targets_of(event, backend, credentials, listener.getsockname()[1])
         write_submission(submissions_dir(event), "hostile", hostile_estimator(targets))

@@ -116,10 +116,11 @@ def cli(*args: str, tty: bool = False) -> tuple[int, str]:
     return process.wait(timeout=120), b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.parametrize("labels", ["visible", "hidden"])
 def test_forged_scores_never_count_and_every_output_stays_strict_json(
-    backend: Backend, contract_event  # type: ignore[no-untyped-def]
+    backend: Backend, contract_event, labels: str  # type: ignore[no-untyped-def]
 ) -> None:
-    event = contract_event(("logreg",))
+    event = contract_event(("logreg",), worker={"isolation": {"labels": labels}})
     write_submission(submissions_dir(event), "forger", textwrap.dedent(FORGER))
     write_submission(submissions_dir(event), "nan", textwrap.dedent(NAN_PREDICTIONS))
     store = dispatch(event)

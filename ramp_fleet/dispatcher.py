@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ramp_fleet.config import EventConfig
+from ramp_fleet.errors import UsageError
 from ramp_fleet.faults import cleanups, log_failure, outside_fault
 from ramp_fleet.listeners import Finished, Listener, Listeners, Requeued
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.results import RunResult
 from ramp_fleet.scoring import ScoreError
 from ramp_fleet.scoring.official import official_score
-from ramp_fleet.scoring.scorer import Scorer
+from ramp_fleet.scoring.scorer import HandRefused, Scorer
 from ramp_fleet.sources import FolderSource, SubmissionSource
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
 from ramp_fleet.store.records import RunPlace
@@ -159,6 +160,7 @@ class Dispatcher:
                         self.scorer = Scorer(self.worker_cls.scoring_python(self.shared),
                                              self.event.dirs.kit.path,
                                              self.event.dirs.data.path).start()
+                        self._hand_data()
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
                         with self._metrics():
                             self._serve(store)
@@ -175,6 +177,19 @@ class Dispatcher:
                 return self._summary(store)
             finally:
                 cleanups(("closing the store", store.close))
+
+    def _hand_data(self) -> None:
+        """``labels: hidden``: what the runs are handed, made now (every run needs it), and
+        a kit whose data cannot be handed over refused before anything runs."""
+        if self.scorer is None or self.event.worker.isolation.labels != "hidden":
+            return
+        try:
+            self.scorer.handed_data(self.event.handed_data_path)
+        except HandRefused as exc:
+            raise UsageError(f"{self.event.path}: worker.isolation.labels: hidden cannot serve "
+                             f"this kit: {exc}") from None
+        except ScoreError as exc:  # the scorer's own trouble: each run will say it
+            logger.warning("could not hand the data over yet: %s", _one_line(exc))
 
     def _close_scorer(self) -> None:
         if self.scorer is not None:

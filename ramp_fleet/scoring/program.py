@@ -63,6 +63,8 @@ def main(argv: list[str]) -> int:
         if "hand" in request:
             try:
                 problem.hand(str(request["hand"]))
+            except Refused as exc:
+                _answer(answers, {"error": str(exc), "refused": True})
             except Exception as exc:
                 _answer(answers, {"error": f"cannot hand the data over: {_line(exc)}"})
             else:
@@ -98,9 +100,17 @@ class Problem:
                           "scorer needs the folds the run used (seed its splitter)")
 
     def hand(self, path: str) -> None:
-        """Write what a sandbox with hidden labels is given (see the module docstring)."""
+        """Write what a sandbox with hidden labels is given (see the module docstring), or
+        :class:`Refused` when the data holds paths into the data folder."""
         import pickle
 
+        for name, value in (("X_train", self.X_train), ("X_test", self.X_test)):
+            found = path_into(value, self.data)
+            if found is not None:
+                raise Refused(f"{name} holds a path into the data folder ({found}): the kit's "
+                              f"workflow reads files there while it trains or predicts, and "
+                              f"labels: hidden keeps that folder out of the run's view; use "
+                              f"labels: visible for this kit")
         staging = f"{path}.part"
         with open(staging, "wb") as out:
             pickle.dump({"X_train": self.X_train, "y_train": self.y_train, "X_test": self.X_test,
@@ -164,6 +174,43 @@ class Problem:
             raise Refused(f"{os.path.basename(fold)}/y_pred_{suffix} has {len(y_pred)} rows, "
                           f"the data {rows}")
         return y_pred
+
+
+def path_into(value: Any, data: str, depth: int = 0) -> str | None:
+    """A string in ``value`` naming something in the ``data`` folder, if any: an image kit's
+    ``X`` is ``(folder, ids)`` with ``folder`` in it. Containers and text columns are
+    sampled (their first items), not read whole."""
+    if isinstance(value, str | bytes | os.PathLike):
+        text = os.fsdecode(value)
+        if os.sep not in text or len(text) > 4096:
+            return None
+        try:
+            real, top = os.path.realpath(text), os.path.realpath(data)
+        except (OSError, ValueError):
+            return None
+        inside = real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+        return text if inside and os.path.exists(real) else None
+    if depth >= 3:
+        return None
+    items: list[Any]
+    if isinstance(value, dict):
+        items = list(value.values())[:16]
+    elif isinstance(value, tuple | list):
+        items = list(value[:16])
+    elif hasattr(value, "columns") and hasattr(value, "dtypes"):  # a DataFrame: its text columns
+        items = [value[column] for column, dtype in list(value.dtypes.items())[:256]
+                 if getattr(dtype, "kind", "") in "OSU"]
+    elif getattr(getattr(value, "dtype", None), "kind", "") in "OSU":  # text arrays, Series
+        import numpy as np
+
+        items = list(np.asarray(value).ravel()[:16])
+    else:
+        return None
+    for item in items:
+        found = path_into(item, data, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def load_npz(path: str, name: str, max_bytes: int) -> Any:

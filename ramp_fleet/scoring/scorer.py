@@ -79,6 +79,8 @@ class Scorer:
             if self._handed != path:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 answer = self._ask({"hand": str(path)}, "handing the data over")
+                if answer.get("refused"):
+                    raise HandRefused(str(answer["error"]))
                 if "error" in answer:
                     raise ScoreError(f"the trusted scorer {answer['error']}")
                 self._handed = path
@@ -165,6 +167,10 @@ class Scorer:
         if child.poll() is None:
             process.kill_tree(child.pid, child.pid, grace=1.0)
         child.wait()
+
+
+class HandRefused(ScoreError):
+    """The kit's data cannot be handed over with the labels hidden (it names why)."""
 
 
 class _Died(Exception):

@@ -141,3 +141,26 @@ def test_hidden_labels_without_the_sandbox_is_a_config_error(make_event: EventFa
     assert done.returncode == 2, done.stdout + done.stderr
     assert "labels: hidden needs mode: required" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_at_start(
+        make_event: EventFactory) -> None:
+    """An image kit's X is ``(folder, ids)``: its workflow opens files there while it
+    predicts, which the sandbox cannot see with the labels hidden."""
+    config = make_event(("logreg",), worker=HIDDEN)
+    problem = config.parent / "ramp-kits" / "iris" / "problem.py"
+    problem.write_text(problem.read_text().replace(
+        "    return X_df, y_array\n",
+        "    return (os.path.join(path, 'data'), X_df), y_array\n").replace(
+        "    return cv.split(X, y)", "    return cv.split(y, y)"))
+    done = subprocess.run([sys.executable, "-m", "ramp_fleet", "dispatch", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = [text for text in done.stderr.splitlines() if "labels: hidden" in text]
+    assert line.endswith("X_train holds a path into the data folder ("
+                         f"{config.parent / 'ramp-data' / 'iris' / 'data'}): the kit's workflow "
+                         "reads files there while it trains or predicts, and labels: hidden "
+                         "keeps that folder out of the run's view; use labels: visible for this "
+                         "kit"), line
+    assert "Traceback" not in done.stderr
+    assert not (config.parent / "events" / "iris_test" / "predictions" / "logreg").exists()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from rampwf.utils.sanitize import _sanitize_input
 
+from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.store import State
 from tests.conftest import EventFactory, write_submission
 from tests.contract.conftest import Backend, dispatch
@@ -26,6 +27,7 @@ from tests.contract.conftest import Backend, dispatch
 pytestmark = pytest.mark.timeout(300)
 
 HIDDEN = {"isolation": {"labels": "hidden"}}
+TITANIC = Path(__file__).resolve().parents[1] / "fixtures" / "kits" / "titanic"
 
 #: Looks everywhere it can for the test labels, at import (before any fit): the data
 #: folder by its path, every ``test.csv``, and any file holding a line of the test set.
@@ -87,13 +89,32 @@ def test_hidden_labels_publish_what_ramp_test_publishes(
     backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
     event = contract_event(("logreg", "knn"), worker=HIDDEN)
+    assert_as_ramp_test_publishes(event, ("logreg", "knn"), tmp_path)
+
+
+def test_hidden_labels_on_titanic_publish_what_ramp_test_publishes(
+        make_event: EventFactory, tmp_path: Path) -> None:
+    """A DataFrame of mixed types with missing values, 8 folds, a ROC AUC."""
+    config = make_event(worker=HIDDEN, ramp={"problem_name": "titanic"})
+    root = config.parent
+    shutil.copytree(TITANIC, root / "ramp-kits" / "titanic", ignore=shutil.ignore_patterns(
+        "data", "submissions", "SOURCE.md"))
+    shutil.copytree(TITANIC / "data", root / "ramp-data" / "titanic" / "data")
+    shutil.copytree(TITANIC / "submissions" / "starting_kit",  # (which ramp-board never runs)
+                    root / "submissions" / "logistic")
+    assert_as_ramp_test_publishes(load_event_config(config), ("logistic",), tmp_path)
+
+
+def assert_as_ramp_test_publishes(event: EventConfig, names: tuple[str, ...],
+                                  scratch: Path) -> None:
+    """Dispatched with the labels hidden, each of ``names`` is published as a plain
+    ``ramp-test --save-output`` leaves it: same files, predictions, scores (times aside)."""
     store = dispatch(event)
-    assert {row.name: row.state for row in store.all()} == {"logreg": State.SCORED,
-                                                           "knn": State.SCORED}
-    for name in ("logreg", "knn"):
+    assert {row.name: row.state for row in store.all()} == dict.fromkeys(names, State.SCORED)
+    for name in names:
         published = event.dirs.predictions.path / name
         reference = ramp_test_output(event.dirs.kit.path, event.dirs.data.path,
-                                     event.dirs.submissions.path / name, tmp_path / name)
+                                     event.dirs.submissions.path / name, scratch / name)
         files = sorted(str(p.relative_to(published)) for p in published.rglob("*"))
         assert files == sorted(str(p.relative_to(reference)) for p in reference.rglob("*"))
         assert (published / "bagged_scores.csv").read_bytes() == \

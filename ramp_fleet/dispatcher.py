@@ -181,7 +181,7 @@ class Dispatcher:
     def _hand_data(self) -> None:
         """``labels: hidden``: what the runs are handed, made now (every run needs it), and
         a kit whose data cannot be handed over refused before anything runs."""
-        if self.scorer is None or self.event.worker.isolation.labels != "hidden":
+        if self.scorer is None or not self.event.worker.isolation.hides_labels:
             return
         try:
             self.scorer.handed_data(self.event.handed_data_path)

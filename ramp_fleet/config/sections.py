@@ -139,9 +139,10 @@ class IsolationSection(Section):
     disk_mb: PositiveInt = DEFAULT_DISK_MB
     #: More folders runs may read, as paths on the machine of the run.
     read_only_paths: list[RunPath] = Field(default_factory=list)
-    #: ``visible``: ramp-test runs with the data folder in view; ``hidden``: the run
-    #: trains and predicts on what the trusted scorer hands it, without the test labels.
-    labels: Literal["visible", "hidden"] = "visible"
+    #: ``hidden``: the run trains and predicts on what the trusted scorer hands it, never
+    #: the test labels; ``visible``: ramp-test runs with the data folder in view (RAMP's
+    #: way). Unset: hidden where the sandbox is required, else visible.
+    labels: Literal["visible", "hidden"] | None = None
 
     @model_validator(mode="after")
     def _hidden_needs_the_sandbox(self) -> IsolationSection:
@@ -150,11 +151,17 @@ class IsolationSection(Section):
                              "the data folder out of a run's view)")
         return self
 
+    @property
+    def hides_labels(self) -> bool:
+        """Runs never see the test labels (``labels``, or its default)."""
+        return self.labels == "hidden" or (self.labels is None and self.mode == "required")
+
     def plain(self) -> Isolation:
         """The section as the runner takes it (plain values, sent to the hosts of the runs)."""
         return Isolation(mode=self.mode, network=self.network, memory_mb=self.memory_mb,
                          max_processes=self.max_processes, disk_mb=self.disk_mb,
-                         read_only_paths=tuple(self.read_only_paths), labels=self.labels)
+                         read_only_paths=tuple(self.read_only_paths),
+                         labels="hidden" if self.hides_labels else "visible")
 
 
 class WorkerSection(Section):

@@ -255,7 +255,7 @@ class BaseWorker:
     def handed_data(self) -> Path | None:
         """With ``isolation.labels: hidden``: the file the trusted scorer wrote for the runs
         (the data without the test labels), made at the first run; else None."""
-        if self.settings.isolation.labels != "hidden":
+        if not self.settings.isolation.hides_labels:
             return None
         if self.scorer is None:
             raise ScoreError("labels: hidden and no trusted scorer to hand the data over")

@@ -6,12 +6,14 @@ contract suite (tests/contract/) goes through the dispatcher itself.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ramp_fleet.results import RunResult
+from ramp_fleet.scoring.scorer import Scorer
 from ramp_fleet.workers.base import BaseWorker, WorkerRetry
 
 
@@ -29,9 +31,17 @@ class Outcome:
 def run_one(worker: BaseWorker, shared: Any = None, *, poll_interval: float = 0.2,
             during_wait: Callable[[Any], None] | None = None,
             stop: threading.Event | None = None) -> Outcome:
-    """prepare → start → wait → collect, and release in a finally, as a slot does."""
+    """prepare → start → wait → collect, and release in a finally, as a slot does.
+
+    With the labels hidden (the default), the run needs what the trusted scorer hands it:
+    a worker without one gets one for this run, as the dispatcher gives its slots.
+    """
     worker.shared = shared
     outcome = Outcome(worker)
+    own_scorer = None
+    if worker.scorer is None and worker.settings.isolation.hides_labels:
+        own_scorer = worker.scorer = Scorer(sys.executable, worker.event.dirs.kit.path,
+                                            worker.event.dirs.data.path).start()
     try:
         worker.prepare()
         worker.start()
@@ -45,4 +55,6 @@ def run_one(worker: BaseWorker, shared: Any = None, *, poll_interval: float = 0.
         outcome.error = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
     finally:
         worker.release()
+        if own_scorer is not None:
+            own_scorer.close()
     return outcome

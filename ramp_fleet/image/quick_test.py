@@ -39,9 +39,10 @@ def quick_test(event: EventConfig, ami_id: str, echo: Callable[[str], None] = pr
     sandbox = event.ramp.sandbox_dir
     spec = run_spec(event, sandbox, quick_test=True, **instance_layout(event))
     # Isolated whatever the config says; the AMI's own starting kit (staged on the
-    # instance), and the log as the command's output: a failure's lines come back in
-    # its error.
-    spec = replace(spec, isolation=replace(spec.isolation, mode="required"),
+    # instance) run by the AMI's own ramp-test on the AMI's data (labels visible: what is
+    # tested is that environment), and the log as the command's output: a failure's
+    # lines come back in its error.
+    spec = replace(spec, isolation=replace(spec.isolation, mode="required", labels="visible"),
                    log_in_folder=False)
     fleet = Fleet(settings, event_name=event.event_name, event_dir=event.event_dir)
     try:

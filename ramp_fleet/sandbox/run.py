@@ -141,7 +141,7 @@ class Run:
         if self.spec.isolation.labels == "hidden":  # the runner checked: isolated, handed
             if python is None:
                 raise FileNotFoundError(f"no Python interpreter for {self.program}")
-            command = [python, "-I", "-c", _program_source("train_predict.py"),
+            command = [python, "-I", "-u", "-c", _program_source("train_predict.py"),
                        self.spec.kit_dir, HANDED, self.submissions_dir, self.spec.submission]
         else:
             command = ramp_test_argv(self.program, self.spec.submission, self.spec.kit_dir,

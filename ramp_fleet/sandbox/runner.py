@@ -118,9 +118,10 @@ def _check_handed(spec: RunSpec, isolated: bool) -> None:
     if not isolated:
         raise SandboxUnavailable("labels: hidden needs the sandbox, and this run would not be "
                                  "isolated")
-    if spec.handed is None or not os.path.isfile(spec.handed):
+    if spec.handed is None or os.path.islink(spec.handed) or not os.path.isfile(spec.handed):
         raise FileNotFoundError(f"labels: hidden and no data handed to the run "
                                 f"({spec.handed or 'none named in its spec'})")
+    os.chmod(spec.handed, 0o644)  # the run's own uid reads it (root's sandbox: not ours)
 
 
 def _refused(message: str, host: str, code: int) -> Report:

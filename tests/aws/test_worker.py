@@ -163,7 +163,9 @@ def test_no_capacity_at_all_means_retry_not_error(aws_event: AWSEventFactory, ec
 def test_run_instances_refused_is_an_error_and_leaks_nothing(
     aws_event: AWSEventFactory, ec2: Any
 ) -> None:
-    event = aws_event(("logreg",), subnet_id="subnet-00000000")
+    # The run never starts: no trusted scorer hands it data (labels visible).
+    event = aws_event(("logreg",), subnet_id="subnet-00000000",
+                      isolation={"labels": "visible"})
     worker = AWSWorker(event, "logreg")
     try:
         with pytest.raises(InstanceError, match="InvalidSubnetID"):

@@ -29,7 +29,7 @@ class Payload:
         return (_write_marker, (MARKER,))
 
 
-def compromised_run_submission(spec_json, submission_archive, run_id):  # type: ignore[no-untyped-def]
+def compromised_run_submission(spec_json, submission_archive, run_id, handed=None):  # type: ignore[no-untyped-def]
     submission = json.loads(spec_json)["submission"]
     report = {"isolated": True, "returncode": 0, "has_results": True}
     answer = ramp_fleet.host.dask_task.reply(host="compromised", report=report,

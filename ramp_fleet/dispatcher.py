@@ -160,8 +160,8 @@ class Dispatcher:
                         self.scorer = Scorer(self.worker_cls.scoring_python(self.shared),
                                              self.event.dirs.kit.path,
                                              self.event.dirs.data.path).start()
-                        self._hand_data()
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
+                        self._hand_data()
                         with self._metrics():
                             self._serve(store)
                             if self._fatal is not None:

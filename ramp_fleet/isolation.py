@@ -73,7 +73,12 @@ def describe(event: EventConfig, here: bool) -> dict[str, Any]:
         applies = "refused: dispatch exits" if section.mode == "required" else "NOT isolated"
     info: dict[str, Any] = {"mode": section.mode, "applies": applies,
                             "bubblewrap": result.describe(),
-                            "network": "allowed" if section.network else "none"}
+                            "network": "allowed" if section.network else "none",
+                            "labels": ("hidden (runs get the training data, the test features "
+                                       "and the folds, never the data folder)"
+                                       if section.hides_labels else
+                                       "visible (ramp-test reads the data folder, test labels "
+                                       "included)")}
     if local:
         info.update(_limits_here(section, isolated=applies == "isolated"))
     else:

@@ -277,3 +277,27 @@ def test_a_published_copy_is_named_after_its_folder(event: Path, tmp_path: Path)
     (published / "bagged_scores.csv").unlink()
     with pytest.raises(ScoreError, match=r"^training_output of logreg has no scores: "):
         read_scores(published)
+
+
+def test_the_scorer_finds_paths_into_the_data_folder_and_nothing_else(tmp_path: Path) -> None:
+    """What refuses ``labels: hidden`` for a kit (an image kit's ``(folder, ids)``, a column
+    of side files, absolute or relative to the data): never a value that only has a slash."""
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ramp_fleet" / "scoring"))
+    try:
+        import program  # the scorer's program, as the kit's Python runs it
+    finally:
+        sys.path.pop(0)
+    data = tmp_path / "ramp-data"
+    (data / "data" / "fmri").mkdir(parents=True)
+    (data / "data" / "fmri" / "a.csv").write_text("")
+    side = str(data / "data" / "fmri" / "a.csv")
+    assert program.path_into((str(data / "data"), np.arange(3)), str(data)) == str(data / "data")
+    assert program.path_into(np.array([side, side]), str(data)) == side
+    assert program.path_into(pd.DataFrame({"x": [1], "fmri": ["./data/fmri/a.csv"]}),
+                             str(data)) == "./data/fmri/a.csv"
+    titanic = pd.DataFrame({"Ticket": ["A/5 21171", "STON/O2. 3101282"], "Age": [22.0, None],
+                            "Name": ["Braund, Mr. Owen Harris", "x/y"]})
+    assert program.path_into(titanic, str(data)) is None
+    assert program.path_into((str(tmp_path), np.arange(3)), str(data)) is None, "not the data's"

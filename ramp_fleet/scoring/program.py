@@ -113,7 +113,8 @@ class Problem:
                               f"labels: visible for this kit")
         staging = f"{path}.part"
         with open(staging, "wb") as out:
-            pickle.dump({"X_train": self.X_train, "y_train": self.y_train, "X_test": self.X_test,
+            pickle.dump({"X_train": _loaded(self.X_train), "y_train": self.y_train,
+                         "X_test": _loaded(self.X_test),
                          "cv": self.cv, "has_test": self.y_test is not None},
                         out, protocol=pickle.HIGHEST_PROTOCOL)
         os.chmod(staging, 0o644)
@@ -176,6 +177,14 @@ class Problem:
         return y_pred
 
 
+def _loaded(value: Any) -> Any:
+    """An xarray object opened lazily (``xr.open_dataset``) with its data read: pickled as
+    it is, it would name its file, which the sandbox does not see."""
+    if type(value).__module__.split(".")[0] == "xarray" and hasattr(value, "load"):
+        return value.load()
+    return value
+
+
 def path_into(value: Any, data: str, depth: int = 0) -> str | None:
     """A string in ``value`` naming something in the ``data`` folder, if any: an image kit's
     ``X`` is ``(folder, ids)`` with ``folder`` in it. Containers and text columns are
@@ -184,12 +193,16 @@ def path_into(value: Any, data: str, depth: int = 0) -> str | None:
         text = os.fsdecode(value)
         if os.sep not in text or len(text) > 4096:
             return None
-        try:
-            real, top = os.path.realpath(text), os.path.realpath(data)
-        except (OSError, ValueError):
-            return None
-        inside = real == top or real.startswith(top.rstrip(os.sep) + os.sep)
-        return text if inside and os.path.exists(real) else None
+        top = os.path.realpath(data)
+        for candidate in (text, os.path.join(data, text)):  # "./data/x" is the data's own
+            try:
+                real = os.path.realpath(candidate)
+            except (OSError, ValueError):
+                continue
+            inside = real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+            if inside and os.path.exists(real):
+                return text
+        return None
     if depth >= 3:
         return None
     items: list[Any]

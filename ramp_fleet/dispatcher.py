@@ -161,7 +161,6 @@ class Dispatcher:
                                              self.event.dirs.kit.path,
                                              self.event.dirs.data.path).start()
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
-                        self._hand_data()
                         with self._metrics():
                             self._serve(store)
                             if self._fatal is not None:
@@ -177,19 +176,6 @@ class Dispatcher:
                 return self._summary(store)
             finally:
                 cleanups(("closing the store", store.close))
-
-    def _hand_data(self) -> None:
-        """``labels: hidden``: what the runs are handed, made now (every run needs it), and
-        a kit whose data cannot be handed over refused before anything runs."""
-        if self.scorer is None or not self.event.worker.isolation.hides_labels:
-            return
-        try:
-            self.scorer.handed_data(self.event.handed_data_path)
-        except HandRefused as exc:
-            raise UsageError(f"{self.event.path}: worker.isolation.labels: hidden cannot serve "
-                             f"this kit: {exc}") from None
-        except ScoreError as exc:  # the scorer's own trouble: each run will say it
-            logger.warning("could not hand the data over yet: %s", _one_line(exc))
 
     def _close_scorer(self) -> None:
         if self.scorer is not None:
@@ -343,6 +329,10 @@ class Dispatcher:
             self._record(store, name, worker.collect(), run)
         except WorkerRetry as retry:
             again = retry
+        except HandRefused as exc:  # the kit's, not the submission's: nothing can run
+            again = _Interrupted("the event's labels cannot be hidden")
+            self._stop_for(UsageError(f"{self.event.path}: worker.isolation.labels: hidden "
+                                      f"cannot serve this kit: {exc}"))
         except Exception as exc:
             fault = outside_fault(exc)
             if self._kill_now.is_set():  # stopped by the operator mid-way: runs again

@@ -20,7 +20,7 @@ import pytest
 from rampwf.utils.sanitize import _sanitize_input
 
 from ramp_fleet.config import EventConfig, load_event_config
-from ramp_fleet.store import State
+from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, write_submission
 from tests.contract.conftest import Backend, dispatch
 
@@ -164,7 +164,7 @@ def test_hidden_labels_without_the_sandbox_is_a_config_error(make_event: EventFa
     assert "Traceback" not in done.stderr
 
 
-def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_at_start(
+def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_at_the_first_run(
         make_event: EventFactory) -> None:
     """An image kit's X is ``(folder, ids)``: its workflow opens files there while it
     predicts, which the sandbox cannot see with the labels hidden."""
@@ -185,3 +185,9 @@ def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_at_start(
                          "kit"), line
     assert "Traceback" not in done.stderr
     assert not (config.parent / "events" / "iris_test" / "predictions" / "logreg").exists()
+    store = Store(load_event_config(config).store_path)
+    try:
+        [row] = store.all()
+        assert (row.state, row.attempts) == (State.NEW, 0), "nothing lost, nothing counted"
+    finally:
+        store.close()

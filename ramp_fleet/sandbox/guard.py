@@ -34,7 +34,7 @@ So bwrap is started by this process, which (in order):
 
 A kill of this process alone, by pid, is the one thing it cannot turn into
 the group's: whoever kills a run's tree also kills the process groups of
-what it listed (:func:`ramp_fleet.sandbox.runner.stop`).
+what it listed (the runner's own ``stop``).
 
 Standard library only, any Python 3.8+ (it runs with the runner's interpreter).
 """

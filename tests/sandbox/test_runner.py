@@ -405,6 +405,11 @@ def test_a_runner_killed_while_bwrap_sets_the_sandbox_up_leaves_no_bwrap(
             for each in left:
                 with contextlib.suppress(psutil.Error):
                     each.kill()
+    if late := wait_for_none(tmp_path, timeout=1.0):  # all of them, once more, at the end
+        leaks.append(("any", [(p.pid, p.ppid()) for p in late]))
+        for each in late:
+            with contextlib.suppress(psutil.Error):
+                each.kill()
     assert leaks == [], f"lone bwrap processes left (attempt, [(pid, ppid)]): {leaks}"
 
 

@@ -6,10 +6,11 @@ runs, logs and stores never meet.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,44 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     skipped = len(terminalreporter.stats.get("skipped", []))
     terminalreporter.write_line(f"real parts: {skipped} test(s) skipped"
                                 + (f" ({SWITCH}=1: none allowed)" if required() else ""))
+
+#: How long a bwrap of a test's run may take to go once the test has ended.
+BWRAP_GRACE = 10.0
+
+
+def bwraps_under(folder: Path, since: float = 0.0) -> list[psutil.Process]:
+    """The bwrap processes started since ``since`` (epoch s) that name ``folder`` or a path
+    in it in their arguments, or work in it: a run's, whatever is left of it."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.info["name"] != "bwrap" or proc.info["create_time"] < since - 1:
+                continue
+            if any(str(folder) in arg for arg in proc.info["cmdline"] or []) or \
+                    Path(proc.cwd()).is_relative_to(folder):
+                found.append(proc)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_bwrap_outlives_its_test(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No process outlives its submission: a bwrap of this test's runs (any run folder under
+    pytest's temporary folders) still there once the test has ended fails it, and is killed
+    (a lone one, blocked in bwrap's setup, would wait forever)."""
+    began = time.time()
+    yield
+    base = tmp_path_factory.getbasetemp()
+    deadline = time.monotonic() + BWRAP_GRACE
+    while (left := bwraps_under(base, began)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    described = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"pid {proc.pid} (parent {proc.ppid()}, "
+                             f"{len(proc.children())} children, in {proc.cwd()})")
+            proc.kill()
+    assert not described, f"bwrap outlived its test: {'; '.join(described)}"
+
 
 EventFactory = Callable[..., Path]
 

@@ -11,6 +11,8 @@ namespaces, no daemon, milliseconds to start):
   :mod:`~ramp_fleet.sandbox.logs` bounds its log, :mod:`~ramp_fleet.sandbox.programs`
   finds ``ramp-test`` and its variables);
 * :mod:`~ramp_fleet.sandbox.inner` — the sandbox's first process (prepare, start, end);
+* :mod:`~ramp_fleet.sandbox.guard` — bwrap's parent: the sandbox ends whole, whoever is
+  killed first (the runner SIGKILLed during the sandbox's setup included);
 * :mod:`~ramp_fleet.sandbox.view` — what a run sees: the bwrap command line;
 * :mod:`~ramp_fleet.sandbox.seccomp` — the system calls a run may not make;
 * :mod:`~ramp_fleet.sandbox.cgroups`, :mod:`~ramp_fleet.sandbox.watchdog` — memory and

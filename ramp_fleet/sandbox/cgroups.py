@@ -67,10 +67,14 @@ class RunCgroup:
         #: Controller name → folder; in v2 every controller maps to the same one.
         self.folders = folders
 
+    def procs(self) -> tuple[str, ...]:
+        """The ``cgroup.procs`` files a process writes ``0`` into to join the run's cgroup."""
+        return tuple(str(folder / "cgroup.procs") for folder in dict.fromkeys(self.folders.values()))
+
     def join(self) -> None:
         """Move the calling process in: run in the child, between fork and exec."""
-        for folder in dict.fromkeys(self.folders.values()):
-            fd = os.open(folder / "cgroup.procs", os.O_WRONLY)
+        for path in self.procs():
+            fd = os.open(path, os.O_WRONLY)
             try:
                 os.write(fd, b"0")
             finally:

@@ -9,11 +9,14 @@ runs ``true`` in it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 
+from ramp_fleet.sandbox import guard
 from ramp_fleet.sandbox.bwrap import INSTALL_HINT, Bwrap, BwrapMissing, find
 from ramp_fleet.sandbox.view import View, bwrap_argv
 
@@ -65,16 +68,23 @@ def check(path: str | None = None) -> BwrapCheck:
 def _try(bwrap: Bwrap) -> BwrapCheck:
     view = View(command=["true"], cwd="/", env={"PATH": "/usr/bin:/bin"},
                 privileged=os.geteuid() == 0)  # as runs will be
-    try:
-        done = subprocess.run(bwrap_argv(view, bwrap), capture_output=True, text=True,
-                              timeout=TRY_TIMEOUT, check=False, env=dict(view.env),
-                              stdin=subprocess.DEVNULL)
+    try:  # through the guard, as runs: killed at any moment, no lone bwrap is left behind
+        with subprocess.Popen(guard.argv(bwrap_argv(view, bwrap)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=dict(view.env),
+                              stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=TRY_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise
     except (OSError, subprocess.TimeoutExpired) as exc:
         return BwrapCheck(bwrap, f"{bwrap.path} could not be run ({exc})")
-    if done.returncode == 0:
+    if proc.returncode == 0:
         return BwrapCheck(bwrap)
-    lines = (done.stderr or done.stdout).strip().splitlines()
-    detail = lines[0] if lines else f"exit status {done.returncode}"
+    lines = (stderr or stdout).strip().splitlines()
+    detail = lines[0] if lines else f"exit status {proc.returncode}"
     return BwrapCheck(bwrap, f"{bwrap.describe()} failed a test sandbox ({detail})",
                       _advice(detail))
 

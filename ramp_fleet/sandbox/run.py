@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from types import FrameType
 
-from ramp_fleet.sandbox import cgroups, seccomp, verdict
+from ramp_fleet.sandbox import cgroups, guard, seccomp, verdict
 from ramp_fleet.sandbox.command import Decision, run_view
 from ramp_fleet.sandbox.programs import ramp_test_argv, run_python, run_variables
 from ramp_fleet.sandbox.spec import Report, RunSpec
@@ -102,10 +102,13 @@ class Run:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in FORWARDED}
         try:
             argv, env, pass_fds = self._prepare()
+            guarded = self.decision.isolate  # bwrap's parent is the guard, out of the cgroup
+            if guarded:
+                argv = guard.argv(argv, procs=() if self.cgroup is None else self.cgroup.procs())
             self.child = subprocess.Popen(
                 argv, env=env, cwd=None if self.decision.isolate else self.submission_dir,
                 stdin=subprocess.DEVNULL, pass_fds=pass_fds, start_new_session=True,
-                preexec_fn=None if self.cgroup is None else self.cgroup.join)
+                preexec_fn=None if guarded or self.cgroup is None else self.cgroup.join)
             self._close_child_ends()
             self._watch_memory()
             self._wait(started)
@@ -206,7 +209,8 @@ class Run:
             return
         limit = None if in_cgroup else self.isolation.memory_mb
         if limit is not None or self.spec.measure_peak:
-            self.watchdog = Watchdog(self.child.pid, limit, self._over_memory).start()
+            self.watchdog = Watchdog(self.child.pid, limit, self._over_memory,
+                                     count_root=not self.decision.isolate).start()
 
     # -- during ------------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ from ramp_fleet.sandbox.tar import unpack
 from ramp_fleet.sandbox.tree import Limits, UnsafeResult
 from ramp_fleet.sandbox.watchdog import tree as process_tree
 
-__all__ = ["NOT_STARTED", "REFUSED", "TIMED_OUT", "main", "start", "stop"]
+__all__ = ["NOT_STARTED", "REFUSED", "TIMED_OUT", "kill_groups", "main", "start", "stop"]
 
 #: Exit status of a run refused before it started (no sandbox where one is required...).
 REFUSED = 125
@@ -194,10 +194,29 @@ def stop(runner: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         return
     except subprocess.TimeoutExpired:
         pass
-    for pid in process_tree(runner.pid):  # listed first: the run's own session included
+    victims = process_tree(runner.pid)  # listed first: the run's own session included
+    kill_groups(victims)
+    for pid in victims:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     runner.wait()
+
+
+def kill_groups(pids: Sequence[int]) -> None:
+    """SIGKILL the process groups of ``pids`` (but ours), each at once.
+
+    A list of pids misses what is forked after it was made: bwrap's clone of
+    the sandbox's first process, which then waits forever for a bwrap killed
+    from the list (:mod:`ramp_fleet.sandbox.guard`). A group is signalled by
+    the kernel as a whole, a process being forked included.
+    """
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    for group in groups - {os.getpgrp()}:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ class Watchdog:
     """Samples the memory of ``root_pid``'s tree until stopped; see the module docstring."""
 
     def __init__(self, root_pid: int, limit_mb: int | None,
-                 on_over: Callable[[float], None], interval: float = INTERVAL):
+                 on_over: Callable[[float], None], interval: float = INTERVAL,
+                 count_root: bool = True):
         self.root_pid = root_pid
+        #: False: ``root_pid`` is not the run's (the guard that started bwrap), only its tree.
+        self.count_root = count_root
         self.limit_mb = limit_mb
         self.peak_mb = 0.0
         #: The most processes and threads the run had at once.
@@ -57,7 +60,7 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = tree(self.root_pid)
+            pids = tree(self.root_pid)[0 if self.count_root else 1:]
             used = sum(process_memory(pid) for pid in pids) / (1 << 20)
             self.peak_mb = max(self.peak_mb, used)
             self.peak_tasks = max(self.peak_tasks, sum(tasks(pid) for pid in pids))

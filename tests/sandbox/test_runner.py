@@ -9,6 +9,7 @@ taken for real too: the runner is started in a mount namespace where
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,8 +29,9 @@ from ramp_fleet.archive import pack_submission
 from ramp_fleet.sandbox import cgroups
 from ramp_fleet.sandbox.run import RUN_UIDS
 from ramp_fleet.sandbox.runner import TIMED_OUT
+from ramp_fleet.sandbox.runner import stop as runner_stop
 from ramp_fleet.sandbox.spec import Isolation, Report, RunSpec
-from tests.conftest import needs_bwrap
+from tests.conftest import bwraps_under, needs_bwrap
 from tests.real_parts import require
 
 pytestmark = needs_bwrap
@@ -350,3 +352,69 @@ def test_a_signal_to_the_runner_stops_the_run_and_is_reported(tmp_path: Path) ->
     report = Report.read(sent.report)
     assert report is not None and report.returncode == 128 + signal.SIGKILL, sent.log.read_text()
     assert json.loads(sent.report.read_text())["has_results"] is False
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid``'s descendants, read straight from /proc: fast enough to see bwrap start."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError, ValueError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                kids = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                pending += [int(kid) for kid in kids]
+                found += [int(kid) for kid in kids]
+    return found
+
+
+def _run_bwrap(pid: int) -> bool:
+    """Whether ``pid`` is a run's bwrap (the probe's has no ``--info-fd``)."""
+    try:
+        return (Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap"
+                and b"--info-fd" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("kill", ["runner-sigkilled", "runner-stopped"])
+def test_a_runner_killed_while_bwrap_sets_the_sandbox_up_leaves_no_bwrap(
+    tmp_path: Path, kill: str
+) -> None:
+    """bwrap's first process clones the sandbox's, which waits on an eventfd for it: killed
+    in between (the runner SIGKILLed: its --die-with-parent, or SIGPIPE on --info-fd; a tree
+    kill that listed the pids before the clone), the clone waited forever, parent 1. The
+    kill lands as bwrap starts, each time."""
+    leaks = []
+    for attempt in range(8):
+        sent = spec(tmp_path / str(attempt), "import time; time.sleep(60)")
+        proc = subprocess.Popen([sys.executable, "-m", "ramp_fleet.sandbox.runner",
+                                 str(sent.folder)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, cwd=sent.folder)
+        deadline = time.monotonic() + 30
+        while not any(_run_bwrap(pid) for pid in _tree(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, "bwrap never started"
+        if kill == "runner-sigkilled":  # as `pkill -KILL -s SESSION`, an OOM kill, a crash
+            proc.kill()
+        else:
+            runner_stop(proc, grace=0)
+        proc.wait()
+        time.sleep(0.5)  # what is left of the sandbox has ended by now, or never will
+        if left := wait_for_none(sent.folder):
+            leaks.append((attempt, [(p.pid, p.ppid()) for p in left]))
+            for each in left:
+                with contextlib.suppress(psutil.Error):
+                    each.kill()
+    if late := wait_for_none(tmp_path, timeout=1.0):  # all of them, once more, at the end
+        leaks.append(("any", [(p.pid, p.ppid()) for p in late]))
+        for each in late:
+            with contextlib.suppress(psutil.Error):
+                each.kill()
+    assert leaks == [], f"lone bwrap processes left (attempt, [(pid, ppid)]): {leaks}"
+
+
+def wait_for_none(folder: Path, timeout: float = 5.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while (left := bwraps_under(folder)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

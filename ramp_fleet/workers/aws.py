@@ -100,12 +100,13 @@ class AWSWorker(BaseWorker):
     # -- the run -------------------------------------------------------------------------
 
     def setup(self) -> None:
-        inputs = instance_inputs(self.event, self.submission, handed=self.handed_data())
         with _retry_on_infrastructure("setup"):
             self._lease = self.fleet.acquire(self.submission, stop=self.stopping)
             self.place = RunPlace(instance_id=self._lease.instance_id,
                                   instance_type=self.settings.instance_type,
                                   market=self._lease.lifecycle)
+            # After the instance: its boot and the trusted scorer's start overlap.
+            inputs = instance_inputs(self.event, self.submission, handed=self.handed_data())
             self._transfer(lambda lease: self._upload(lease, inputs), "upload")
         super().setup()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,29 @@ def test_submit_never_follows_a_link_out_of_the_folder(
     copied = event.dirs.submissions.path / "mine"
     assert sorted(p.name for p in copied.iterdir()) == ["estimator.py"]
     assert "skipped 'x'" in caplog.text and "a symbolic link" in caplog.text
+
+
+def test_many_openers_of_a_new_store_all_get_it(tmp_path: Path) -> None:
+    """The dispatcher and ``status`` (or a test) opening a new store at the same moment:
+    SQLite refused the switch to WAL to the loser at once ("database is locked", 3 of 200
+    new stores opened by 4 threads) until the opening waited for the winner."""
+    failures: list[BaseException] = []
+
+    def open_and_read(path: Path) -> None:
+        try:
+            store = Store(path)
+            try:
+                store.official_score()
+            finally:
+                store.close()
+        except BaseException as exc:  # every failure is the finding
+            failures.append(exc)
+
+    for trial in range(200):
+        path = tmp_path / f"store-{trial}.sqlite"
+        openers = [threading.Thread(target=open_and_read, args=(path,)) for _ in range(4)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join()
+    assert failures == []

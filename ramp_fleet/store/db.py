@@ -13,6 +13,8 @@ records (``runs``) and the event's facts (``meta``).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from ramp_fleet.store.meta import OFFICIAL_SCORE, Meta
@@ -40,6 +42,30 @@ class Store(Queue, Runs, Reads, Meta):
 
     def __init__(self, path: Path):
         super().__init__(path)
-        db = self._db
-        db.execute("PRAGMA journal_mode=WAL")
-        migrate(db)
+        _opened(self._db)
+
+
+#: How long opening a store waits for another process opening it at the same moment.
+OPEN_PATIENCE = 30.0
+
+
+def _opened(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode and bring its schema up to date.
+
+    Two processes opening a new store at once race to switch it to WAL: SQLite
+    answers the loser "database is locked" at once, without its busy handler
+    (measured: 3 of 200 fresh stores opened by 4 threads), so the switch is
+    retried here until the winner is done.
+    """
+    deadline = time.monotonic() + OPEN_PATIENCE
+    pause = 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            migrate(db)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)

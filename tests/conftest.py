@@ -7,8 +7,11 @@ runs, logs and stores never meet.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,6 +120,56 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     skipped = len(terminalreporter.stats.get("skipped", []))
     terminalreporter.write_line(f"real parts: {skipped} test(s) skipped"
                                 + (f" ({SWITCH}=1: none allowed)" if required() else ""))
+
+#: How long a thread a test started may take to end once the test has ended.
+THREAD_GRACE = 30.0
+
+
+def threads_that_hold_the_exit() -> set[threading.Thread]:
+    """The live threads Python waits for before it exits: not daemons, not the main thread,
+    not an executor's idle workers (those are told to stop at exit)."""
+    return {thread for thread in threading.enumerate()
+            if thread.is_alive() and not thread.daemon
+            and thread is not threading.main_thread()
+            and not thread.name.startswith("ThreadPoolExecutor")}
+
+
+@pytest.fixture(autouse=True)
+def no_thread_outlives_its_test() -> Iterator[None]:
+    """A test that leaves a thread running fails here, naming it: such a thread (a
+    dispatcher a failed test never stopped) would otherwise keep pytest from exiting
+    after its summary, and CI would run into its time limit instead of failing."""
+    before = threads_that_hold_the_exit()
+    yield
+    deadline = time.monotonic() + THREAD_GRACE
+    left = threads_that_hold_the_exit() - before
+    for thread in left:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = {thread for thread in left if thread.is_alive()}
+    if left:
+        pytest.fail(f"threads still running {THREAD_GRACE:.0f} s after the test: "
+                    + ", ".join(sorted(thread.name for thread in left)))
+
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The last guard against a hang after the summary: a thread still running now is
+    named, and the run ends with a failure rather than waiting for it forever."""
+    left = threads_that_hold_the_exit()
+    if left:
+        sys.stderr.write("threads still running after the session, exiting without them: "
+                         + ", ".join(sorted(thread.name for thread in left)) + "\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(_exit_status or 1)
+
 
 #: How long a bwrap of a test's run may take to go once the test has ended.
 BWRAP_GRACE = 10.0

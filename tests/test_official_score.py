@@ -30,9 +30,9 @@ def test_the_first_scored_result_records_the_official_score(make_event: EventFac
     config = make_event(("logreg",), dispatcher={"hunger_policy": "sleep", "sleep_interval": 1})
     event = load_event_config(config)
     dispatcher = Dispatcher(event, Quiet())
-    serving = threading.Thread(target=dispatcher.run)
-    serving.start()
+    serving = threading.Thread(target=dispatcher.run, name="dispatcher")
     store = Store(event.store_path)
+    serving.start()
     try:
         wait_for(lambda: store.official_score() is not None, "the official score recorded")
         assert store.official_score() == ("acc", False)

@@ -160,6 +160,7 @@ class Dispatcher:
                         self.scorer = Scorer(self.worker_cls.scoring_python(self.shared),
                                              self.event.dirs.kit.path,
                                              self.event.dirs.data.path).start()
+                        self._hand_early()
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
                         with self._metrics():
                             self._serve(store)
@@ -176,6 +177,30 @@ class Dispatcher:
                 return self._summary(store)
             finally:
                 cleanups(("closing the store", store.close))
+
+    def _hand_early(self) -> None:
+        """With the labels hidden, have the scorer write what the runs are handed now, in
+        the background: a kit it cannot serve (its X holds paths into the data folder)
+        stops the dispatcher at its start rather than at its first run, and the first
+        run finds the file ready. A dispatcher done before that stops the scorer."""
+        if not self.event.worker.isolation.hides_labels:
+            return
+        scorer = self.scorer
+        assert scorer is not None
+
+        def hand() -> None:
+            try:
+                scorer.handed_data(self.event.handed_data_path)
+            except HandRefused as exc:
+                self._refuse_hidden_labels(exc)
+            except ScoreError as exc:  # a run meets it again and says it for its submission
+                logger.debug("handing the data over at the start: %s", exc)
+
+        threading.Thread(target=hand, name="hand-data", daemon=True).start()
+
+    def _refuse_hidden_labels(self, exc: HandRefused) -> None:
+        self._stop_for(UsageError(f"{self.event.path}: worker.isolation.labels: hidden "
+                                  f"cannot serve this kit: {exc}"))
 
     def _close_scorer(self) -> None:
         if self.scorer is not None:
@@ -331,8 +356,7 @@ class Dispatcher:
             again = retry
         except HandRefused as exc:  # the kit's, not the submission's: nothing can run
             again = _Interrupted("the event's labels cannot be hidden")
-            self._stop_for(UsageError(f"{self.event.path}: worker.isolation.labels: hidden "
-                                      f"cannot serve this kit: {exc}"))
+            self._refuse_hidden_labels(exc)
         except Exception as exc:
             fault = outside_fault(exc)
             if self._kill_now.is_set():  # stopped by the operator mid-way: runs again

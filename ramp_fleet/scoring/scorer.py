@@ -46,6 +46,8 @@ class Scorer:
         self._problem: str | None = None
         #: Where it last wrote the data a sandbox with hidden labels is handed.
         self._handed: Path | None = None
+        #: Set by :meth:`close`: nothing starts the process again.
+        self._closed = False
 
     def start(self) -> Scorer:
         """Start the process (without waiting for it to be ready)."""
@@ -87,6 +89,13 @@ class Scorer:
         return path
 
     def close(self) -> None:
+        """Stop the process for good, now: a request waiting for it (a scorer still
+        importing the kit, a score under way) is not waited for but ends with
+        :class:`ScoreError`, and nothing starts the process again."""
+        self._closed = True
+        child = self._child  # read without the lock, which a waiting request holds
+        if child is not None and child.poll() is None:
+            process.kill_tree(child.pid, child.pid, grace=0.0)
         with self._lock:
             self._stop()
 
@@ -109,11 +118,15 @@ class Scorer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _spawn(self) -> None:
+        if self._closed:
+            raise ScoreError("the trusted scorer was stopped")
         self._buffer = b""
         self._child = process.start_service(self.argv, keep_stderr=False, niceness=NICENESS)
 
     def _ready(self) -> None:
         """A scorer that has said it is ready (started again if it died)."""
+        if self._closed:
+            raise ScoreError("the trusted scorer was stopped")
         if self._problem is not None:
             raise ScoreError(f"the trusted scorer cannot score this event: {self._problem}")
         alive = self._child is not None and self._child.poll() is None

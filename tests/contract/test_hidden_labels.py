@@ -164,11 +164,14 @@ def test_hidden_labels_without_the_sandbox_is_a_config_error(make_event: EventFa
     assert "Traceback" not in done.stderr
 
 
-def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_at_the_first_run(
-        make_event: EventFactory) -> None:
+@pytest.mark.parametrize("waiting", [("logreg",), ()], ids=["a-submission-waits", "empty"])
+def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_when_the_event_starts(
+        make_event: EventFactory, waiting: tuple[str, ...]) -> None:
     """An image kit's X is ``(folder, ids)``: its workflow opens files there while it
-    predicts, which the sandbox cannot see with the labels hidden."""
-    config = make_event(("logreg",), worker=HIDDEN)
+    predicts, which the sandbox cannot see with the labels hidden. The dispatcher says so
+    as it starts, even when no submission waits (it serves on, ``hunger_policy: sleep``)."""
+    config = make_event(waiting, worker=HIDDEN,
+                        dispatcher={"hunger_policy": "sleep", "sleep_interval": 1})
     problem = config.parent / "ramp-kits" / "iris" / "problem.py"
     problem.write_text(problem.read_text().replace(
         "    return X_df, y_array\n",
@@ -187,7 +190,7 @@ def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_at_the_first
     assert not (config.parent / "events" / "iris_test" / "predictions" / "logreg").exists()
     store = Store(load_event_config(config).store_path)
     try:
-        [row] = store.all()
-        assert (row.state, row.attempts) == (State.NEW, 0), "nothing lost, nothing counted"
+        assert [(row.name, row.state, row.attempts) for row in store.all()] == [
+            (name, State.NEW, 0) for name in waiting], "nothing lost, nothing counted"
     finally:
         store.close()

@@ -29,6 +29,7 @@ from ramp_fleet.scoring.official import official_score
 from ramp_fleet.scoring.scorer import HandRefused, Scorer
 from ramp_fleet.sources import FolderSource, SubmissionSource
 from ramp_fleet.store import DispatcherLock, State, Store, Submission
+from ramp_fleet.store.fair import QueuePolicy
 from ramp_fleet.store.records import RunPlace
 from ramp_fleet.waiting import backoff_delay
 from ramp_fleet.workers import BaseWorker, worker_class
@@ -103,6 +104,9 @@ class Dispatcher:
         self._official_recorded = False
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
+        settings = event.dispatcher
+        self._queue = QueuePolicy(fair=settings.queue == "fair", window=settings.fair_window,
+                                  max_wait=settings.max_wait)
 
     @property
     def _slot_prefix(self) -> str:
@@ -287,7 +291,7 @@ class Dispatcher:
     def _slot(self, store: Store, label: str) -> None:
         while not self._stop_launching.is_set():
             try:
-                submission = store.claim_next(label, self.event.worker_type)
+                submission = store.claim_next(label, self.event.worker_type, self._queue)
                 if submission is None:
                     self._idle(store)
                     continue

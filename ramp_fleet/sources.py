@@ -23,6 +23,7 @@ from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
 from ramp_fleet.store import Store
 from ramp_fleet.store.names import check_submission_name, name_problem
+from ramp_fleet.text import visible
 
 logger = logging.getLogger("ramp_fleet.sources")
 
@@ -178,19 +179,30 @@ def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:
         _copy_in(source, submissions_dir / name)
 
 
-def submit(event: EventConfig, store: Store, source: Path, name: str | None = None) -> str:
-    """Copy a submission folder into the event and record it as ``new``.
+#: The longest team name ``submit --team`` takes.
+MAX_TEAM_NAME = 100
 
-    Nothing is written when the name is bad, taken, or the folder is missing.
+
+def submit(event: EventConfig, store: Store, source: Path, name: str | None = None,
+           team: str | None = None) -> str:
+    """Copy a submission folder into the event and record it as ``new`` (of ``team``).
+
+    Nothing is written when the name or the team is bad, the name taken, or the
+    folder missing.
     """
     name = check_submission_name(name if name is not None else source.resolve().name)
+    if team is not None and not (0 < len(team) <= MAX_TEAM_NAME and team.isprintable()
+                                 and team.strip() == team):
+        raise UsageError(f"--team {visible(team)[:MAX_TEAM_NAME]!r}: a team is 1 to "
+                         f"{MAX_TEAM_NAME} printable characters, without spaces around them")
     if not source.is_dir():
         raise UsageError(f"{source}: not a folder (a submission is a folder of files)")
     target = event.dirs.submissions.path / name
     if target.exists() or store.get(name) is not None:
         raise UsageError(f"submission {name!r} exists already in event {event.event_name!r}")
     _copy_in(source, target)
-    store.add(name)
+    if not store.add(name, team=team) and team is not None:
+        store.assign_team(name, team)  # a running dispatcher found the folder first
     return name
 
 

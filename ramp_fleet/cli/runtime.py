@@ -19,6 +19,7 @@ from ramp_fleet.text import strict_json, strict_json_text, visible
 
 if TYPE_CHECKING:
     from ramp_fleet.config import EventConfig
+    from ramp_fleet.store.fair import Forecast
 
 
 @click.command()
@@ -54,7 +55,9 @@ def _isolation_at_start(event: EventConfig) -> None:
 @config_argument
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", help="Submission name (default: the folder's name).")
-def submit(config: Path, path: Path, name: str | None) -> None:
+@click.option("--team", help="The team it is from: the fair queue runs the first submissions "
+                             "of every team before a team's tenth (default: a team of its own).")
+def submit(config: Path, path: Path, name: str | None, team: str | None) -> None:
     """Copy the submission folder PATH into the event as a new submission."""
     from ramp_fleet.sources import submit as add_submission
     from ramp_fleet.store import Store
@@ -64,7 +67,7 @@ def submit(config: Path, path: Path, name: str | None) -> None:
         raise UsageError(f"{path}: no such folder")
     store = Store(event.store_path)
     try:
-        added = add_submission(event, store, path, name)
+        added = add_submission(event, store, path, name, team)
     finally:
         store.close()
     click.echo(f"submitted {added!r} to event {event.event_name!r}")
@@ -155,39 +158,73 @@ def _no_submissions_warning(event: EventConfig) -> str:
 
 
 #: What ``status --json`` prints of each submission, in this order (scores last).
-STATUS_JSON_COLUMNS = ("name", "state", "attempts", "worker", "submitted", "started", "finished",
-                       "returncode", "error", "peak_memory_mb", "score", "scores")
-#: What ``status`` shows in its table.
-STATUS_COLUMNS = ("name", "state", "attempts", "worker", "finished", "returncode", "score",
-                  "error")
+STATUS_JSON_COLUMNS = ("name", "team", "state", "attempts", "worker", "submitted", "started",
+                       "finished", "returncode", "error", "peak_memory_mb", "score", "scores")
+#: What ``status`` shows in its table (with the queue's forecast after ``state``).
+STATUS_COLUMNS = ("name", "team", "state", "attempts", "worker", "finished", "returncode",
+                  "score", "error")
+#: The forecast's columns: a waiting submission's place in the queue (1: next) and its
+#: estimated start (from the median of the recent runs' lengths).
+FORECAST_COLUMNS = ("queue", "starts in")
 @click.command()
 @config_argument
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def status(config: Path, as_json: bool) -> None:
-    """Show the state of every submission of the event."""
+    """Show the state of every submission of the event, and where the waiting ones stand."""
     from ramp_fleet.store import Store
+    from ramp_fleet.store.fair import QueuePolicy
 
     event = load(config, runtime_files=False)
     store = Store(event.store_path)
     try:
+        settings = event.dispatcher
+        queue = store.queue_forecast(event.n_slots, QueuePolicy(
+            fair=settings.queue == "fair", window=settings.fair_window,
+            max_wait=settings.max_wait))
         if as_json:
-            _status_json(store.rows(STATUS_JSON_COLUMNS), sys.stdout)
+            _status_json(store.rows(STATUS_JSON_COLUMNS), queue, sys.stdout)
             return
-        rows = [[_cell(value, column) for value, column in zip(row, STATUS_COLUMNS, strict=True)]
-                for row in store.rows(STATUS_COLUMNS)]
+        at = STATUS_COLUMNS.index("state") + 1
+        rows = []
+        for row in store.rows(STATUS_COLUMNS):
+            cells = [_cell(value, column) for value, column in zip(row, STATUS_COLUMNS,
+                                                                   strict=True)]
+            rows.append(cells[:at] + _forecast_cells(queue.get(row[0])) + cells[at:])
     finally:
         store.close()
-    _table(list(STATUS_COLUMNS), rows)
+    _table([*STATUS_COLUMNS[:at], *FORECAST_COLUMNS, *STATUS_COLUMNS[at:]], rows)
 
 
-def _status_json(rows: Iterator[tuple[Any, ...]], out: TextIO) -> None:
+def _forecast_cells(place: Forecast | None) -> list[str]:
+    if place is None:
+        return ["", ""]
+    if place.starts_in is None:
+        return [str(place.position), ""]
+    return [str(place.position), "now" if place.starts_in < 1 else f"~{_duration(place.starts_in)}"]
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _status_json(rows: Iterator[tuple[Any, ...]], queue: dict[str, Forecast],
+                 out: TextIO) -> None:
     """A JSON array, one submission a line, written as the rows are read (in chunks): the
-    scores go out as the store keeps them (JSON text), never parsed and dumped again."""
+    scores go out as the store keeps them (JSON text), never parsed and dumped again. A
+    waiting submission has its ``queue_position`` and ``starts_in`` (seconds, or null)."""
     keys = STATUS_JSON_COLUMNS[:-1]
     chunk = ["["]
     separator = "\n"
     for row in rows:
-        text = strict_json(dict(zip(keys, row, strict=False)))
+        fields = dict(zip(keys, row, strict=False))
+        place = queue.get(row[0])
+        if place is not None:
+            fields["queue_position"] = place.position
+            fields["starts_in"] = (None if place.starts_in is None
+                                   else round(place.starts_in, 1))
+        text = strict_json(fields)
         chunk.append(f"{separator}{text[:-1]}, \"scores\": {strict_json_text(row[-1])}}}")
         separator = ",\n"
         if len(chunk) >= 1000:

@@ -94,6 +94,13 @@ class DispatcherSection(Section):
     retry_backoff: Seconds = 5.0
     #: The longest wait between two attempts.
     retry_backoff_max: Seconds = 300.0
+    #: Which waiting submission a free slot takes: ``fair`` (the team with the fewest runs
+    #: in flight and recently done, then its oldest), ``fifo`` (the oldest, as ramp-engine).
+    queue: Literal["fair", "fifo"] = "fair"
+    #: ``fair``: how long a team's finished runs count against it.
+    fair_window: Seconds = 3600.0
+    #: ``fair``: a submission waiting this long goes first, whatever its team has run.
+    max_wait: Seconds = 3600.0
     #: Serve Prometheus metrics on this port while dispatching; unset: no server.
     metrics_port: Port | None = None
     #: Where the metrics server listens: loopback unless the organiser opens it.

@@ -328,7 +328,8 @@ class BoardSync(Listener):
                 self._ids[row.basename] = row.id
                 self._teams[row.basename] = row.team
                 fresh.append(row)
-        added = store.add_many([row.basename for row in fresh], [row.id for row in fresh])
+        added = store.add_many([row.basename for row in fresh], [row.id for row in fresh],
+                               [row.team for row in fresh])
         if added:
             self._positions_due = True
             with self._added_lock:

@@ -14,50 +14,88 @@ from collections.abc import Sequence
 from typing import Any
 
 from ramp_fleet.store.connection import Connections
+from ramp_fleet.store.fair import (
+    FIFO,
+    Forecast,
+    QueuePolicy,
+    Waiting,
+    fair_next,
+    fair_order,
+    forecast,
+)
 from ramp_fleet.store.reading import Submission, submission_of
 from ramp_fleet.store.records import Outcome, RunPlace
 from ramp_fleet.store.runs import close_run, open_run, place_values, update_run
-from ramp_fleet.store.states import ACTIVE, State, check_state_change
+from ramp_fleet.store.states import ACTIVE, FINAL, State, check_state_change
 from ramp_fleet.text import strict_json, visible
 
 
 class Queue(Connections):
     """Adding submissions, claiming them, and moving them to their next state."""
 
-    def add(self, name: str, source_id: int | None = None) -> bool:
+    def add(self, name: str, source_id: int | None = None, team: str | None = None) -> bool:
         """Record a new submission; False when one of that name exists already."""
-        return bool(self.add_many([name], [source_id]))
+        return bool(self.add_many([name], [source_id], [team]))
 
     def add_many(self, names: Sequence[str],
-                 source_ids: Sequence[int | None] | None = None) -> list[str]:
+                 source_ids: Sequence[int | None] | None = None,
+                 teams: Sequence[str | None] | None = None) -> list[str]:
         """Record new submissions in one transaction, in the order given (the order they are
-        claimed in), each with its id at the source if any; returns those added (not those
-        of a name that exists already)."""
+        claimed in, teams aside), each with its id at the source and its team if known;
+        returns those added (not those of a name that exists already)."""
         added: list[str] = []
         if not names:
             return added
         ids = source_ids if source_ids is not None else [None] * len(names)
+        team_of = teams if teams is not None else [None] * len(names)
         now = time.time()
         with self._transaction() as db:
-            for name, source_id in zip(names, ids, strict=True):
+            for name, source_id, team in zip(names, ids, team_of, strict=True):
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO submissions (name, state, submitted, source_id) "
-                    "VALUES (?, ?, ?, ?)", (name, State.NEW, now, source_id))
+                    "INSERT OR IGNORE INTO submissions (name, state, submitted, source_id, team) "
+                    "VALUES (?, ?, ?, ?, ?)", (name, State.NEW, now, source_id, team))
                 if cursor.rowcount:
                     _log(db, name, State.NEW)
                     added.append(name)
         return added
 
-    def claim_next(self, worker: str, backend: str = "") -> Submission | None:
-        """Take the oldest ready ``new`` submission for slot ``worker`` (sent_to_training),
+    def queue_forecast(self, n_slots: int, policy: QueuePolicy) -> dict[str, Forecast]:
+        """Every ``new`` submission's place in the queue and estimated start, as
+        ``n_slots`` slots under ``policy`` would take them now (``status`` prints them)."""
+        db = self._db
+        now = time.time()
+        waiting = [Waiting(name, (team or name) if policy.fair else name, submitted, not_before)
+                   for name, team, submitted, not_before in db.execute(
+                       "SELECT name, team, submitted, not_before FROM submissions "
+                       "WHERE state = ?", (State.NEW,))]
+        ready = [entry for entry in waiting if entry.not_before <= now]
+        later = sorted((entry for entry in waiting if entry.not_before > now),
+                       key=lambda entry: (entry.not_before, entry.submitted, entry.name))
+        if policy.fair:
+            order = fair_order(ready, team_load(db, now - policy.window), now, policy)
+        else:
+            order = sorted(ready, key=lambda entry: (entry.not_before, entry.submitted,
+                                                     entry.name))
+        active = ",".join("?" * len(ACTIVE))
+        running_for = [now - started for (started,) in db.execute(
+            f"SELECT started FROM submissions WHERE state IN ({active}) "
+            "AND started IS NOT NULL", tuple(ACTIVE))]
+        return forecast(order + later, running_for, n_slots, _run_length(db), now)
+
+    def assign_team(self, name: str, team: str) -> None:
+        """Name the team of a submission recorded without one."""
+        with self._transaction() as db:
+            db.execute("UPDATE submissions SET team = ? WHERE name = ? AND team IS NULL",
+                       (team, name))
+
+    def claim_next(self, worker: str, backend: str = "",
+                   policy: QueuePolicy = FIFO) -> Submission | None:
+        """Take the next ready ``new`` submission for slot ``worker`` (sent_to_training) —
+        the oldest, or under a fair ``policy`` the one :mod:`ramp_fleet.store.fair` picks —
         and open the record of this attempt."""
         now = time.time()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT name, submitted, not_before FROM submissions WHERE state = ? "
-                "AND not_before <= ? ORDER BY not_before, submitted, name LIMIT 1",
-                (State.NEW, now),
-            ).fetchone()
+            row = _next_ready(db, now, policy)
             if row is None:
                 return None
             db.execute(
@@ -186,3 +224,51 @@ def _log(db: sqlite3.Connection, name: str, state: State, note: str | None = Non
         "INSERT INTO history (name, state, at, note) VALUES (?, ?, ?, ?)",
         (name, state, time.time(), note),
     )
+
+
+def _next_ready(db: sqlite3.Connection, now: float,
+                policy: QueuePolicy) -> tuple[str, float, float] | None:
+    """(name, submitted, not_before) of the submission a slot takes now, if any."""
+    if not policy.fair or db.execute(
+            "SELECT 1 FROM submissions WHERE state = ? AND team IS NOT NULL LIMIT 1",
+            (State.NEW,)).fetchone() is None:
+        # No team known: every submission is a team of its own, and the fair order is the
+        # oldest first (ageing aside), read from the queue's index in one step.
+        row = db.execute(
+            "SELECT name, submitted, not_before FROM submissions WHERE state = ? "
+            "AND not_before <= ? ORDER BY not_before, submitted, name LIMIT 1",
+            (State.NEW, now)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+    waiting = [Waiting(name, team or name, submitted, not_before)
+               for name, team, submitted, not_before in db.execute(
+                   "SELECT name, team, submitted, not_before FROM submissions "
+                   "WHERE state = ? AND not_before <= ?", (State.NEW, now))]
+    chosen = fair_next(waiting, team_load(db, now - policy.window), now, policy)
+    return None if chosen is None else (chosen.name, chosen.submitted, chosen.not_before)
+
+
+def team_load(db: sqlite3.Connection, since: float) -> dict[str, int]:
+    """Each team's runs in flight and finished since ``since`` (a submission without a team
+    is a team of its own)."""
+    load: dict[str, int] = {}
+    active = ",".join("?" * len(ACTIVE))
+    final = ",".join("?" * len(FINAL))
+    for team, count in db.execute(
+            f"SELECT COALESCE(team, name), COUNT(*) FROM submissions WHERE state IN ({active}) "
+            f"GROUP BY 1 UNION ALL "
+            f"SELECT COALESCE(team, name), COUNT(*) FROM submissions WHERE finished >= ? "
+            f"AND state IN ({final}) GROUP BY 1", (*ACTIVE, since, *FINAL)):
+        load[team] = load.get(team, 0) + count
+    return load
+
+
+#: How many of the last runs the estimated run length is the median of.
+RECENT_RUNS = 50
+
+
+def _run_length(db: sqlite3.Connection) -> float | None:
+    """The median length of the last runs (claim to result), None before the first."""
+    lengths = sorted(row[0] for row in db.execute(
+        "SELECT ended - setup_start FROM runs WHERE ended IS NOT NULL AND setup_start IS NOT "
+        "NULL ORDER BY id DESC LIMIT ?", (RECENT_RUNS,)))
+    return lengths[len(lengths) // 2] if lengths else None

@@ -38,6 +38,8 @@ class Submission:
     peak_memory_mb: float | None
     score: float | None
     scores: dict[str, Any] | None
+    #: Its team, where the source knows it (ramp-board, ``submit --team``): the fair queue's.
+    team: str | None = None
 
 
 _TIMES = ("submitted", "started", "finished")

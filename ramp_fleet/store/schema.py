@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     peak_memory_mb  REAL,
     score           REAL,
     scores          TEXT,
-    test_scores     TEXT
+    test_scores     TEXT,
+    team            TEXT
 );
 CREATE TABLE IF NOT EXISTS history (
     name    TEXT NOT NULL,
@@ -68,13 +69,21 @@ CREATE TABLE IF NOT EXISTS instances (
 """
 #: Stores written before a column existed get it added (table, column, SQL type).
 _ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_id", "INTEGER"),
-                  ("submissions", "test_scores", "TEXT"))
+                  ("submissions", "test_scores", "TEXT"), ("submissions", "team", "TEXT"))
+#: Indexes on added columns: made once the columns are there.
+_LATE_INDEXES = """
+-- The fair queue (store/fair.py): whether any waiting submission has a team, and each
+-- team's runs finished within the window, without reading the whole table.
+CREATE INDEX IF NOT EXISTS submissions_teams ON submissions (state, team);
+CREATE INDEX IF NOT EXISTS submissions_finished ON submissions (finished);
+"""
 #: The schema this code writes (SQLite's ``user_version``; 0: a store from before it was
 #: kept). 2: the queue index; ``test_scores``, the bagged test scores apart from the
 #: fold scores (what a leaderboard reads); the official score kept in ``meta`` under
 #: :data:`~ramp_fleet.store.meta.OFFICIAL_SCORE` — recorded when the first result is scored, and for a store
 #: scored before that, the first time it is asked for (:func:`ramp_fleet.scoring.official.official_score`).
-SCHEMA_VERSION = 2
+#: 3: ``team``, the submission's team (the fair queue), and its indexes.
+SCHEMA_VERSION = 3
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -94,6 +103,7 @@ def migrate(db: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise
+    db.executescript(_LATE_INDEXES)
     db.execute("UPDATE submissions SET test_scores = json_extract(scores, '$.bagged.test') "
                "WHERE scores IS NOT NULL AND test_scores IS NULL")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

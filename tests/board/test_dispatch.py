@@ -128,6 +128,8 @@ def test_a_ramp_board_event_ends_scored_on_its_leaderboard(
     store = Store(event.store_path)  # ramp-fleet's own record, still kept
     assert {s.name: s.source_id for s in store.all()} == {
         f"submission_{i:09d}": i for i in ramp_board.submissions.values()}
+    assert {s.name: s.team for s in store.all()} == {  # the fair queue's teams
+        f"submission_{i:09d}": name.split("/")[0] for name, i in ramp_board.submissions.items()}
     assert len(store.runs()) == 4
 
 

@@ -22,6 +22,7 @@ from ramp_fleet.config import EventConfig
 from ramp_fleet.errors import UsageError
 from ramp_fleet.faults import cleanups, log_failure, outside_fault
 from ramp_fleet.listeners import Finished, Listener, Listeners, Requeued
+from ramp_fleet.pool import SlotPool
 from ramp_fleet.progress import LogReporter, Reporter
 from ramp_fleet.results import RunResult
 from ramp_fleet.scoring import ScoreError
@@ -80,8 +81,14 @@ class _Interrupted(WorkerRetry):
 
 class Dispatcher:
     def __init__(self, event: EventConfig, reporter: Reporter | None = None,
-                 listeners: Sequence[Listener] = (), source: SubmissionSource | None = None):
+                 listeners: Sequence[Listener] = (), source: SubmissionSource | None = None,
+                 pool: SlotPool | None = None):
         self.event = event
+        #: The event's name on a shared pool (:class:`~ramp_fleet.pool.Tenant`).
+        self.name = event.event_name
+        #: Slots shared with other events; None: the event's own ``n_workers`` slots.
+        self.pool = pool
+        self._store: Store | None = None
         #: Who is told what happens: the reporter first, then the other listeners.
         self.listeners = Listeners([reporter or LogReporter(), *listeners])
         #: Where new submissions come from: the submissions folder, or ramp-board's database.
@@ -137,6 +144,8 @@ class Dispatcher:
         with self._wake:
             self._woken = True
             self._wake.notify_all()
+        if self.pool is not None:
+            self.pool.wake()
 
     # -- the main loop ------------------------------------------------------------
 
@@ -231,6 +240,10 @@ class Dispatcher:
             server.stop()
 
     def _serve(self, store: Store) -> None:
+        self._store = store
+        if self.pool is not None:
+            self._serve_on_pool(store, self.pool)
+            return
         slots = [
             threading.Thread(target=self._slot, args=(store, f"{self._slot_prefix}-{i + 1}"),
                              name=f"slot-{i + 1}", daemon=True)
@@ -246,6 +259,18 @@ class Dispatcher:
             self._notify()
             for slot in slots:
                 slot.join()
+
+    def _serve_on_pool(self, store: Store, pool: SlotPool) -> None:
+        """The event's runs on slots it shares with other events: at most its ``n_workers``
+        at once, as many as its ``share`` gives it when the others want theirs."""
+        pool.join(self, self.event.dispatcher.share, self.event.n_slots)
+        try:
+            self._watch(store)
+        finally:
+            self._done.set()
+            self._stop_launching.set()
+            self._notify()
+            pool.leave(self)
 
     def _watch(self, store: Store) -> None:
         """Find new submissions and decide when the dispatcher is done.
@@ -290,21 +315,30 @@ class Dispatcher:
 
     def _slot(self, store: Store, label: str) -> None:
         while not self._stop_launching.is_set():
-            try:
-                submission = store.claim_next(label, self.event.worker_type, self._queue)
-                if submission is None:
-                    self._idle(store)
-                    continue
-                self._run(store, submission, label)
-            except Exception as exc:
-                # What escapes a run is the store's (the run's own errors are recorded):
-                # the outside world's, it stops the dispatcher; a bug's, this slot goes on.
-                fault = outside_fault(exc)
-                if fault is not None:
-                    self._stop_for(fault)
-                    return
-                logger.exception("slot %s failed", label)
-            self._notify()
+            if not self.take(label):
+                self._idle(store)
+
+    def take(self, label: str) -> bool:
+        """Claim the next ready submission and run it on slot ``label`` to its end; False
+        when there is nothing to run (or the dispatcher is stopping)."""
+        store = self._store
+        if store is None or self._stop_launching.is_set():
+            return False
+        try:
+            submission = store.claim_next(label, self.event.worker_type, self._queue)
+            if submission is None:
+                return False
+            self._run(store, submission, label)
+        except Exception as exc:
+            # What escapes a run is the store's (the run's own errors are recorded):
+            # the outside world's, it stops the dispatcher; a bug's, this slot goes on.
+            fault = outside_fault(exc)
+            if fault is not None:
+                self._stop_for(fault)
+                return False
+            logger.exception("slot %s failed", label)
+        self._notify()
+        return True
 
     def _stop_for(self, fault: BaseException) -> None:
         """The event cannot be served any more (its store cannot be written): stop now."""

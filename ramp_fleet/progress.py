@@ -77,14 +77,16 @@ class Reporter(Listener):
 class LogReporter(Reporter):
     """Plain timestamped lines: for logs, pipes and CI."""
 
-    def __init__(self, stream: IO[str] | None = None):
+    def __init__(self, stream: IO[str] | None = None, prefix: str = ""):
         super().__init__()
         self.stream = stream or sys.stdout
+        #: Names the event on every line, when several share the output (a fleet).
+        self.prefix = f"[{visible(prefix)}] " if prefix else ""
 
     def line(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         with self._lock:
-            print(f"{stamp} {visible(text)}", file=self.stream, flush=True)
+            print(f"{stamp} {self.prefix}{visible(text)}", file=self.stream, flush=True)
 
 
 class LiveReporter(Reporter):

@@ -20,13 +20,19 @@ def _remember_deployment_dir(ctx: click.Context, param: click.Parameter, value: 
 
 def config_argument(command: F) -> F:
     """The event config argument, and ``--deployment-dir`` to say where its deployment is."""
-    command = click.option(
+    decorated: F = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))(
+        deployment_dir_option(command))
+    return decorated
+
+
+def deployment_dir_option(command: F) -> F:
+    """``--deployment-dir``, kept for :func:`load`."""
+    decorated: F = click.option(
         "--deployment-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
         expose_value=False, callback=_remember_deployment_dir,
         help="The ramp-board deployment folder [default: found from CONFIG's place, "
              "else ramp.deployment_dir, else CONFIG's folder].",
     )(command)
-    decorated: F = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))(command)
     return decorated
 
 

@@ -12,13 +12,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 import yaml
 
-from ramp_fleet.cli.common import config_argument, load
+from ramp_fleet.cli.common import config_argument, deployment_dir_option, load
 from ramp_fleet.errors import UsageError
 from ramp_fleet.faults import cleanups
 from ramp_fleet.text import strict_json, strict_json_text, visible
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ramp_fleet.config import EventConfig
+    from ramp_fleet.dispatcher import Summary
+    from ramp_fleet.ramp_board.sync import BoardSync as RampBoard
     from ramp_fleet.store.fair import Forecast
 
 
@@ -90,30 +94,51 @@ def _stop_on_signals(request_stop: Any) -> Iterator[None]:
 
 
 @click.command()
-@config_argument
+@click.argument("configs", nargs=-1, required=True, type=click.Path(path_type=Path),
+                metavar="CONFIG...")
+@deployment_dir_option
 @click.option("--ramp-board", "ramp_board", is_flag=True,
               help="Serve the event from ramp-board's database (as store.backend: ramp-board).")
 @click.option("--deployment-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ramp-board's config.yml, with the database [default: store.deployment_config, "
                    "whose default is <deployment_dir>/config.yml].")
-def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> None:
+@click.option("--event", "named", multiple=True, metavar="NAME",
+              help="With a deployment folder: serve this event of events/ (repeatable) "
+                   "[default: all of them].")
+@click.option("--slots", type=click.IntRange(min=1), default=None,
+              help="Several events: the slots of each worker kind they share [default: the "
+                   "largest n_workers among them].")
+def dispatch(configs: tuple[Path, ...], ramp_board: bool, deployment_config: Path | None,
+             named: tuple[str, ...], slots: int | None) -> None:
     """Train and score every new submission of the event.
 
     Ctrl-C once: launch nothing new and finish the running submissions;
     twice: stop them now (they will run again next time). On a ramp-board
     site the submissions come from its database and every state and score
     goes back there (a drop-in for `ramp-launch dispatcher`).
-    """
-    from ramp_fleet.dispatcher import Dispatcher
-    from ramp_fleet.progress import make_reporter
 
-    event = load(config)
+    Several events share one pool of slots per worker kind: give their configs,
+    or a ramp-board deployment folder (every event under events/, or the
+    --event ones; events added to or removed from it are picked up as it runs).
+    """
+    if len(configs) == 1 and not configs[0].is_dir():
+        if named or slots is not None:
+            raise UsageError(f"{'--event' if named else '--slots'}: for several events (a "
+                             "deployment folder, or several configs), not one config")
+        _dispatch_one(configs[0], ramp_board, deployment_config)
+    else:
+        _dispatch_fleet(configs, ramp_board, deployment_config, named, slots)
+
+
+def _prepare(event: EventConfig, ramp_board: bool,
+             deployment_config: Path | None) -> RampBoard | None:
+    """What an event needs before it is served: its ramp-board connection (if it is served
+    from ramp-board's database), its isolation checked and said."""
     board = None
     if ramp_board or event.store.backend == "ramp-board":
         from ramp_fleet.ramp_board.sync import connect
 
         board = connect(event, deployment_config)  # its helper loads while the rest starts
-    reporter = None
     try:
         _isolation_at_start(event)  # before anything runs: required may refuse to start
         from ramp_fleet.isolation import isolated_line
@@ -125,6 +150,21 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
             earlier = board.set_aside_earlier_life(event.store_path)
             if earlier:
                 click.echo(f"note: {earlier}", err=True)
+    except BaseException:
+        if board is not None:
+            cleanups(("closing ramp-board's connection", board.close))
+        raise
+    return board
+
+
+def _dispatch_one(config: Path, ramp_board: bool, deployment_config: Path | None) -> None:
+    from ramp_fleet.dispatcher import Dispatcher
+    from ramp_fleet.progress import make_reporter
+
+    event = load(config)
+    board = _prepare(event, ramp_board, deployment_config)
+    reporter = None
+    try:
         reporter = make_reporter()
         dispatcher = Dispatcher(event, reporter, listeners=[board] if board else [], source=board)
         with _stop_on_signals(dispatcher.request_stop):
@@ -132,10 +172,7 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
     finally:
         cleanups(*([("stopping the live view", reporter.close)] if reporter else []),
                  *([("closing ramp-board's connection", board.close)] if board else []))
-    click.echo(
-        f"{summary.scored} scored, {summary.training_error} training errors, "
-        f"{summary.checking_error} checking errors, {summary.waiting} waiting"
-    )
+    click.echo(_summary_line(summary))
     if dispatcher.interrupted:
         sys.exit(INTERRUPTED)
     if summary.total == 0 and board is not None:
@@ -143,6 +180,67 @@ def dispatch(config: Path, ramp_board: bool, deployment_config: Path | None) -> 
                    f"ramp-board's database {board.client.where}", err=True)
     elif summary.total == 0:
         click.echo(_no_submissions_warning(event), err=True)
+
+
+def _summary_line(summary: Summary) -> str:
+    return (f"{summary.scored} scored, {summary.training_error} training errors, "
+            f"{summary.checking_error} checking errors, {summary.waiting} waiting")
+
+
+def _dispatch_fleet(paths: tuple[Path, ...], ramp_board: bool, deployment_config: Path | None,
+                    named: tuple[str, ...], slots: int | None) -> None:
+    """Several events on shared slots (:mod:`ramp_fleet.fleet`)."""
+    from ramp_fleet.dispatcher import Dispatcher
+    from ramp_fleet.fleet import EventsFolder, Fleet
+    from ramp_fleet.pool import SlotPool
+    from ramp_fleet.progress import LogReporter
+
+    folder = None
+    if len(paths) == 1:
+        folder = EventsFolder(paths[0], frozenset(named))
+        found = folder.configs()
+        missing = sorted(set(named) - set(found))
+        if missing:
+            raise UsageError(f"{paths[0] / 'events'}: no {missing[0]}/config.yml (--event)")
+        if not found:
+            raise UsageError(f"{paths[0] / 'events'}: no event (<name>/config.yml) to serve")
+        configs = list(found.values())
+    else:
+        folders = [path for path in paths if path.is_dir()]
+        if folders:
+            raise UsageError(f"{folders[0]}: a deployment folder is served alone, not beside "
+                             "configs")
+        if named:
+            raise UsageError("--event: names the events of a deployment folder")
+        configs = list(paths)
+    events = [load(config) for config in configs]  # every config checked before any runs
+    stores: dict[Path, str] = {}
+    for event in events:
+        other = stores.setdefault(event.store_path.resolve(), event.display)
+        if other != event.display:
+            raise UsageError(f"{event.display}: the same event as {other} (one store, "
+                             f"{event.store_path})")
+
+    def make(event: EventConfig, pool: SlotPool) -> tuple[Dispatcher, Callable[[], None]]:
+        board = _prepare(event, ramp_board, deployment_config)
+        dispatcher = Dispatcher(event, LogReporter(prefix=event.event_name),
+                                listeners=[board] if board else [], source=board, pool=pool)
+        return dispatcher, (board.close if board is not None else (lambda: None))
+
+    fleet = Fleet(load, make, say=lambda text: click.echo(text, err=True), slots=slots)
+    with _stop_on_signals(fleet.request_stop):
+        fleet.serve(events, folder)
+    status = 0
+    for served in fleet.served.values():
+        name = served.event.event_name
+        if served.summary is not None:
+            click.echo(f"{name}: {_summary_line(served.summary)}")
+        elif served.error is not None:
+            status = max(status, 2 if isinstance(served.error, UsageError) else 1)
+    if fleet.interrupted:
+        sys.exit(INTERRUPTED)
+    if status:
+        sys.exit(status)
 
 
 def _no_submissions_warning(event: EventConfig) -> str:

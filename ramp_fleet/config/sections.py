@@ -101,6 +101,8 @@ class DispatcherSection(Section):
     fair_window: Seconds = 3600.0
     #: ``fair``: a submission waiting this long goes first, whatever its team has run.
     max_wait: Seconds = 3600.0
+    #: On slots shared with other events: this event's weight (its ``n_workers`` its cap).
+    share: PositiveNumber = 1.0
     #: Serve Prometheus metrics on this port while dispatching; unset: no server.
     metrics_port: Port | None = None
     #: Where the metrics server listens: loopback unless the organiser opens it.

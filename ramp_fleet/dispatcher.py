@@ -111,9 +111,7 @@ class Dispatcher:
         self._official_recorded = False
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
-        settings = event.dispatcher
-        self._queue = QueuePolicy(fair=settings.queue == "fair", window=settings.fair_window,
-                                  max_wait=settings.max_wait)
+        self._queue = QueuePolicy.of(event.dispatcher)
 
     @property
     def _slot_prefix(self) -> str:

@@ -163,3 +163,30 @@ def test_a_bad_team_name_is_refused_and_nothing_is_written(make_event: EventFact
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--team" in done.stderr, done.stderr
     assert not (config.parent / "submissions" / "logreg").exists()
+
+
+def test_the_report_lists_the_queue_in_the_order_slots_will_take_it(
+        make_event: EventFactory, tmp_path: Path) -> None:
+    config = make_event(dispatcher={"n_workers": 1})
+    event = load_event_config(config)
+    store = Store(event.store_path)
+    try:
+        for name, team in [("busy-1", "busy"), ("busy-2", "busy"), ("quiet-1", "quiet")]:
+            submit(event, store, EXAMPLE / "submissions" / "logreg", name, team)
+            time.sleep(0.01)
+    finally:
+        store.close()
+    done = subprocess.run([sys.executable, "-m", "ramp_fleet", "report", str(config), "--json"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    queue = json.loads(done.stdout)["queue"]
+    assert queue["policy"] == "fair"
+    assert [(entry["position"], entry["submission"], entry["team"])
+            for entry in queue["waiting"]] == [
+        (1, "busy-1", "busy"), (2, "quiet-1", "quiet"), (3, "busy-2", "busy")]
+    page = tmp_path / "report.html"
+    subprocess.run([sys.executable, "-m", "ramp_fleet", "report", str(config), "-o", str(page)],
+                   capture_output=True, text=True, timeout=120, check=True)
+    html = page.read_text()
+    queue_html = html[html.index('<h2 id="queue">'):html.index('<h2 id="timeline">')]
+    assert [queue_html.index(f"<td>{name}</td>") for name in ("busy-1", "quiet-1", "busy-2")] \
+        == sorted(queue_html.index(f"<td>{name}</td>") for name in ("busy-1", "quiet-1", "busy-2"))

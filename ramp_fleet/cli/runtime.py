@@ -275,10 +275,7 @@ def status(config: Path, as_json: bool) -> None:
     event = load(config, runtime_files=False)
     store = Store(event.store_path)
     try:
-        settings = event.dispatcher
-        queue = store.queue_forecast(event.n_slots, QueuePolicy(
-            fair=settings.queue == "fair", window=settings.fair_window,
-            max_wait=settings.max_wait))
+        queue = store.queue_forecast(event.n_slots, QueuePolicy.of(event.dispatcher))
         if as_json:
             _status_json(store.rows(STATUS_JSON_COLUMNS), queue, sys.stdout)
             return

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ramp_fleet.report.costs import AwsCosts, aws_costs
-from ramp_fleet.report.data import ReportData
+from ramp_fleet.report.data import ReportData, Waiting
 from ramp_fleet.report.failures import FailureGroup, group_failures
 from ramp_fleet.report.stats import (
     PeakMemory,
@@ -46,6 +46,9 @@ class Report:
     failures: tuple[FailureGroup, ...]
     peak_memory: PeakMemory
     aws: AwsCosts | None
+    #: ``fair`` or ``fifo``, and the waiting submissions in the order slots will take them.
+    queue_policy: str = "fair"
+    queue: tuple[Waiting, ...] = ()
 
     @property
     def span_seconds(self) -> float:
@@ -75,4 +78,6 @@ def build_report(data: ReportData) -> Report:
         failures=group_failures(data),
         peak_memory=peak_memory(data),
         aws=aws_costs(data),
+        queue_policy=data.queue_policy,
+        queue=tuple(data.queue),
     )

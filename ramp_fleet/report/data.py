@@ -29,6 +29,17 @@ class SubmissionSummary:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A submission in the queue: its place (1: next), its team, when it should start."""
+
+    position: int
+    name: str
+    team: str | None
+    #: Seconds from the report's instant; None before any run gave a run length.
+    starts_in: float | None
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything :func:`ramp_fleet.report.build_report` reads; it contacts nothing itself."""
 
@@ -48,3 +59,6 @@ class ReportData:
     #: (see :mod:`ramp_fleet.report.prices`); a pair missing here is priced at
     #: ``hourly_price``.
     prices: Mapping[tuple[str, str | None], HourlyPrice] = field(default_factory=dict)
+    #: ``fair`` or ``fifo`` (``dispatcher.queue``), and the waiting submissions in its order.
+    queue_policy: str = "fair"
+    queue: Sequence[Waiting] = ()

@@ -49,6 +49,12 @@ def as_json(report: Report) -> dict[str, Any]:
                            for name, mb in zip(report.peak_memory.submissions, report.peak_memory.mb,
                                                strict=True)],
         "aws": _aws(report.aws),
+        "queue": {"policy": report.queue_policy,
+                  "waiting": [{"position": entry.position, "submission": entry.name,
+                               "team": entry.team,
+                               "starts_in_s": None if entry.starts_in is None
+                               else round(entry.starts_in, 1)}
+                              for entry in report.queue]},
     }
 
 

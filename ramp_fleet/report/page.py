@@ -50,6 +50,7 @@ def render_html(report: Report, link_base: Path | None = None) -> str:
         **_failures(report, link_base),
         **_memory(report),
         aws=_aws(report.aws),
+        **_queue(report),
     )
 
 
@@ -109,6 +110,26 @@ def log_href(path: Path, link_base: Path | None) -> str:
         return absolute.as_uri()
     relative = os.path.relpath(absolute, link_base.absolute())
     return "/".join(quote(part) for part in Path(relative).parts)
+
+
+#: Waiting submissions listed on the page; the rest are in ``report --json``.
+QUEUE_SHOWN = 50
+
+
+def _queue(report: Report) -> dict[str, Any]:
+    """The waiting submissions in the order slots will take them, and why that order."""
+    why = ("the oldest submission of the team with the fewest runs in flight and recently "
+           "done goes first; one that has waited past max_wait goes before any turn"
+           if report.queue_policy == "fair" else "the oldest goes first")
+    return {
+        "queue_policy": report.queue_policy,
+        "queue_why": why,
+        "queue": [(entry.position, entry.name, entry.team or "—",
+                   "—" if entry.starts_in is None else
+                   "now" if entry.starts_in < 1 else f"in {duration(entry.starts_in)}")
+                  for entry in report.queue[:QUEUE_SHOWN]],
+        "queue_more": max(0, len(report.queue) - QUEUE_SHOWN),
+    }
 
 
 def _memory(report: Report) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from typing import Protocol
 
 from ramp_fleet.config import EventConfig
 from ramp_fleet.report.costs import machines
-from ramp_fleet.report.data import ReportData, SubmissionSummary
+from ramp_fleet.report.data import ReportData, SubmissionSummary, Waiting
 from ramp_fleet.report.prices import PriceList
 from ramp_fleet.store.db import Submission
+from ramp_fleet.store.fair import Forecast, QueuePolicy
 from ramp_fleet.store.records import InstanceRecord, RunRecord
 
 
@@ -23,13 +24,20 @@ class RecordSource(Protocol):
 
     def instances(self) -> list[InstanceRecord]: ...
 
+    def queue_forecast(self, n_slots: int, policy: QueuePolicy) -> dict[str, Forecast]: ...
+
 
 def report_data(event: EventConfig, store: RecordSource, now: float | None = None) -> ReportData:
     """The event's records as they are now; no price is looked up yet (see :func:`with_prices`)."""
+    submissions = store.all()
     summaries = [
         SubmissionSummary(s.name, str(s.state), s.score, s.error, s.attempts, s.peak_memory_mb)
-        for s in store.all()
+        for s in submissions
     ]
+    team = {s.name: s.team for s in submissions}
+    forecast = store.queue_forecast(event.n_slots, QueuePolicy.of(event.dispatcher))
+    queue = sorted((Waiting(place.position, name, team.get(name), place.starts_in)
+                    for name, place in forecast.items()), key=lambda entry: entry.position)
     return ReportData(
         event=event.event_name,
         generated_at=time.time() if now is None else now,
@@ -39,6 +47,8 @@ def report_data(event: EventConfig, store: RecordSource, now: float | None = Non
         logs_dir=event.dirs.logs.path,
         hourly_price=event.worker.hourly_price,
         region=getattr(event.worker, "region_name", None),
+        queue_policy=event.dispatcher.queue,
+        queue=queue,
     )
 
 

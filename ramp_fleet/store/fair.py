@@ -20,6 +20,8 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ramp_fleet.config.sections import DispatcherSection
+
 
 @dataclass(frozen=True)
 class QueuePolicy:
@@ -30,6 +32,12 @@ class QueuePolicy:
     window: float = 3600.0
     #: Seconds after which a waiting submission goes first, whatever its team's load.
     max_wait: float = 3600.0
+
+    @classmethod
+    def of(cls, settings: DispatcherSection) -> QueuePolicy:
+        """The policy an event's ``dispatcher`` section asks for."""
+        return cls(fair=settings.queue == "fair", window=settings.fair_window,
+                   max_wait=settings.max_wait)
 
 
 FIFO = QueuePolicy(fair=False)

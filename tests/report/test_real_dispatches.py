@@ -98,7 +98,9 @@ def test_a_short_event_draws_every_bar_where_its_attempt_was(
     store = Store(load_event_config(config).store_path)
     runs = store.runs()
     store.close()
-    assert len(runs) == 5 and max(r.collected or 0 for r in runs) - min(r.queued for r in runs) < 30
+    # Short: well under the 131-second step the bars snapped to (under 30 s on a quiet
+    # machine; a busy CI machine took 35 s, which is still the case this test is about).
+    assert len(runs) == 5 and max(r.collected or 0 for r in runs) - min(r.queued for r in runs) < 120
     _, page = report_of(config, tmp_path)
     check = open_report(page, tmp_path / "report.png")
     placed = misplaced(check.drawn, complete_attempts(runs))

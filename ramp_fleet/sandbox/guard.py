@@ -17,17 +17,22 @@ signals a group at once, a process being forked included) and its parent.
 
 So bwrap is started by this process, which (in order):
 
-1. leads a session and process group of its own, which bwrap's first
-   process and the sandbox's first process share until the run's command
-   starts (that one starts a session of its own inside the sandbox's PID
-   namespace, which dies with the sandbox's first process);
+1. leads a session of its own, and starts bwrap as the leader of a process
+   group, which bwrap's first process and the sandbox's first process share
+   until the run's command starts (that one starts a session of its own
+   inside the sandbox's PID namespace, which dies with the sandbox's first
+   process);
 2. turns SIGTERM, SIGINT, SIGHUP — and the death of ``PARENT_PID`` (the
    runner: ``PR_SET_PDEATHSIG``, delivered by the kernel even when the
-   runner was SIGKILLed) — into one SIGKILL of that whole group, itself
-   included;
-3. is the subreaper of what bwrap leaves (``PR_SET_CHILD_SUBREAPER``): if
-   bwrap's first process dies alone, the process it cloned becomes this
-   one's child and is killed when bwrap has ended;
+   runner was SIGKILLed) — into one SIGKILL of bwrap's whole group, and
+   stays alive itself:
+3. it is the subreaper of what bwrap leaves (``PR_SET_CHILD_SUBREAPER``):
+   whatever of the sandbox's setup outlives bwrap's first process (a clone
+   that left the group, or was not signalled with it) becomes this one's
+   child, and is SIGKILLed and reaped, again and again, until none is left;
+   only then does this process exit. (When it killed its own group, itself
+   included, a clone orphaned in that instant went to PID 1 instead: 1 in 8
+   kills at bwrap's start on a loaded CI machine.)
 4. puts bwrap in the run's cgroups (the ``cgroup.procs`` files given; this
    process stays out: it is not the run's), and exits with bwrap's status
    (128 + N for a signal N).
@@ -46,6 +51,7 @@ import functools
 import os
 import signal
 import sys
+import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -55,6 +61,11 @@ ENDS_THE_GROUP = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 NOT_STARTED = 127
 #: Seconds between two looks at the parent, where prctl cannot be called.
 PARENT_CHECK = 1.0
+#: Seconds between two sweeps of what is left once bwrap has ended.
+SWEEP = 0.01
+
+#: bwrap's pid, once started: the leader of the group an end signal kills.
+_bwrap: int | None = None
 
 
 def main(argv: list[str]) -> int:
@@ -76,6 +87,10 @@ def main(argv: list[str]) -> int:
     pid = os.fork()
     if pid == 0:
         _start(command, procs, prctl, guard)
+    with contextlib.suppress(OSError):  # (the child does it too: whichever comes first)
+        os.setpgid(pid, pid)
+    global _bwrap
+    _bwrap = pid
     _close_all_but_stdio()  # the run's pipes are bwrap's: the runner waits for their end
     return _wait_for(pid)
 
@@ -83,6 +98,9 @@ def main(argv: list[str]) -> int:
 def _start(command: list[str], procs: list[str], prctl: _Prctl, guard: int) -> None:
     """In the child: bwrap, dying with this process until it binds itself to it."""
     try:
+        for signum in ENDS_THE_GROUP:
+            signal.signal(signum, signal.SIG_DFL)
+        os.setpgid(0, 0)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != guard:
             os._exit(128 + signal.SIGKILL)
@@ -113,17 +131,24 @@ def _wait_for(pid: int) -> int:
                 os.WEXITSTATUS(status)
             break
     while True:  # orphans of the sandbox's setup: bwrap is gone, nothing of theirs may stay
-        for child in _children():
+        for child in _children():  # (listed again each time: orphans keep coming back)
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
         try:
-            os.waitpid(-1, 0)
+            ended, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return code
+        if ended == 0:
+            time.sleep(SWEEP)
 
 
 def _end_the_group(signum: int, frame: object) -> None:
-    os.killpg(0, signal.SIGKILL)
+    """bwrap's group killed; this process lives on to kill and reap what comes back to it
+    (:func:`_wait_for`). Before bwrap is started, there is nothing to wait for."""
+    if _bwrap is None:
+        os._exit(128 + signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.killpg(_bwrap, signal.SIGKILL)
 
 
 def _end_the_group_without(parent: int, signum: int, frame: object) -> None:

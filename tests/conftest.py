@@ -6,6 +6,7 @@ runs, logs and stores never meet.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import contextlib
 import os
 import shutil
@@ -127,11 +128,12 @@ THREAD_GRACE = 30.0
 
 def threads_that_hold_the_exit() -> set[threading.Thread]:
     """The live threads Python waits for before it exits: not daemons, not the main thread,
-    not an executor's idle workers (those are told to stop at exit)."""
+    not an executor's workers (told to stop at exit: asyncio's default executor's
+    ``asyncio_N`` that Pulumi's mocks leave, a ``ThreadPoolExecutor``'s)."""
     return {thread for thread in threading.enumerate()
             if thread.is_alive() and not thread.daemon
             and thread is not threading.main_thread()
-            and not thread.name.startswith("ThreadPoolExecutor")}
+            and getattr(thread, "_target", None) is not concurrent.futures.thread._worker}
 
 
 @pytest.fixture(autouse=True)

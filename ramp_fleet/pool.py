@@ -42,6 +42,9 @@ class _Lease:
     share: float
     cap: int
     in_use: int = 0
+    #: When it was last lent a slot (a count): of events equally below their share, the one
+    #: served least recently goes first, not always the one that joined first.
+    granted: int = 0
 
 
 class SlotPool:
@@ -58,6 +61,7 @@ class SlotPool:
         self._ended = threading.Condition(self._lock)
         #: Counts the wakes: a slot waits only if none came since it last looked.
         self._generation = 0
+        self._grants = 0
         self._closed = False
         self._slots = [threading.Thread(target=self._slot, args=(f"{prefix}-{i + 1}",),
                                         name=f"pool-{prefix}-{i + 1}", daemon=True)
@@ -109,7 +113,8 @@ class SlotPool:
     def _candidates(self) -> list[_Lease]:
         """The events that may take a slot now, the one furthest below its share first."""
         open_leases = [lease for lease in self._leases.values() if lease.in_use < lease.cap]
-        return sorted(open_leases, key=lambda lease: (lease.in_use + 1) / lease.share)
+        return sorted(open_leases,
+                      key=lambda lease: ((lease.in_use + 1) / lease.share, lease.granted))
 
     def _slot(self, label: str) -> None:
         while True:
@@ -124,6 +129,8 @@ class SlotPool:
                     if lease.in_use >= lease.cap:
                         continue
                     lease.in_use += 1
+                    self._grants += 1
+                    lease.granted = self._grants
                 try:
                     ran = lease.tenant.take(label)
                 except Exception:  # a tenant's own bug: the slot goes on for the others

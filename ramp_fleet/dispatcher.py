@@ -316,6 +316,18 @@ class Dispatcher:
             if not self.take(label):
                 self._idle(store)
 
+    def peek(self) -> tuple[int, float] | None:
+        """What :meth:`take` would run now: its team's load and when it was submitted (the
+        pool weighs events by it); None when nothing is ready or the dispatcher stops."""
+        store = self._store
+        if store is None or self._stop_launching.is_set():
+            return None
+        try:
+            return store.peek_next(self._queue)
+        except Exception as exc:  # the store's: the take that follows meets it and says so
+            logger.debug("%s: looking at the queue: %s", self.name, exc)
+            return (0, 0.0)
+
     def take(self, label: str) -> bool:
         """Claim the next ready submission and run it on slot ``label`` to its end; False
         when there is nothing to run (or the dispatcher is stopping)."""

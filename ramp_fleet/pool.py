@@ -3,11 +3,12 @@ deployment, or of several configs).
 
 Each event alone would get its own ``n_workers`` slots: idle in a quiet event
 while another's queue is hours long. Here the slots of one worker kind are
-shared, and a free slot goes to the event furthest below its share: the
-fewest slots in use per unit of ``dispatcher.share`` among the events that
-have something to run and are under their cap (``n_workers``: an event never
-holds more slots than it would alone). Inside the event, its own queue
-chooses (the fair queue of :mod:`ramp_fleet.store.fair`).
+shared, and a free slot goes to an event below its share (the pool's slots
+split by ``dispatcher.share`` among the events that have something to run
+and are under their cap — ``n_workers``: an event never holds more slots
+than it would alone), the one whose next submission's team has run least
+first (:meth:`SlotPool._order`). Inside the event, its own queue chooses
+(the fair queue of :mod:`ramp_fleet.store.fair`).
 
 The pool only lends slots: each event's dispatcher claims, runs, records and
 recovers as it does alone (:class:`Tenant`).
@@ -30,6 +31,10 @@ class Tenant(Protocol):
     """An event served on the pool (its dispatcher)."""
 
     name: str
+
+    def peek(self) -> tuple[int, float] | None:
+        """What :meth:`take` would run now: the runs its team has in flight and recently
+        done, and when it was submitted; None when there is nothing to run."""
 
     def take(self, label: str) -> bool:
         """Claim this event's next ready submission and run it on slot ``label`` to its end;
@@ -111,10 +116,38 @@ class SlotPool:
         self._changed.notify_all()
 
     def _candidates(self) -> list[_Lease]:
-        """The events that may take a slot now, the one furthest below its share first."""
-        open_leases = [lease for lease in self._leases.values() if lease.in_use < lease.cap]
-        return sorted(open_leases,
-                      key=lambda lease: ((lease.in_use + 1) / lease.share, lease.granted))
+        """The events under their cap (read under the lock; their queues are looked at
+        outside it, by :meth:`_order`)."""
+        return [lease for lease in self._leases.values() if lease.in_use < lease.cap]
+
+    def _order(self, leases: list[_Lease]) -> list[_Lease]:
+        """The events with something to run now, in the order a free slot tries them.
+
+        First those that would stay within their share of the pool (its slots split by
+        ``share`` among the events that want one); then, among equals, the one whose next
+        submission's team has run least — a team's first submission before another team's
+        tenth, across events as inside one; then the one furthest below its share, the
+        one lent a slot least recently, the older submission.
+        """
+        heads: dict[int, tuple[int, float]] = {}
+        for lease in leases:
+            try:
+                head = lease.tenant.peek()
+            except Exception:  # a tenant's own bug: the others are served
+                logger.exception("event %s: looking at its queue failed", lease.tenant.name)
+                continue
+            if head is not None:
+                heads[id(lease)] = head
+        wanting = [lease for lease in leases if id(lease) in heads]
+        total = sum(lease.share for lease in wanting)
+
+        def key(lease: _Lease) -> tuple[bool, int, float, int, float]:
+            load, submitted = heads[id(lease)]
+            beyond_share = lease.in_use + 1 > self.n_slots * lease.share / total + 1e-9
+            return (beyond_share, load, (lease.in_use + 1) / lease.share, lease.granted,
+                    submitted)
+
+        return sorted(wanting, key=key)
 
     def _slot(self, label: str) -> None:
         while True:
@@ -124,7 +157,7 @@ class SlotPool:
                 looked = self._generation
                 candidates = self._candidates()
             ran = False
-            for lease in candidates:
+            for lease in self._order(candidates):
                 with self._changed:
                     if lease.in_use >= lease.cap:
                         continue

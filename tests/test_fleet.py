@@ -36,13 +36,17 @@ def wait_for(condition: Callable[[], object], what: str) -> None:
 class Endless:
     """A tenant with always something to run: each run lasts until released."""
 
-    def __init__(self, name: str, has_work: bool = True):
+    def __init__(self, name: str, has_work: bool = True, team_load: int = 0):
         self.name = name
         self.has_work = has_work
+        self.team_load = team_load
         self.release = threading.Event()
         self.running = 0
         self.most = 0
         self._lock = threading.Lock()
+
+    def peek(self) -> tuple[int, float] | None:
+        return (self.team_load, 0.0) if self.has_work else None
 
     def take(self, label: str) -> bool:
         if not self.has_work:
@@ -88,6 +92,25 @@ def test_an_event_with_nothing_to_run_leaves_its_share_to_the_others_up_to_their
     finally:
         busy.release.set()
         for tenant in (busy, idle):
+            pool.leave(tenant)
+        pool.close()
+
+
+def test_a_teams_first_submission_goes_before_another_teams_tenth_across_events() -> None:
+    """One slot, both events at their share: the one whose next submission's team has run
+    least gets it, not the one that joined first."""
+    pool = SlotPool(1, "test")
+    heavy, first = (Endless("heavy", has_work=False, team_load=9),
+                    Endless("first", has_work=False, team_load=0))
+    try:
+        pool.join(heavy, share=1, cap=1)
+        pool.join(first, share=1, cap=1)
+        heavy.has_work = first.has_work = True  # both ready when the slot looks
+        pool.wake()
+        settled(pool, {"heavy": 0, "first": 1})
+    finally:
+        for tenant in (heavy, first):
+            tenant.release.set()
             pool.leave(tenant)
         pool.close()
 

@@ -82,6 +82,12 @@ class Queue(Connections):
             "AND started IS NOT NULL", tuple(ACTIVE))]
         return forecast(order + later, running_for, n_slots, _run_length(db), now)
 
+    def peek_next(self, policy: QueuePolicy = FIFO) -> tuple[int, float] | None:
+        """What :meth:`claim_next` would take now, without taking it: its team's load (runs
+        in flight and recent) and when it was submitted; None when nothing is ready."""
+        row = _next_ready(self._db, time.time(), policy)
+        return None if row is None else (row[3], row[1])
+
     def assign_team(self, name: str, team: str) -> None:
         """Name the team of a submission recorded without one."""
         with self._transaction() as db:
@@ -227,8 +233,9 @@ def _log(db: sqlite3.Connection, name: str, state: State, note: str | None = Non
 
 
 def _next_ready(db: sqlite3.Connection, now: float,
-                policy: QueuePolicy) -> tuple[str, float, float] | None:
-    """(name, submitted, not_before) of the submission a slot takes now, if any."""
+                policy: QueuePolicy) -> tuple[str, float, float, int] | None:
+    """(name, submitted, not_before, its team's load) of the submission a slot takes now,
+    if any (the load is 0 where the order does not weigh it: FIFO, overdue, no team)."""
     if not policy.fair or db.execute(
             "SELECT 1 FROM submissions WHERE state = ? AND team IS NOT NULL LIMIT 1",
             (State.NEW,)).fetchone() is None:
@@ -238,13 +245,18 @@ def _next_ready(db: sqlite3.Connection, now: float,
             "SELECT name, submitted, not_before FROM submissions WHERE state = ? "
             "AND not_before <= ? ORDER BY not_before, submitted, name LIMIT 1",
             (State.NEW, now)).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        return None if row is None else (row[0], row[1], row[2], 0)
     waiting = [Waiting(name, team or name, submitted, not_before)
                for name, team, submitted, not_before in db.execute(
                    "SELECT name, team, submitted, not_before FROM submissions "
                    "WHERE state = ? AND not_before <= ?", (State.NEW, now))]
-    chosen = fair_next(waiting, team_load(db, now - policy.window), now, policy)
-    return None if chosen is None else (chosen.name, chosen.submitted, chosen.not_before)
+    load = team_load(db, now - policy.window)
+    chosen = fair_next(waiting, load, now, policy)
+    if chosen is None:
+        return None
+    overdue = now - chosen.submitted >= policy.max_wait
+    return (chosen.name, chosen.submitted, chosen.not_before,
+            0 if overdue else load.get(chosen.team, 0))
 
 
 def team_load(db: sqlite3.Connection, since: float) -> dict[str, int]:

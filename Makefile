@@ -78,11 +78,13 @@ system-packages:
 	@.ci/system-packages
 
 ## bench: the dispatcher against `xargs -P 2 ramp-test`, what hiding the labels costs per run,
-## and its own cost at 500-10 000 submissions (a few minutes each; every figure printed)
+## its own cost at 500-10 000 submissions, three events' rush on shared slots (a few minutes
+## each; every figure printed)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dispatch_local.py
 	$(BIN)/python benchmarks/hidden_labels.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/rush.py
 
 bench-ramp-board: $(STAMP) $(RB_STAMP) system-packages
 	$(BIN)/python benchmarks/ramp_board.py

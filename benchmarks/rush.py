@@ -18,7 +18,9 @@ time while any queue was non-empty (share of the slot-seconds), the wait of
 each team's *first* submission (submitted to claimed: p50, p95, worst team)
 against the median run length, and every submission's wait (p50, p95).
 
-    python benchmarks/rush.py [--span 60] [--slots 4] [--seed 7]
+Rounds alternate the policies; the table gives each figure's median.
+
+    python benchmarks/rush.py [--span 30] [--slots 4] [--seed 7] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -190,7 +192,8 @@ def _quantile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--span", type=float, default=60.0)
+    parser.add_argument("--span", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -202,18 +205,26 @@ def main() -> None:
     print(f"{len(arrivals)} submissions from {len(per_team)} teams over {args.span:g} s, "
           f"{args.slots} slots; per team: {counts[:5]} ... (the top 3 teams: "
           f"{sum(counts[:3]) / len(arrivals):.0%} of them), seed {args.seed}")
+    measured: dict[str, list[dict[str, float]]] = {policy: [] for policy in POLICIES}
+    for round_number in range(args.rounds):
+        for policy in POLICIES:
+            scratch = Path(tempfile.mkdtemp(prefix="ramp-fleet-rush."))
+            try:
+                figures = run_policy(policy, arrivals, args.slots, scratch)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            measured[policy].append(figures)
+            print(f"  round {round_number + 1} {policy}: makespan {figures['makespan']:.1f} s, "
+                  f"first p95 {figures['first_p95']:.1f} s", flush=True)
+    print(f"medians of {args.rounds} round(s):")
     print(f"{'policy':<7}{'makespan':>10}{'idle':>7}{'1st p50':>9}{'1st p95':>9}"
           f"{'1st worst':>10}{'all p50':>9}{'all p95':>9}{'run':>7}")
-    scratch = Path(tempfile.mkdtemp(prefix="ramp-fleet-rush."))
-    try:
-        for policy in POLICIES:
-            figures = run_policy(policy, arrivals, args.slots, scratch)
-            print(f"{policy:<7}{figures['makespan']:>9.1f}s{figures['idle']:>7.1%}"
-                  f"{figures['first_p50']:>8.1f}s{figures['first_p95']:>8.1f}s"
-                  f"{figures['first_worst']:>9.1f}s{figures['wait_p50']:>8.1f}s"
-                  f"{figures['wait_p95']:>8.1f}s{figures['run_length']:>6.1f}s", flush=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    for policy, rounds in measured.items():
+        figures = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        print(f"{policy:<7}{figures['makespan']:>9.1f}s{figures['idle']:>7.1%}"
+              f"{figures['first_p50']:>8.1f}s{figures['first_p95']:>8.1f}s"
+              f"{figures['first_worst']:>9.1f}s{figures['wait_p50']:>8.1f}s"
+              f"{figures['wait_p95']:>8.1f}s{figures['run_length']:>6.1f}s")
     print("waits: submitted → claimed by a slot; idle: slot-seconds idle while any "
           "submission waited; run: median claim → result")
 

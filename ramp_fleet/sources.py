@@ -176,7 +176,8 @@ def _provide_sandbox(event: EventConfig, submissions_dir: Path) -> None:
     name = event.ramp.sandbox_dir
     source = event.dirs.kit.path / "submissions" / name
     if not (submissions_dir / name).exists() and source.is_dir():
-        _copy_in(source, submissions_dir / name)
+        with _staged(source, submissions_dir / name) as copy:
+            copy.rename(submissions_dir / name)
 
 
 #: The longest team name ``submit --team`` takes.
@@ -200,14 +201,17 @@ def submit(event: EventConfig, store: Store, source: Path, name: str | None = No
     target = event.dirs.submissions.path / name
     if target.exists() or store.get(name) is not None:
         raise UsageError(f"submission {name!r} exists already in event {event.event_name!r}")
-    _copy_in(source, target)
-    if not store.add(name, team=team) and team is not None:
-        store.assign_team(name, team)  # a running dispatcher found the folder first
+    with _staged(source, target) as copy:
+        if not store.add_publishing(name, team, lambda: copy.rename(target)):
+            raise UsageError(f"submission {name!r} exists already in event "
+                             f"{event.event_name!r}")
     return name
 
 
-def _copy_in(source: Path, target: Path) -> None:
-    """Copy next to the target first, then rename: no half-copied submission is ever seen.
+@contextmanager
+def _staged(source: Path, target: Path) -> Iterator[Path]:
+    """A copy of ``source`` next to ``target``, to be renamed to it: no half-copied
+    submission is ever seen; removed unless renamed.
 
     Links in the participant's folder are never followed nor copied (one warning each).
     """
@@ -215,6 +219,6 @@ def _copy_in(source: Path, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         copy_submission(source, staging / "copy")
-        (staging / "copy").rename(target)
+        yield staging / "copy"
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.dispatcher import Dispatcher
-from ramp_fleet.sources import submit
+from ramp_fleet.sources import FolderSource, submit
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.fair import FIFO, QueuePolicy, Waiting, fair_next, fair_order, forecast
 from tests.conftest import EXAMPLE, EventFactory
@@ -153,6 +154,43 @@ def test_status_says_where_each_waiting_submission_stands(make_event: EventFacto
     table = subprocess.run([sys.executable, "-m", "ramp_fleet", "status", str(config)],
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert table.splitlines()[0].split()[:5] == ["name", "team", "state", "queue", "starts"]
+
+
+def test_a_dispatcher_finding_the_folder_at_once_claims_it_with_its_team(
+        make_event: EventFactory) -> None:
+    """``submit --team`` into a running event: the dispatcher looks at the folder without
+    pause and claims what it finds; every claim must already know the team (before, the
+    folder appeared before the record, and a quick dispatcher took it as a team of one)."""
+    event = load_event_config(make_event())
+    seen: dict[str, str | None] = {}
+    stop = threading.Event()
+
+    def dispatcher() -> None:
+        source, store = FolderSource(event), Store(event.store_path)
+        try:
+            source.start(store)
+            while not stop.is_set():
+                source.discover(store)
+                while (claimed := store.claim_next("slot")) is not None:
+                    seen[claimed.name] = claimed.team
+        finally:
+            store.close()
+
+    looking = threading.Thread(target=dispatcher)
+    looking.start()
+    store = Store(event.store_path)
+    try:
+        for index in range(40):
+            submit(event, store, EXAMPLE / "submissions" / "logreg", f"busy-{index}", "busy")
+        deadline = time.monotonic() + 30
+        while len(seen) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        looking.join()
+        store.close()
+    assert len(seen) == 40
+    assert {team for team in seen.values()} == {"busy"}, seen
 
 
 def test_a_bad_team_name_is_refused_and_nothing_is_written(make_event: EventFactory) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ramp_fleet.store.connection import Connections
@@ -36,6 +36,25 @@ class Queue(Connections):
     def add(self, name: str, source_id: int | None = None, team: str | None = None) -> bool:
         """Record a new submission; False when one of that name exists already."""
         return bool(self.add_many([name], [source_id], [team]))
+
+    def add_publishing(self, name: str, team: str | None, publish: Callable[[], object]) -> bool:
+        """Record a new submission of ``team`` and call ``publish`` (which makes its folder
+        appear) inside the same write transaction; False, and nothing published, when one
+        of that name exists already.
+
+        A dispatcher that finds the folder the instant it appears records it in a
+        transaction of its own: it waits for this one, so it never claims the
+        submission without its team. ``publish`` raising records nothing.
+        """
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO submissions (name, state, submitted, team) "
+                "VALUES (?, ?, ?, ?)", (name, State.NEW, time.time(), team))
+            if not cursor.rowcount:
+                return False
+            _log(db, name, State.NEW)
+            publish()
+        return True
 
     def add_many(self, names: Sequence[str],
                  source_ids: Sequence[int | None] | None = None,
@@ -87,12 +106,6 @@ class Queue(Connections):
         in flight and recent) and when it was submitted; None when nothing is ready."""
         row = _next_ready(self._db, time.time(), policy)
         return None if row is None else (row[3], row[1])
-
-    def assign_team(self, name: str, team: str) -> None:
-        """Name the team of a submission recorded without one."""
-        with self._transaction() as db:
-            db.execute("UPDATE submissions SET team = ? WHERE name = ? AND team IS NULL",
-                       (team, name))
 
     def claim_next(self, worker: str, backend: str = "",
                    policy: QueuePolicy = FIFO) -> Submission | None:

@@ -201,7 +201,7 @@ def test_links_in_a_result_are_refused_and_nothing_leaks(
 STATUS_FIELDS = {
     "name": str, "state": str, "attempts": int, "worker": str, "submitted": str, "started": str,
     "finished": str, "returncode": int, "error": type(None), "peak_memory_mb": float,
-    "score": float, "scores": dict,
+    "score": float, "scores": dict, "team": type(None),
 }
 
 

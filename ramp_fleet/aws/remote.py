@@ -3,7 +3,9 @@
 Each function returns the exact text sent over SSH (tests assert on it);
 every interpolated value is shell-quoted by the template.
 
-A run's folder on the instance is ``<kit>/.ramp-fleet/<S>``: the AWS worker
+A run's folder on the instance is ``<kit>/.ramp-fleet/<S>.<token>``
+(:func:`run_folder_name`: its own, even where two runs' instances share a
+file system): the AWS worker
 uploads the runner's inputs (``spec.json``, ``submission.tar.gz``) and the
 runner itself (``runner.pyz``, :mod:`ramp_fleet.sandbox.zipapp`: ramp-fleet
 is not installed on the AMI) into it, and starts the runner there with the
@@ -14,6 +16,7 @@ the log, ``results.tar.gz`` and ``report.json`` in the folder.
 
 from __future__ import annotations
 
+import secrets
 from functools import cache
 from typing import Any
 
@@ -48,6 +51,13 @@ def remote_path(kit: str, *parts: str) -> str:
     """A path under the kit folder as SFTP sees it (relative paths are from $HOME)."""
     base = kit[2:] if kit.startswith("~/") else ("." if kit == "~" else kit)
     return "/".join([base.rstrip("/"), *parts])
+
+
+def run_folder_name(submission: str) -> str:
+    """The folder of one run of ``submission``: the name, and a token of its own (two runs
+    of one name — two events' ``logreg``, a retry — never share a folder, even when what
+    looks like two instances is one host behind an ssh_config rule)."""
+    return f"{submission}.{secrets.token_hex(4)}"
 
 
 def run_folder(kit: str, submission: str, *name: str) -> str:

@@ -62,6 +62,8 @@ class AWSWorker(BaseWorker):
     def __init__(self, config: EventConfig, submission: str):
         super().__init__(config, submission)
         self.kit = self.settings.remote_ramp_kit_folder
+        #: This run's folder under the kit's ``.ramp-fleet`` on the instance.
+        self.folder = remote.run_folder_name(submission)
         self._lease: Lease | None = None
         self._returncode: int | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
@@ -111,7 +113,7 @@ class AWSWorker(BaseWorker):
         super().setup()
 
     def launch_submission(self) -> None:
-        command = remote.start(self.kit, self.submission, activate=self.settings.remote_activate)
+        command = remote.start(self.kit, self.folder, activate=self.settings.remote_activate)
         with _retry_on_infrastructure("launch"):
             self._remote(command, "start")
         super().launch_submission()
@@ -119,7 +121,7 @@ class AWSWorker(BaseWorker):
     def _is_submission_finished(self) -> bool:
         with _retry_on_infrastructure("poll"):
             self._check_instance()
-            answer = self._remote(remote.poll(self.kit, self.submission), "poll").strip()
+            answer = self._remote(remote.poll(self.kit, self.folder), "poll").strip()
         if not answer:
             return False
         self._returncode = int(answer) if answer.lstrip("-").isdigit() else 1
@@ -127,7 +129,7 @@ class AWSWorker(BaseWorker):
 
     def _stop_run(self, timed_out: bool) -> None:
         try:
-            self._remote(remote.kill(self.kit, self.submission), "kill")
+            self._remote(remote.kill(self.kit, self.folder), "kill")
         except Exception as exc:
             logger.warning("%s: could not stop the run on %s: %s", self.submission,
                            self.instance_id, exc)
@@ -141,7 +143,7 @@ class AWSWorker(BaseWorker):
         fleet: Fleet | None = self.shared
         if lease is not None and self.status == "running" and lease.host.connected:
             try:  # a run given up on (a retry, a bug) is stopped before its instance goes
-                lease.host.run(remote.kill(self.kit, self.submission), "kill")
+                lease.host.run(remote.kill(self.kit, self.folder), "kill")
             except Exception as exc:
                 logger.info("%s: stopping the run on %s: %s", self.submission,
                             lease.instance_id, exc)
@@ -160,19 +162,19 @@ class AWSWorker(BaseWorker):
     # -- steps ----------------------------------------------------------------------------
 
     def _upload(self, lease: Lease, inputs: RunInputs) -> None:
-        upload_run(lease, self.kit, self.submission, inputs.files())
+        upload_run(lease, self.kit, self.folder, inputs.files())
 
     def _download(self, lease: Lease) -> RunOutput:
         limits = self.settings.result_limits
-        log = lease.host.read_log(remote.run_folder(self.kit, self.submission, LOG),
+        log = lease.host.read_log(remote.run_folder(self.kit, self.folder, LOG),
                                   limits.max_log_bytes)
-        report = Report.parse(lease.host.run(remote.report(self.kit, self.submission), "report"))
+        report = Report.parse(lease.host.run(remote.report(self.kit, self.folder), "report"))
         results: Path | None = None
         if self._returncode == 0 and report is not None and report.has_results:
             if self._scratch is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix="ramp-fleet-")
             results = Path(self._scratch.name) / RESULTS
-            if not lease.host.get_bounded(remote.run_folder(self.kit, self.submission, RESULTS),
+            if not lease.host.get_bounded(remote.run_folder(self.kit, self.folder, RESULTS),
                                           results, limits.max_bytes):
                 results = None
         return RunOutput(report, LogSource.from_bytes(log), results, self._returncode)
@@ -181,7 +183,7 @@ class AWSWorker(BaseWorker):
         if self.status != "collected" or not self.settings.reuse_instances:
             return False
         try:
-            lease.host.run(remote.clean(self.kit, self.submission), "clean")
+            lease.host.run(remote.clean(self.kit, self.folder), "clean")
         except Exception as exc:
             logger.info("%s: instance %s not reused (%s)", self.submission,
                         lease.instance_id, exc)

@@ -265,6 +265,17 @@ def test_remote_commands_quote_every_value() -> None:
     assert remote.home_kit("ramp-kit") == "~/ramp-kit" and remote.home_kit("/srv/k") == "/srv/k"
 
 
+def test_two_runs_of_one_name_never_share_a_folder_on_an_instance(
+        aws_event: AWSEventFactory) -> None:
+    """Two events' ``logreg`` on one fleet, or instances that are one host behind an
+    ssh_config rule: the second run's ``prepare`` must not empty the first's folder."""
+    event = aws_event(("logreg",))
+    first, second = AWSWorker(event, "logreg"), AWSWorker(event, "logreg")
+    assert first.folder != second.folder
+    assert {first.folder.split(".")[0], second.folder.split(".")[0]} == {"logreg"}
+    assert remote.poll("/k", first.folder) != remote.poll("/k", second.folder)
+
+
 def test_a_newer_image_is_picked_up_after_the_refresh_interval(
     aws_event: AWSEventFactory, ec2: Any, image_id: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -79,6 +80,30 @@ def test_the_store_claims_in_the_fair_order(tmp_path: Path) -> None:
         store.add("quiet-1", team="quiet")
         store.add("solo")  # no team: a team of its own
         assert claims(store, FAIR) == ["busy-1", "quiet-1", "solo", "busy-2", "busy-3"]
+    finally:
+        store.close()
+
+
+def test_the_stores_claims_follow_the_pure_order_on_a_mixed_queue(tmp_path: Path) -> None:
+    """The store picks among each team's head in SQL; it must agree with the pure order
+    over the whole queue: teams and none, equal times, overdue submissions, delays."""
+    rng = random.Random(3)
+    store = Store(tmp_path / "store.sqlite")
+    try:
+        names = [f"s{i:03d}" for i in range(120)]
+        teams = [rng.choice([None, None, "a", "b", "c", "d"]) for _ in names]
+        store.add_many(names, teams=teams)
+        now = time.time()
+        ages = {name: rng.choice([0.0, 5.0, 5.0, 7200.0, 7300.0]) for name in names}
+        delays = {name: rng.choice([0.0, 0.0, 0.0, 600.0]) for name in names}
+        with store._transaction() as db:
+            db.executemany("UPDATE submissions SET submitted = ?, not_before = ? WHERE name = ?",
+                           [(now - ages[n], now - ages[n] + delays[n], n) for n in names])
+        queue = [Waiting(name, team or name, now - ages[name], now - ages[name] + delays[name])
+                 for name, team in zip(names, teams, strict=True)
+                 if now - ages[name] + delays[name] <= now]
+        expected = [entry.name for entry in fair_order(queue, {}, now, FAIR)]
+        assert claims(store, FAIR) == expected
     finally:
         store.close()
 

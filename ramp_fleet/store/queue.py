@@ -259,17 +259,32 @@ def _next_ready(db: sqlite3.Connection, now: float,
             "AND not_before <= ? ORDER BY not_before, submitted, name LIMIT 1",
             (State.NEW, now)).fetchone()
         return None if row is None else (row[0], row[1], row[2], 0)
-    waiting = [Waiting(name, team or name, submitted, not_before)
-               for name, team, submitted, not_before in db.execute(
-                   "SELECT name, team, submitted, not_before FROM submissions "
-                   "WHERE state = ? AND not_before <= ?", (State.NEW, now))]
+    overdue = db.execute(
+        "SELECT name, submitted, not_before FROM submissions WHERE state = ? "
+        "AND not_before <= ? AND submitted <= ? ORDER BY submitted, name LIMIT 1",
+        (State.NEW, now, now - policy.max_wait)).fetchone()
+    if overdue is not None:
+        return (overdue[0], overdue[1], overdue[2], 0)
+    # Only a team's head can be chosen (its oldest ready submission): one look-up in the
+    # team index per team, not a read of the whole queue. Of the submissions without a
+    # team (each a team of its own, none with a run in flight or done: load 0), the oldest.
+    heads = [Waiting(name, team or name, submitted, not_before)
+             for name, team, submitted, not_before in db.execute(
+                 "WITH teams AS (SELECT DISTINCT team FROM submissions WHERE state = ? "
+                 "AND team IS NOT NULL) "
+                 "SELECT s.name, s.team, s.submitted, s.not_before FROM teams "
+                 "JOIN submissions AS s ON s.name = (SELECT name FROM submissions "
+                 "WHERE state = ? AND team = teams.team AND not_before <= ? "
+                 "ORDER BY not_before, submitted, name LIMIT 1) "
+                 "UNION ALL SELECT * FROM (SELECT name, team, submitted, not_before "
+                 "FROM submissions WHERE state = ? AND team IS NULL AND not_before <= ? "
+                 "ORDER BY not_before, submitted, name LIMIT 1)",
+                 (State.NEW, State.NEW, now, State.NEW, now))]
     load = team_load(db, now - policy.window)
-    chosen = fair_next(waiting, load, now, policy)
+    chosen = fair_next(heads, load, now, policy)
     if chosen is None:
         return None
-    overdue = now - chosen.submitted >= policy.max_wait
-    return (chosen.name, chosen.submitted, chosen.not_before,
-            0 if overdue else load.get(chosen.team, 0))
+    return (chosen.name, chosen.submitted, chosen.not_before, load.get(chosen.team, 0))
 
 
 def team_load(db: sqlite3.Connection, since: float) -> dict[str, int]:

@@ -72,9 +72,11 @@ _ADDED_COLUMNS = (("submissions", "run_state", "TEXT"), ("submissions", "source_
                   ("submissions", "test_scores", "TEXT"), ("submissions", "team", "TEXT"))
 #: Indexes on added columns: made once the columns are there.
 _LATE_INDEXES = """
--- The fair queue (store/fair.py): whether any waiting submission has a team, and each
--- team's runs finished within the window, without reading the whole table.
-CREATE INDEX IF NOT EXISTS submissions_teams ON submissions (state, team);
+-- The fair queue (store/fair.py): whether any waiting submission has a team, each team's
+-- oldest ready submission, and each team's runs finished within the window, without
+-- reading the whole table.
+CREATE INDEX IF NOT EXISTS submissions_team_queue
+    ON submissions (state, team, not_before, submitted, name);
 CREATE INDEX IF NOT EXISTS submissions_finished ON submissions (finished);
 """
 #: The schema this code writes (SQLite's ``user_version``; 0: a store from before it was

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -238,10 +238,20 @@ class Dispatcher:
             server.stop()
 
     def _serve(self, store: Store) -> None:
+        """Run the event on its slots until :meth:`_watch` says it is done; then launch
+        nothing new, and return once the runs have ended."""
         self._store = store
-        if self.pool is not None:
-            self._serve_on_pool(store, self.pool)
-            return
+        release = self._own_slots(store) if self.pool is None else self._join(self.pool)
+        try:
+            self._watch(store)
+        finally:
+            self._done.set()
+            self._stop_launching.set()
+            self._notify()
+            release()
+
+    def _own_slots(self, store: Store) -> Callable[[], None]:
+        """The event's own ``n_workers`` slots, started; returns what waits for them."""
         slots = [
             threading.Thread(target=self._slot, args=(store, f"{self._slot_prefix}-{i + 1}"),
                              name=f"slot-{i + 1}", daemon=True)
@@ -249,26 +259,18 @@ class Dispatcher:
         ]
         for slot in slots:
             slot.start()
-        try:
-            self._watch(store)
-        finally:
-            self._done.set()
-            self._stop_launching.set()
-            self._notify()
+
+        def join() -> None:
             for slot in slots:
                 slot.join()
+        return join
 
-    def _serve_on_pool(self, store: Store, pool: SlotPool) -> None:
-        """The event's runs on slots it shares with other events: at most its ``n_workers``
-        at once, as many as its ``share`` gives it when the others want theirs."""
+    def _join(self, pool: SlotPool) -> Callable[[], None]:
+        """Slots shared with other events: at most the event's ``n_workers`` at once, as many
+        as its ``share`` gives it when the others want theirs; returns what leaves the pool
+        once the event's runs have ended."""
         pool.join(self, self.event.dispatcher.share, self.event.n_slots)
-        try:
-            self._watch(store)
-        finally:
-            self._done.set()
-            self._stop_launching.set()
-            self._notify()
-            pool.leave(self)
+        return lambda: pool.leave(self)
 
     def _watch(self, store: Store) -> None:
         """Find new submissions and decide when the dispatcher is done.

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,7 @@ from ramp_fleet.pool import SlotPool
 from ramp_fleet.store import State, Store
 from ramp_fleet.store.records import Outcome
 from tests.ramp_board import IRIS_ESTIMATOR, add_submission, event_config, make_deployment
-
-#: How long a test may wait for what must happen; never a measure of speed.
-PATIENCE = 120.0
-
-
-def wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.1)
+from tests.waiting import PATIENCE, wait_for
 
 
 class Endless:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.dispatcher import Dispatcher
@@ -14,16 +13,7 @@ from ramp_fleet.store import Store
 from tests.conftest import EventFactory
 from tests.processes import wait_until_gone
 from tests.test_dispatcher import Quiet
-
-#: How long a test may wait for what must happen; never a measure of speed.
-PATIENCE = 120.0
-
-
-def wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.1)
+from tests.waiting import PATIENCE, wait_for
 
 
 def test_the_first_scored_result_records_the_official_score(make_event: EventFactory) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.ramp_board_event import Deployment
@@ -36,14 +35,6 @@ def submission_row(postgres: PostgresServer, deployment: Deployment, submission_
                    columns: str) -> list[str]:
     rows = query(postgres, deployment, f"SELECT {columns} FROM submissions WHERE id = {submission_id}")
     return rows[0]
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 120) -> None:
-    """Poll until ``predicate()`` is true; a generous deadline only turns a hang into a failure."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -23,10 +23,11 @@ import yaml
 
 from ramp_fleet.config import load_event_config
 from ramp_fleet.store import State, Store
-from tests.board.helpers import bagged_scores, query, submission_row, wait_for
+from tests.board.helpers import bagged_scores, query, submission_row
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.ramp_board_event import Deployment
 from tests.store_helpers import history
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 

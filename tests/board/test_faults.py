@@ -22,10 +22,11 @@ import pytest
 
 from ramp_fleet.ramp_board import RampBoardClient, RampBoardError
 from ramp_fleet.ramp_board.client import DatabaseUnavailable
-from tests.board.helpers import row_locked, submission_row, wait_for, waiting_on_locks
+from tests.board.helpers import row_locked, submission_row, waiting_on_locks
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.ramp_board_event import Deployment
 from tests.fixtures.sshd import free_port
+from tests.waiting import wait_for
 
 
 class Call(threading.Thread):

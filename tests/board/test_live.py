@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.board.helpers import query, wait_for
+from tests.board.helpers import query
 from tests.board.test_dispatch import serving, states
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.ramp_board_event import EXAMPLE, Deployment, Participant
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -184,7 +184,10 @@ class Fleet:
             if earlier is not None and (not earlier.removed or (
                     earlier.thread is not None and earlier.thread.is_alive())):
                 continue  # served; or removed and back before it stopped: it ends first
-            changed = config.stat().st_mtime
+            try:
+                changed = config.stat().st_mtime
+            except OSError:  # removed since the listing: the next scan says so
+                continue
             if self._refused.get(config) == changed:
                 continue
             try:

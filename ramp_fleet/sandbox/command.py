@@ -68,7 +68,7 @@ def run_view(spec: RunSpec, program: str, command: Sequence[str], submission_dir
         env=environment([os.path.join(env_prefix(program), "bin")], variables),
         read_only=[*env_paths, spec.kit_dir, *data, *spec.isolation.read_only_paths],
         hidden=[os.path.join(spec.kit_dir, "submissions"), *spec.hidden, *out_of_view],
-        handed=spec.handed if hidden_labels else None,
+        handed=os.path.dirname(spec.handed) if hidden_labels and spec.handed else None,
         network=spec.isolation.network,
         own_folder=submission_dir,
         staging=submission_dir,

@@ -13,6 +13,9 @@ inputs there and its outputs back:
 ``spec.json``         in: what to run (:class:`~ramp_fleet.sandbox.spec.RunSpec`)
 ``submission.tar.gz`` in: the submission, as the dispatcher packed it
 ``submissions/<S>/``  the run's copy of it, unpacked here by our own code
+``handed/handed.pkl``  in, ``labels: hidden``: the data the trusted scorer hands the run
+                      (sent as ``handed.pkl``, or put here by a local backend after the
+                      start); the sandbox sees ``handed/`` read-only
 ``log``               out: the run's output, and the runner's own lines
 ``results.tar.gz``    out: ``training_output``, packed by the runner
 ``report.json``       out, last: the :class:`~ramp_fleet.sandbox.spec.Report`
@@ -45,6 +48,8 @@ from ramp_fleet.sandbox.command import SandboxUnavailable, decide
 from ramp_fleet.sandbox.programs import locate
 from ramp_fleet.sandbox.run import NOT_STARTED, TIMED_OUT, Run, Target, say
 from ramp_fleet.sandbox.spec import (
+    HANDED_FILE,
+    HANDED_SHELF,
     LOG,
     REPORT,
     RESULTS,
@@ -94,7 +99,7 @@ def _run(folder: str, parent: int) -> Report:
         decision = decide(spec.isolation.mode, spec.checked)
         program = locate(spec.ramp_test, spec.python_env)
         _unpack_submission(folder, spec.submission)
-        _check_handed(spec, decision.isolate)
+        spec = _shelve_handed(spec, folder, decision.isolate)
     except SandboxUnavailable as exc:
         return _refused(str(exc), host, REFUSED)
     except (FileNotFoundError, UnsafeResult) as exc:
@@ -111,17 +116,36 @@ def _run(folder: str, parent: int) -> Report:
         return Report(decision.isolate, note=decision.note, returncode=NOT_STARTED)
 
 
-def _check_handed(spec: RunSpec, isolated: bool) -> None:
-    """``labels: hidden`` runs only in the sandbox, on the data the trusted scorer handed."""
+def _shelve_handed(spec: RunSpec, folder: str, isolated: bool) -> RunSpec:
+    """``labels: hidden`` runs only in the sandbox, on the data the trusted scorer handed:
+    its file goes into the run folder's shelf, the folder the sandbox sees (a local backend
+    may put it there itself, later: ``handed_later``). Returns the spec naming it there."""
     if spec.isolation.labels != "hidden":
-        return
+        return spec
     if not isolated:
         raise SandboxUnavailable("labels: hidden needs the sandbox, and this run would not be "
                                  "isolated")
-    if spec.handed is None or os.path.islink(spec.handed) or not os.path.isfile(spec.handed):
+    shelf = os.path.join(folder, HANDED_SHELF)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(shelf, 0o755)
+    if os.path.islink(shelf) or not os.path.isdir(shelf):
+        raise FileNotFoundError(f"the run folder's {HANDED_SHELF} is not a folder")
+    os.chmod(shelf, 0o755)  # noqa: S103 (the run's own uid reads it: root's sandbox is not ours)
+    shelved = os.path.join(shelf, HANDED_FILE)
+    sent = spec.handed
+    if sent is not None and sent != shelved and os.path.lexists(sent):
+        if os.path.islink(sent) or not os.path.isfile(sent):
+            raise FileNotFoundError(f"the data handed to the run is not a file ({sent})")
+        os.chmod(sent, 0o644)
+        os.replace(sent, shelved)
+    elif os.path.lexists(shelved):
+        if os.path.islink(shelved) or not os.path.isfile(shelved):
+            raise FileNotFoundError(f"the data handed to the run is not a file ({shelved})")
+        os.chmod(shelved, 0o644)
+    elif not spec.handed_later:
         raise FileNotFoundError(f"labels: hidden and no data handed to the run "
-                                f"({spec.handed or 'none named in its spec'})")
-    os.chmod(spec.handed, 0o644)  # the run's own uid reads it (root's sandbox: not ours)
+                                f"({sent or 'none named in its spec'})")
+    return replace(spec, handed=shelved)
 
 
 def _refused(message: str, host: str, code: int) -> Report:

@@ -35,6 +35,9 @@ LOG = "log"
 REPORT = "report.json"
 #: With ``labels: hidden``: what the trusted scorer hands the run (the spec's ``handed``).
 HANDED_FILE = "handed.pkl"
+#: The folder of the run folder the sandbox sees read-only with :data:`HANDED_FILE` in it:
+#: the runner moves the file there, or a local backend puts it there after the start.
+HANDED_SHELF = "handed"
 #: ``training_output``, packed by the runner's own code (``results_as: archive``).
 RESULTS = "results.tar.gz"
 
@@ -93,6 +96,10 @@ class RunSpec:
     #: With ``labels: hidden``: the file the trusted scorer wrote for the sandbox
     #: (:mod:`ramp_fleet.sandbox.train_predict`), seen read-only in place of the data.
     handed: str | None = None
+    #: With ``labels: hidden``: the backend puts :data:`HANDED_FILE` into the run folder's
+    #: :data:`HANDED_SHELF` itself, after the start (a local run starts while the trusted
+    #: scorer is still loading the data; the run waits for the file).
+    handed_later: bool = False
     #: Stop the run if the process that started the runner dies (a Dask worker).
     watch_parent: bool = False
     #: The log goes to the run folder's ``log``; False: to the runner's own output (a

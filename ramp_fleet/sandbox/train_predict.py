@@ -13,6 +13,10 @@ does up to the scores — rampwf's own ``train_test_submission``, then
 scorer reads the predictions (plain arrays, never a pickle) and writes
 ``scores.csv`` and ``bagged_scores.csv`` as ramp-test would.
 
+A local run starts while the trusted scorer is still loading the data (both
+import the kit's libraries at once): HANDED may appear a moment after the
+start, all at once (a link, or a rename), and is waited for.
+
 It runs the participant's code, with the kit's Python (rampwf's, the kit's
 imports; any Python 3 that rampwf runs on): nothing it writes is trusted, and
 it is given nothing to hide.
@@ -23,6 +27,10 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
+
+#: The longest the run waits for its data (the trusted scorer's start: a second or two).
+HANDED_WAIT = 600.0
 
 
 def main(argv: list[str]) -> int:
@@ -36,6 +44,7 @@ def main(argv: list[str]) -> int:
     from rampwf.utils.submission import train_test_submission
 
     problem = import_module_from_source(os.path.join(kit, "problem.py"), "problem")
+    wait_for(handed, HANDED_WAIT)
     with open(handed, "rb") as stream:
         data = pickle.load(stream)  # noqa: S301 (the trusted scorer wrote it; read-only here)
     X_train, y_train, X_test = data["X_train"], data["y_train"], data["X_test"]
@@ -61,6 +70,15 @@ def main(argv: list[str]) -> int:
             with open(os.path.join(fold_output, name), "w") as out:
                 out.write(str(seconds))
     return 0
+
+
+def wait_for(path: str, seconds: float) -> None:
+    """Until ``path`` exists (it appears whole), or exit saying the data never came."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            sys.exit(f"no data was handed to the run within {seconds:g} s")
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":

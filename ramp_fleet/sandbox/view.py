@@ -52,9 +52,11 @@ SHM_BYTES = 256 << 20
 SANDBOX_SHM = "/dev/shm"  # noqa: S108
 #: Where the run's code is seen read-only, to be copied into its own folder.
 STAGING = "/run/ramp-fleet/submission"
-#: Where a run with hidden labels sees the data it is handed (read-only), in place of the
-#: data folder (:mod:`ramp_fleet.sandbox.train_predict`).
-HANDED = "/run/ramp-fleet/handed.pkl"
+#: Where a run with hidden labels sees the folder of the data it is handed (read-only), in
+#: place of the data folder, and the file in it (:mod:`ramp_fleet.sandbox.train_predict`).
+#: A folder, not the file: a local run starts before the file is there.
+HANDED_FOLDER = "/run/ramp-fleet/handed"
+HANDED = f"{HANDED_FOLDER}/handed.pkl"
 #: On merged-``/usr`` systems these are links into ``/usr``; elsewhere, folders.
 SYSTEM_TOP = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: Of ``/etc``: the dynamic linker, alternatives (Debian's BLAS...), time zone, fonts.
@@ -82,7 +84,7 @@ class View:
     #: what is to be copied into it, seen read-only at :data:`STAGING`.
     own_folder: str | None = None
     staging: str | None = None
-    #: A file seen read-only at :data:`HANDED` (labels hidden), or None.
+    #: A folder seen read-only at :data:`HANDED_FOLDER` (labels hidden), or None.
     handed: str | None = None
     disk_bytes: int = 1 << 30
     #: bwrap runs as root: no user namespace (see the module docstring).
@@ -127,7 +129,8 @@ def bwrap_argv(view: View, bwrap: Bwrap) -> list[str]:
         if view.staging is not None:  # its folders made first: bwrap's own would be root's only
             argv += [*_folders(os.path.dirname(STAGING)), "--ro-bind", view.staging, STAGING]
     if view.handed is not None:
-        argv += [*_folders(os.path.dirname(HANDED)), "--ro-bind", view.handed, HANDED]
+        argv += [*_folders(os.path.dirname(HANDED_FOLDER)), "--ro-bind", view.handed,
+                 HANDED_FOLDER]
     if bwrap.knows("--remount-ro"):
         argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     if view.seccomp_fd is not None:

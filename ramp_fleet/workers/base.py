@@ -233,9 +233,13 @@ class BaseWorker:
 
     # -- the run's inputs ---------------------------------------------------------------
 
-    def inputs(self, **where: Any) -> RunInputs:
+    def inputs(self, *, handed_later: bool = False, **where: Any) -> RunInputs:
         """This run's inputs (:func:`~ramp_fleet.workers.inputs.run_inputs`); ``where``:
-        where things are on the machine of the run."""
+        where things are on the machine of the run. ``handed_later`` (a local run): the
+        handed data (labels hidden) is not waited for here; the backend
+        :func:`~ramp_fleet.workers.inputs.shelve` s :meth:`handed_data` once the run started."""
+        if handed_later and self.settings.isolation.hides_labels:
+            return run_inputs(self.event, self.submission, handed_later=True, **where)
         return run_inputs(self.event, self.submission, handed=self.handed_data(), **where)
 
     def ramp_test_command(self, executable: str | Path | None = None,
@@ -315,6 +319,7 @@ class BaseWorker:
         The deadline is ``timeout`` (plus ``deadline_grace``) from when the run
         started; past it the run is stopped and its status is ``timeout``.
         """
+        self.deliver()
         step = self.wake_interval or poll_interval
         while self.poll() == WorkerStatus.RUNNING and not stop.is_set():
             started = self._run_started_at()
@@ -326,6 +331,10 @@ class BaseWorker:
             self._wait_for_end(min(step, remaining))
         self._raise_reported()
         return self.status
+
+    def deliver(self) -> None:
+        """What the run is given after it started (first thing :meth:`wait` does): a local
+        backend's handed data, which the trusted scorer may still be writing."""
 
     def collect(self) -> RunResult:
         """``collect_results``, and how the run ended: received, or (a guide-style worker

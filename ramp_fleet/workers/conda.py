@@ -3,7 +3,10 @@
 ``setup`` writes the run's inputs into a run folder in the event's scratch
 folder (so a killed run leaves nothing that a restart does not clear);
 ``launch_submission`` starts the runner on it, in its own process group and
-at a lower priority; the run's end is seen at once through a pidfd;
+at a lower priority; ``deliver`` (labels hidden) puts the trusted scorer's
+data into the run folder as soon as the scorer has written it — the run
+imports its libraries meanwhile, and waits for the file; the run's end is
+seen at once through a pidfd;
 ``fetch_output`` hands the run folder's report, log and results to the base
 class.
 """
@@ -25,7 +28,7 @@ from ramp_fleet.envs import EnvError, PythonEnv, resolve_env
 from ramp_fleet.results import RunOutput
 from ramp_fleet.sandbox.probe import check
 from ramp_fleet.workers.base import BaseWorker, InterruptedRun, remove_folder
-from ramp_fleet.workers.inputs import runner_argv
+from ramp_fleet.workers.inputs import runner_argv, shelve
 
 logger = logging.getLogger("ramp_fleet.workers.conda")
 
@@ -103,7 +106,7 @@ class CondaEnvWorker(BaseWorker):
             raise shared.error
         assert shared.env is not None
         inputs = self.inputs(ramp_test=str(shared.env.executable("ramp-test")), compresslevel=1,
-                             checked=shared.sandbox_works)
+                             checked=shared.sandbox_works, handed_later=True)
         self._folder = self.scratch_folder("")
         inputs.write(self._folder)
         super().setup()
@@ -114,6 +117,15 @@ class CondaEnvWorker(BaseWorker):
                                            output=process.DEVNULL, niceness=NICENESS)
         self._pidfd = _pidfd(self._runner.pid)
         super().launch_submission()
+
+    def deliver(self) -> None:
+        """Labels hidden: the run imports the kit's libraries while the trusted scorer, maybe
+        still starting, writes its data; the run waits for the file (the first runs of a
+        dispatcher would otherwise wait, idle, for the scorer's whole start)."""
+        handed = self.handed_data()
+        if handed is not None:
+            assert self._folder is not None, "setup() first"
+            shelve(handed, self._folder)
 
     def _is_submission_finished(self) -> bool:
         return self._runner is not None and self._runner.poll() is not None

@@ -17,7 +17,7 @@ from typing import Any
 
 from ramp_fleet.archive import pack_submission
 from ramp_fleet.config import EventConfig
-from ramp_fleet.sandbox.spec import HANDED_FILE, SPEC, SUBMISSION, RunSpec
+from ramp_fleet.sandbox.spec import HANDED_FILE, HANDED_SHELF, SPEC, SUBMISSION, RunSpec
 
 #: How the dispatcher's machine starts the runner on a run folder.
 RUNNER = (sys.executable, "-m", "ramp_fleet.sandbox.runner")
@@ -55,19 +55,36 @@ class RunInputs:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
         if self.handed is not None:
-            try:
-                os.link(self.handed, folder / HANDED_FILE)
-            except OSError:  # another file system
-                shutil.copyfile(self.handed, folder / HANDED_FILE)
+            shelve(self.handed, folder)
+
+
+def shelve(handed: Path, folder: Path) -> None:
+    """The trusted scorer's file into a local run folder's shelf, where the sandbox sees it
+    (:mod:`ramp_fleet.sandbox.runner`): it appears whole (linked, or copied then renamed
+    in), readable by the run's own uid. A run started with ``handed_later`` waits for it."""
+    shelf = folder / HANDED_SHELF
+    shelf.mkdir(mode=0o755, exist_ok=True)
+    target = shelf / HANDED_FILE
+    try:
+        os.link(handed, target)
+    except OSError:  # another file system
+        staging = folder / f".{HANDED_FILE}.part"
+        shutil.copyfile(handed, staging)
+        staging.chmod(0o644)
+        os.replace(staging, target)
 
 
 def run_inputs(event: EventConfig, submission: str, *, source: Path | None = None,
-               handed: Path | None = None, **where: Any) -> RunInputs:
+               handed: Path | None = None, handed_later: bool = False,
+               **where: Any) -> RunInputs:
     """The inputs of ``submission``'s run: its :func:`run_spec` and its folder packed
     (``source``, default: in ``submissions_dir``); ``handed``: with ``labels: hidden``, the
-    trusted scorer's file, which goes into the run folder."""
+    trusted scorer's file, which goes into the run folder; ``handed_later``: the backend
+    :func:`shelve` s it itself once the run has started."""
     folder = source or event.dirs.submissions.path / submission
-    spec = run_spec(event, submission, handed=None if handed is None else HANDED_FILE, **where)
+    named = handed is not None or handed_later
+    spec = run_spec(event, submission, handed=HANDED_FILE if named else None,
+                    handed_later=handed_later, **where)
     return RunInputs(spec, pack_submission(folder), handed)
 
 
@@ -76,14 +93,15 @@ def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test
              data_dir: str | None = None, hidden: tuple[str, ...] | None = None,
              quick_test: bool = False, results: Path | None = None,
              compresslevel: int = 6, checked: bool = False,
-             handed: str | None = None) -> RunSpec:
+             handed: str | None = None, handed_later: bool = False) -> RunSpec:
     """What ``submission``'s run asks of the runner, from the event's config.
 
     ``ramp_test``, ``python_env``, ``kit_dir``, ``data_dir``: as on the machine of the run
     (default: the event's own folders); ``hidden``: folders kept out of the run's view
     (default: the event's own); ``results``: a folder where ``training_output`` is put
     back as ramp-test leaves it (default: an archive in the run folder); ``handed``: with
-    ``labels: hidden``, where the run finds the trusted scorer's file (in its folder).
+    ``labels: hidden``, where the run finds the trusted scorer's file (in its folder), and
+    ``handed_later``: whether it is put there after the start.
     """
     worker = event.worker
     dirs = event.dirs
@@ -105,6 +123,7 @@ def run_spec(event: EventConfig, submission: str, *, ramp_test: str = "ramp-test
         compresslevel=compresslevel,
         checked=checked,
         handed=handed,
+        handed_later=handed_later,
         log_in_folder=True,
     )
 

@@ -8,11 +8,13 @@ uploads it, the Dask task receives it as bytes, a custom worker's runner finds i
 from __future__ import annotations
 
 import csv
+import io
 import pickle
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,12 @@ import pytest
 from rampwf.utils.sanitize import _sanitize_input
 
 from ramp_fleet.config import EventConfig, load_event_config
+from ramp_fleet.dispatcher import Dispatcher
+from ramp_fleet.progress import LogReporter
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, write_submission
 from tests.contract.conftest import Backend, dispatch
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -192,5 +197,38 @@ def test_a_kit_whose_data_names_files_in_the_data_folder_is_refused_when_the_eve
     try:
         assert [(row.name, row.state, row.attempts) for row in store.all()] == [
             (name, State.NEW, 0) for name in waiting], "nothing lost, nothing counted"
+    finally:
+        store.close()
+
+
+def test_a_local_run_starts_while_the_trusted_scorer_still_loads_the_data(
+        make_event: EventFactory) -> None:
+    """A dispatcher's first runs do not wait, idle, for the scorer's start: each run imports
+    its libraries meanwhile and takes its data when it comes. Here the scorer cannot load
+    the data until the test opens a gate (only the scorer reads the data files)."""
+    config = make_event(("logreg",), worker=HIDDEN)
+    gate = config.parent / "gate"
+    problem = config.parent / "ramp-kits" / "iris" / "problem.py"
+    problem.write_text(problem.read_text().replace(
+        'def get_train_data(path="."):\n',
+        'def get_train_data(path="."):\n'
+        f'    while not os.path.exists({str(gate)!r}):\n'
+        '        import time; time.sleep(0.05)\n', 1))
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, LogReporter(io.StringIO()))
+    runner = threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True)
+    runner.start()
+    store = Store(event.store_path)
+    try:
+        def running() -> bool:
+            return any(row.name == "logreg" and row.state == State.TRAINING for row in store.all())
+        try:
+            wait_for(running, "the run started before the scorer could hand it the data", 60)
+        finally:
+            gate.touch()
+            runner.join(timeout=120)
+        assert not runner.is_alive()
+        [row] = store.all()
+        assert row.state == State.SCORED, row
     finally:
         store.close()

@@ -418,3 +418,20 @@ def wait_for_none(folder: Path, timeout: float = 5.0) -> list[psutil.Process]:
     while (left := bwraps_under(folder)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+def test_a_handed_shelf_that_is_a_link_is_refused_and_nothing_is_moved(tmp_path: Path) -> None:
+    """Labels hidden: the sandbox sees the run folder's ``handed/`` read-only; a link there
+    would show it another folder, and the sent file must not be moved through it."""
+    sent = spec(tmp_path, "print('ran')", labels="hidden")
+    spec_file = sent.folder / "spec.json"
+    spec_file.write_text(json.dumps({**json.loads(spec_file.read_text()),
+                                     "handed": "handed.pkl"}))
+    (sent.folder / "handed.pkl").write_bytes(b"data")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (sent.folder / "handed").symlink_to(elsewhere)
+    code, log, report = run(sent)
+    assert report.refused is not None and "handed is not a folder" in report.refused, log
+    assert code != 0 and "ran" not in log
+    assert list(elsewhere.iterdir()) == [] and (sent.folder / "handed.pkl").is_file()

@@ -184,23 +184,24 @@ def test_a_double_forked_daemon_dies_with_the_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data_in_kit", [False, True])
-def test_with_hidden_labels_the_data_is_out_of_view_and_the_handed_file_in(
+def test_with_hidden_labels_the_data_is_out_of_view_and_the_handed_folder_in(
         tmp_path: Path, data_in_kit: bool) -> None:
     from ramp_fleet.sandbox.command import run_view
     from ramp_fleet.sandbox.spec import Isolation, RunSpec
-    from ramp_fleet.sandbox.view import HANDED
+    from ramp_fleet.sandbox.view import HANDED_FOLDER
 
     kit = tmp_path / "kit"
     data = kit if data_in_kit else tmp_path / "data"
     (data / "data").mkdir(parents=True)
     spec = RunSpec(submission="s", kit_dir=str(kit), data_dir=str(data),
-                   handed=str(tmp_path / "handed.pkl"), isolation=Isolation(labels="hidden"))
+                   handed=str(tmp_path / "handed" / "handed.pkl"),
+                   isolation=Isolation(labels="hidden"))
     view = run_view(spec, sys.executable, ["true"], str(tmp_path / "own"), {})
     assert str(data) not in view.read_only or data_in_kit
     assert str(data / "data" if data_in_kit else data) in view.hidden
     argv = bwrap_argv(view, NEW_BWRAP)
-    assert argv[argv.index(HANDED) - 2:argv.index(HANDED) + 1] == [
-        "--ro-bind", str(tmp_path / "handed.pkl"), HANDED]
+    at = argv.index(HANDED_FOLDER, argv.index(str(tmp_path / "handed")))
+    assert argv[at - 2:at + 1] == ["--ro-bind", str(tmp_path / "handed"), HANDED_FOLDER]
     visible = run_view(RunSpec(submission="s", kit_dir=str(kit), data_dir=str(data)),
                        sys.executable, ["true"], str(tmp_path / "own"), {})
     assert str(data) in visible.read_only and visible.handed is None

@@ -22,6 +22,9 @@ PostgreSQL (ramp-board's own deployment, ``make ramp-board-venv``): submitted
 with ramp-database's ``add_submission``, visible when the name is in the
 event's private leaderboard as the website reads it
 (``tests/fixtures/ramp_board_participant.py``, in ramp-board's environment).
+Also printed there: the SQL statements the dispatcher (and its helper) sent per
+submission in each round, as PostgreSQL logged them (``log_statement=all``,
+counted by application name), the burst's until the dispatcher has stopped.
 """
 
 from __future__ import annotations
@@ -82,10 +85,12 @@ def bare_ramp_test(root: Path, runs: int = 3) -> float:
 class Dispatch:
     """``ramp-fleet dispatch`` in a process of its own, stopped with SIGTERM at the end."""
 
-    def __init__(self, config: Path, log: Path):
+    def __init__(self, config: Path, log: Path, application: str | None = None):
         self.log = log.open("w")
+        env = None if application is None else {**os.environ, "PGAPPNAME": application}
         self.process = subprocess.Popen([sys.executable, "-m", "ramp_fleet", "dispatch",
-                                         str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+                                         str(config)], stdout=self.log, stderr=subprocess.STDOUT,
+                                        env=env)
 
     def wait_started(self, store: Path, timeout: float = 60.0) -> None:
         """Until its store exists and it has had a second to start its slots and scorer."""
@@ -157,8 +162,14 @@ def burst_round(event, count: int) -> list[float]:
     return [seen[name] - submitted[name] for name in sorted(submitted)]
 
 
-def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float], list[float]]:
-    """Idle and burst submissions to a ramp-board event served by ``ramp-fleet dispatch``."""
+#: The dispatcher's connections, as PostgreSQL names them (its helper inherits it).
+APPLICATION = "ramp-fleet-latency"
+
+
+def ramp_board_rounds(root: Path, args: argparse.Namespace
+                      ) -> tuple[list[float], list[float], tuple[int, int]]:
+    """Idle and burst submissions to a ramp-board event served by ``ramp-fleet dispatch``;
+    and the statements it sent in each round."""
     sys.path.insert(0, str(REPO))
     from tests.fixtures.postgres import remove_postgres, start_postgres
     from tests.fixtures.ramp_board_event import Participant, deploy_event, ramp_board_python
@@ -166,7 +177,7 @@ def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float]
     python = ramp_board_python()
     if not python.exists():
         raise SystemExit(f"ramp-board's environment is missing ({python}): make ramp-board-venv")
-    server = start_postgres()
+    server = start_postgres(settings=("log_statement=all", "log_line_prefix=%a|"))
     try:
         dispatcher = {"hunger_policy": "sleep", "n_workers": 2, "n_threads": 1,
                       "time_between_collection": 1}
@@ -182,11 +193,12 @@ def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float]
                              "path": str(root / "board.sqlite")}
         config = deployment.event_config.with_name("ramp-fleet.yml")
         config.write_text(yaml.safe_dump(settings, sort_keys=False))
-        dispatch = Dispatch(config, root / "board-dispatch.log")
+        dispatch = Dispatch(config, root / "board-dispatch.log", APPLICATION)
         participant = Participant(python, deployment.root / "config.yml", BOARD_EVENT)
         source = EXAMPLE / "submissions" / SUBMISSION
         try:
             dispatch.wait_started(root / "board.sqlite")
+            idle_from = server.log_size()
             idle = []
             for index in range(args.idle):
                 name = f"idle_{index:03d}"
@@ -195,6 +207,8 @@ def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float]
                 if name not in seen:
                     raise SystemExit(f"{name} never reached ramp-board's leaderboard")
                 idle.append(seen[name] - submitted)
+            burst_from = server.log_size()
+            idle_statements = server.statements(idle_from, APPLICATION)
             submitted_at = {}
             for index in range(args.burst):
                 name = f"burst_{index:03d}"
@@ -208,7 +222,7 @@ def ramp_board_rounds(root: Path, args: argparse.Namespace) -> tuple[list[float]
         finally:
             participant.close()
             dispatch.stop()
-        return idle, burst
+        return idle, burst, (idle_statements, server.statements(burst_from, APPLICATION))
     finally:
         remove_postgres(server)
 
@@ -257,9 +271,11 @@ def main() -> None:
         print(f"bare ramp-test            {bare:.2f} s (median of 3)")
         print_waits(idle, burst, bare)
         if args.ramp_board:
-            idle, burst = ramp_board_rounds(root, args)
+            idle, burst, (idle_sql, burst_sql) = ramp_board_rounds(root, args)
             print("ramp-board event, same worker and slots, served from ramp-board's database")
             print_waits(idle, burst, bare)
+            print(f"SQL statements per submission: idle {idle_sql / max(len(idle), 1):.0f}, "
+                  f"burst {burst_sql / max(len(burst), 1):.0f} (to the dispatcher's exit)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -187,16 +187,6 @@ def standalone_seconds(bench: Bench) -> float:
     return time.perf_counter() - started
 
 
-def statements_of(log_file: Path, offset: int, application: str) -> int:
-    """Statements logged for ``application`` after byte ``offset`` of the server log."""
-    with open(log_file, "rb") as log:
-        log.seek(offset)
-        text = log.read().decode("utf-8", "replace")
-    prefix = f"{application}|"
-    return sum(1 for line in text.splitlines()
-               if line.startswith(prefix) and ("LOG:  statement: " in line or "LOG:  execute " in line))
-
-
 def own_and_children_cpu(pid: int) -> tuple[float, float]:
     """(own, reaped children's) CPU seconds of an exited, not yet reaped process."""
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -209,7 +199,7 @@ def measure(bench: Bench, contender: str, database: str, argv: Sequence[str],
             env: Mapping[str, str], cwd: Path) -> RoundResult:
     """Run one dispatcher to its end; its makespan, CPU and statements, and the states it left."""
     application = f"{contender}-{database}"
-    offset = bench.server.log_file.stat().st_size
+    offset = bench.server.log_size()
     cwd.mkdir(parents=True, exist_ok=True)
     with open(cwd / "dispatcher.out", "wb") as output:
         started_at = time.time()
@@ -225,7 +215,7 @@ def measure(bench: Bench, contender: str, database: str, argv: Sequence[str],
                              "GROUP BY state", database)
     store = cwd.parent / "ramp-fleet.sqlite"  # ramp-fleet's (run_ramp_fleet_round)
     return RoundResult(contender, makespan, cpu_own, cpu_children,
-                       statements_of(bench.server.log_file, offset, application),
+                       bench.server.statements(offset, application),
                        {state: int(count) for state, count in rows},
                        fleet_phases(store, started_at, makespan) if store.exists() else "")
 

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -165,13 +166,21 @@ class Dispatcher:
             try:
                 interrupted = self._recover(store)
                 try:
-                    self.source.start(store)
-                    self.shared = self.worker_cls.open_shared(self.event)
+                    # The source's start (ramp-board: its helper loads ramp-database, most of a
+                    # second) overlaps the workers' and the trusted scorer's, which a run with
+                    # the labels hidden needs first.
+                    source_started = _in_background(self.source.start, store)
+                    try:
+                        self.shared = self.worker_cls.open_shared(self.event)
+                    except BaseException:
+                        _settled(source_started)
+                        raise
                     try:
                         self.scorer = Scorer(self.worker_cls.scoring_python(self.shared),
                                              self.event.dirs.kit.path,
                                              self.event.dirs.data.path).start()
                         self._hand_early()
+                        source_started.result()
                         self.worker_cls.reconcile(self.shared, self.event, interrupted)
                         with self._metrics():
                             self._serve(store)
@@ -179,6 +188,7 @@ class Dispatcher:
                                 raise self._fatal
                             self.listeners.tick(store, final=True)
                     finally:
+                        _settled(source_started)  # never released while it still starts
                         cleanups(("stopping the scorer", self._close_scorer),
                                  (f"releasing the {self._slot_prefix} workers",
                                   lambda: self.worker_cls.close_shared(self.shared)))
@@ -500,6 +510,28 @@ class Dispatcher:
             waiting=store.count(State.NEW),
             total=store.count(*State),
         )
+
+
+def _in_background(start: Callable[[Store], object], store: Store) -> Future[object]:
+    """``start(store)`` in a thread of its own; its outcome (or its error) in the future."""
+    future: Future[object] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(start(store))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="source-start", daemon=True).start()
+    return future
+
+
+def _settled(future: Future[object]) -> None:
+    """Wait for ``future`` to end, its error left unsaid: an earlier one is being raised."""
+    try:
+        future.result()
+    except BaseException as exc:
+        logger.debug("while starting: %s", exc)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,11 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ramp_fleet.config import load_event_config
+from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.dispatcher import Dispatcher
 from ramp_fleet.errors import ConfigError, UsageError
 from ramp_fleet.progress import Reporter
-from ramp_fleet.sources import submit
+from ramp_fleet.scoring import ScoreError
+from ramp_fleet.sources import FolderSource, submit
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
 from tests.store_helpers import history
@@ -285,3 +286,50 @@ def test_first_interrupt_finishes_the_runs_second_stops_them(make_event: EventFa
     assert sorted(counts.values()) == [State.NEW, State.NEW, State.SCORED]
     assert all(s.attempts == 0 for s in Store(event.store_path).all() if s.state == State.NEW)
     assert ramp_tests_running(config.parent) == []
+
+
+class _WatchfulSource(FolderSource):
+    """The submissions folder, whose start notes whether the dispatcher's trusted scorer was
+    already starting (waiting for it a while), or fails."""
+
+    def __init__(self, event: EventConfig, fail: bool = False):
+        super().__init__(event)
+        self.dispatcher: Dispatcher | None = None
+        self.saw_scorer: bool | None = None
+        self.fail = fail
+
+    def start(self, store: Store) -> list[str]:
+        deadline = time.monotonic() + 30
+        while self.dispatcher is not None and self.dispatcher.scorer is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.saw_scorer = self.dispatcher is not None and self.dispatcher.scorer is not None
+        if self.fail:
+            raise UsageError("the source cannot start")
+        return super().start(store)
+
+
+def test_the_source_starts_while_the_trusted_scorer_starts(make_event: EventFactory) -> None:
+    """ramp-board's helper loads ramp-database (a second) while the scorer loads the kit:
+    neither waits for the other, and the first runs get their data sooner."""
+    event = load_event_config(make_event(("logreg",)))
+    source = _WatchfulSource(event)
+    dispatcher = source.dispatcher = Dispatcher(event, Quiet(), source=source)
+    summary = dispatcher.run()
+    assert source.saw_scorer is True
+    assert summary.scored == 1
+
+
+def test_a_source_that_cannot_start_stops_the_scorer_it_overlapped(
+        make_event: EventFactory) -> None:
+    event = load_event_config(make_event(("logreg",)))
+    source = _WatchfulSource(event, fail=True)
+    dispatcher = source.dispatcher = Dispatcher(event, Quiet(), source=source)
+    with pytest.raises(UsageError, match="the source cannot start"):
+        dispatcher.run()
+    assert source.saw_scorer is True
+    assert dispatcher.scorer is not None
+    with pytest.raises(ScoreError, match="stopped"):
+        dispatcher.scorer.official()
+    assert [p for p in psutil.Process().children(recursive=True) if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE] == []

@@ -3,20 +3,25 @@
 Each slot is a thread that claims the oldest ready submission, drives one
 worker through its lifecycle and records every state change in the store.
 Slots never wait for each other: a slow setup (an EC2 boot) holds only its
-own slot. The main thread finds new submissions, applies the hunger policy
-and handles signals — first SIGINT/SIGTERM: launch nothing more and finish
+own slot. Nor for the trusted scorer: a success is received, then scored,
+moved into place and recorded by the dispatcher's publisher thread while
+its slot runs the next submission (it stays ``training`` until recorded).
+The main thread finds new submissions, applies the hunger policy and
+handles signals — first SIGINT/SIGTERM: launch nothing more and finish
 what runs; second: stop the runs now (they go back to ``new``).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ramp_fleet.config import EventConfig
@@ -25,7 +30,7 @@ from ramp_fleet.faults import cleanups, log_failure, outside_fault
 from ramp_fleet.listeners import Finished, Listener, Listeners, Requeued
 from ramp_fleet.pool import SlotPool
 from ramp_fleet.progress import LogReporter, Reporter
-from ramp_fleet.results import RunResult
+from ramp_fleet.results import RunResult, stale_staging
 from ramp_fleet.scoring import ScoreError
 from ramp_fleet.scoring.official import official_score
 from ramp_fleet.scoring.scorer import HandRefused, Scorer
@@ -113,6 +118,9 @@ class Dispatcher:
         self._active: dict[str, BaseWorker] = {}
         self._active_lock = threading.Lock()
         self._queue = QueuePolicy.of(event.dispatcher)
+        #: Scores, moves into place and records what the slots received (one at a time,
+        #: as the one trusted scorer does).
+        self._publisher = _Publisher(f"publish-{self.name}")
 
     @property
     def _slot_prefix(self) -> str:
@@ -251,14 +259,18 @@ class Dispatcher:
         """Run the event on its slots until :meth:`_watch` says it is done; then launch
         nothing new, and return once the runs have ended."""
         self._store = store
-        release = self._own_slots(store) if self.pool is None else self._join(self.pool)
+        self._publisher.start()
         try:
-            self._watch(store)
+            release = self._own_slots(store) if self.pool is None else self._join(self.pool)
+            try:
+                self._watch(store)
+            finally:
+                self._done.set()
+                self._stop_launching.set()
+                self._notify()
+                release()
         finally:
-            self._done.set()
-            self._stop_launching.set()
-            self._notify()
-            release()
+            self._publisher.close()  # what the last runs staged, published
 
     def _own_slots(self, store: Store) -> Callable[[], None]:
         """The event's own ``n_workers`` slots, started; returns what waits for them."""
@@ -394,6 +406,7 @@ class Dispatcher:
         worker = self.worker_cls(self.event, name)
         worker.shared = self.shared
         worker.scorer = self.scorer
+        worker.defer_scoring = True
         with self._active_lock:
             self._active[label] = worker
         self.listeners.claimed(submission, label)
@@ -411,7 +424,7 @@ class Dispatcher:
             if self._kill_now.is_set():
                 raise _Interrupted
             run.ended = time.time()
-            self._record(store, name, worker.collect(), run)
+            self._record(store, submission, worker.collect(), run)
         except WorkerRetry as retry:
             again = retry
         except HandRefused as exc:  # the kit's, not the submission's: nothing can run
@@ -451,7 +464,12 @@ class Dispatcher:
         self.listeners.requeued(Requeued(submission.name, reason, True, run.training_seconds(),
                                          retry_in=delay))
 
-    def _record(self, store: Store, name: str, result: RunResult, run: _Timing) -> None:
+    def _record(self, store: Store, submission: Submission, result: RunResult,
+                run: _Timing) -> None:
+        name = submission.name
+        if result.staged is not None:  # scored and recorded while the slot moves on
+            self._publisher.put(lambda: self._publish(store, submission, result, run))
+            return
         if result.returncode != 0:
             self._fail(store, name, State.TRAINING_ERROR,
                        result.error or f"exited with {result.returncode}", result, run)
@@ -482,6 +500,38 @@ class Dispatcher:
         except ScoreError as exc:  # the leaderboard asks the kit again, and says what is wrong
             logger.warning("could not record the official score: %s", _one_line(exc))
 
+    def _publish(self, store: Store, submission: Submission, result: RunResult,
+                 run: _Timing) -> None:
+        """A staged success scored, moved into place and recorded (the publisher's thread):
+        as the slot would have, an outside fault sends it back to the queue and a score
+        the predictions cannot have is the submission's ``checking_error``."""
+        assert result.staged is not None
+        name = submission.name
+        try:
+            again: str | None = None
+            try:
+                scores = result.staged.publish()
+                self._record(store, submission, replace(result, scores=scores, staged=None), run)
+            except Exception as exc:
+                fault = outside_fault(exc)
+                if fault is not None:
+                    logger.debug("%s: %s", name, fault, exc_info=True)
+                    again = str(fault)
+                else:
+                    logger.debug("%s: %s", name, _one_line(exc), exc_info=True)
+                    self._fail(store, name, State.CHECKING_ERROR, _one_line(exc), run=run)
+            if again is not None:
+                self._retry(store, submission, again, run)
+        except Exception as exc:  # the store's, as in take()
+            fault = outside_fault(exc)
+            if fault is not None:
+                self._stop_for(fault)
+            else:
+                logger.exception("publishing %s failed", name)
+        finally:
+            result.staged.discard()
+            self._notify()
+
     def _fail(self, store: Store, name: str, state: State, error: str,
               result: RunResult | None = None, run: _Timing | None = None) -> None:
         returncode = result.returncode if result is not None else None
@@ -496,6 +546,9 @@ class Dispatcher:
     def _recover(self, store: Store) -> list[InterruptedRun]:
         """Put the runs a dead dispatcher left back to ``new`` (the backend stops them)."""
         recovered = store.recover()
+        for submission in recovered:  # what a dead dispatcher received but never published
+            for folder in stale_staging(self.event.dirs.predictions.path, submission.name):
+                shutil.rmtree(folder, ignore_errors=True)
         if recovered:
             names = ", ".join(s.name for s in recovered)
             self.listeners.message(f"recovered {len(recovered)} interrupted run(s): {names}")
@@ -510,6 +563,35 @@ class Dispatcher:
             waiting=store.count(State.NEW),
             total=store.count(*State),
         )
+
+
+class _Publisher:
+    """One thread running the jobs put to it in order; :meth:`close` runs what is left."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def put(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:  # a job says its own failures: this is a bug's
+                logger.exception("%s: a job failed", self.name)
 
 
 def _in_background(start: Callable[[Store], object], store: Store) -> Future[object]:

@@ -11,12 +11,16 @@ and a success moves ``predictions_dir/<submission>`` in atomically, received
 through :mod:`ramp_fleet.archive` (regular files only, capped) and scored
 there by the trusted scorer (:mod:`ramp_fleet.scoring.scorer`) before it is
 moved: all of it or none, and its scores with it. The outcome is one
-:class:`RunResult`, which the dispatcher records as it is.
+:class:`RunResult`, which the dispatcher records as it is. With
+``defer_scoring`` the success is only received (:class:`Staged`, next to its
+place): the dispatcher has it scored and moved in after the slot has moved
+on to its next run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -32,7 +36,7 @@ from ramp_fleet.scoring.files import Scores
 from ramp_fleet.text import visible
 
 __all__ = ["MAX_LOG_BYTES", "Destination", "LogSource", "RunNotStarted", "RunOutput", "RunResult",
-           "error_excerpt", "excerpt", "receive", "timeout_message"]
+           "Staged", "error_excerpt", "excerpt", "receive", "timeout_message"]
 
 #: How much of a failed run's log is kept as its error message.
 EXCERPT_LINES = 20
@@ -74,6 +78,46 @@ class RunOutput:
                    exit_status)
 
 
+#: Scores the predictions received in a folder (rewriting its score files), or raises.
+Score = Callable[[Path], Scores]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A success's ``training_output``, received and checked in a staging folder next to its
+    place (``predictions_dir/.<submission>.<random>/new``): not scored, not in place yet."""
+
+    folder: Path
+    target: Path
+    score: Score | None
+
+    def publish(self) -> Scores | None:
+        """Score it where it is, then swap it in with renames; returns its scores (None
+        without a scorer). Nothing of it stays if scoring fails."""
+        try:
+            incoming = self.folder / "new"
+            scores = None if self.score is None else self.score(incoming)
+            if self.target.exists():
+                self.target.rename(self.folder / "old")
+            incoming.rename(self.target)
+        finally:
+            self.discard()
+        return scores
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def stale_staging(predictions_dir: Path, submission: str) -> list[Path]:
+    """The staging folders a killed dispatcher left for ``submission``."""
+    pattern = re.compile(rf"\.{re.escape(submission)}\.[A-Za-z0-9_]{{8}}")
+    try:
+        return [entry for entry in predictions_dir.iterdir()
+                if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()]
+    except OSError:
+        return []
+
+
 @dataclass(frozen=True)
 class RunResult:
     """How one run ended, as the dispatcher records it."""
@@ -84,14 +128,12 @@ class RunResult:
     usage: Usage | None = None
     #: What the trusted scorer computed from the predictions (a success, scored).
     scores: Scores | None = None
+    #: A success received with ``defer_scoring``: to be scored and moved in.
+    staged: Staged | None = None
 
     @property
     def peak_memory_mb(self) -> float | None:
         return None if self.usage is None else self.usage.peak_mb
-
-
-#: Scores the predictions received in a folder (rewriting its score files), or raises.
-Score = Callable[[Path], Scores]
 
 
 @dataclass(frozen=True)
@@ -106,6 +148,8 @@ class Destination:
     max_log_bytes: int = MAX_LOG_BYTES
     #: The trusted scorer, for a success (None: published unscored).
     score: Score | None = None
+    #: A success is received, staged and handed back unscored (:class:`Staged`).
+    defer_scoring: bool = False
 
     @property
     def log_file(self) -> Path:
@@ -145,8 +189,10 @@ def receive(run: RunOutput, where: Destination, timed_out: bool = False) -> RunR
         return RunResult(returncode, limit or error_excerpt(where.log_file), usage)
     if run.results is None:
         return RunResult(1, NO_OUTPUT, usage)
-    scores = publish_output(run.results, where.predictions, where.limits, where.score)
-    return RunResult(0, "", usage, scores)
+    staged = stage_output(run.results, where.predictions, where.limits, where.score)
+    if where.defer_scoring:
+        return RunResult(0, "", usage, staged=staged)
+    return RunResult(0, "", usage, staged.publish())
 
 
 def _returncode(run: RunOutput) -> int:
@@ -170,22 +216,24 @@ def write_log(log: LogSource, target: Path, max_bytes: int = MAX_LOG_BYTES, note
         raise
 
 
+def stage_output(archive: Path | bytes, target: Path, limits: Limits,
+                 score: Score | None = None) -> Staged:
+    """Receive ``training_output`` next to ``target`` (:class:`Staged`)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        receive_archive(archive, staging / "new", limits)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Staged(staging, target, score)
+
+
 def publish_output(archive: Path | bytes, target: Path, limits: Limits,
                    score: Score | None = None) -> Scores | None:
     """Receive ``training_output`` next to ``target``, score it there, then swap it in with
     renames; returns its scores (None without ``score``)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        incoming = staging / "new"
-        receive_archive(archive, incoming, limits)
-        scores = None if score is None else score(incoming)
-        if target.exists():
-            target.rename(staging / "old")
-        incoming.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return scores
+    return stage_output(archive, target, limits, score).publish()
 
 
 def check_published(where: Destination, timed_out: bool = False) -> None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from ramp_fleet.sources import FolderSource, submit
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
 from tests.store_helpers import history
+from tests.waiting import wait_for
 
 
 class Quiet(Reporter):
@@ -175,13 +177,6 @@ def run_in_thread(dispatcher: Dispatcher) -> threading.Thread:
     return thread
 
 
-def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("policy", [None, "sleep"])
 def test_waiting_policies_pick_up_late_submissions(
     make_event: EventFactory, tmp_path: Path, policy: str | None
@@ -194,7 +189,7 @@ def test_waiting_policies_pick_up_late_submissions(
     assert thread.is_alive()  # nothing to do, and it keeps waiting
     late = Store(event.store_path)
     submit(event, late, write_submission(tmp_path / "incoming", "late"))
-    wait_for(lambda: states(late).get("late") == State.SCORED)
+    wait_for(lambda: states(late).get("late") == State.SCORED, "the late submission scored")
     dispatcher.request_stop()
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -205,7 +200,7 @@ def test_two_dispatchers_cannot_serve_one_event(make_event: EventFactory) -> Non
     event = load_event_config(config)
     first = Dispatcher(event, Quiet())
     thread = run_in_thread(first)
-    wait_for(lambda: event.store_path.exists())
+    wait_for(lambda: event.store_path.exists(), "the store made")
     time.sleep(0.3)
     with pytest.raises(UsageError, match="already served by a dispatcher"):
         Dispatcher(event, Quiet()).run()
@@ -247,7 +242,8 @@ def test_a_killed_dispatcher_restarts_into_a_consistent_state(make_event: EventF
         write_submission(config.parent / "submissions", name, SLOW_ESTIMATOR)
     event = load_event_config(config)
     first = start_cli_dispatcher(config)
-    wait_for(lambda: event.store_path.exists() and Store(event.store_path).count(State.TRAINING) == 2)
+    wait_for(lambda: event.store_path.exists() and Store(event.store_path).count(State.TRAINING) == 2,
+             "two runs training")
     orphans = ramp_tests_running(config.parent)
     assert orphans, "the runs should be going"
     first.send_signal(signal.SIGKILL)
@@ -268,7 +264,8 @@ def test_first_interrupt_finishes_the_runs_second_stops_them(make_event: EventFa
     event = load_event_config(config)
 
     graceful = start_cli_dispatcher(config)
-    wait_for(lambda: event.store_path.exists() and Store(event.store_path).count(State.TRAINING) == 1)
+    wait_for(lambda: event.store_path.exists() and Store(event.store_path).count(State.TRAINING) == 1,
+             "one run training")
     graceful.send_signal(signal.SIGINT)
     out, _ = graceful.communicate(timeout=60)
     assert graceful.returncode == 130, out  # interrupted, as a shell says it
@@ -276,7 +273,7 @@ def test_first_interrupt_finishes_the_runs_second_stops_them(make_event: EventFa
     assert sorted(counts.values()) == [State.NEW, State.NEW, State.SCORED]
 
     hard = start_cli_dispatcher(config)
-    wait_for(lambda: Store(event.store_path).count(State.TRAINING) == 1)
+    wait_for(lambda: Store(event.store_path).count(State.TRAINING) == 1, "one run training")
     hard.send_signal(signal.SIGINT)
     time.sleep(0.2)
     hard.send_signal(signal.SIGINT)
@@ -333,3 +330,71 @@ def test_a_source_that_cannot_start_stops_the_scorer_it_overlapped(
         dispatcher.scorer.official()
     assert [p for p in psutil.Process().children(recursive=True) if p.is_running()
             and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_a_slot_runs_its_next_submission_while_the_last_one_is_scored(
+        make_event: EventFactory) -> None:
+    """The trusted scorer is off the slot's path: one slot starts the second submission while
+    the first one's scoring is held at a gate (only the scorer scores: the labels are hidden),
+    and both are scored once it opens."""
+    config = make_event(("logreg", "random_forest"), dispatcher={"n_workers": 1})
+    gate = config.parent / "gate"
+    problem = config.parent / "ramp-kits" / "iris" / "problem.py"
+    problem.write_text(problem.read_text() + textwrap.dedent(f"""
+
+        class _Gated(type(score_types[0])):
+            def __call__(self, y_true, y_pred):
+                import time
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.05)
+                return super().__call__(y_true, y_pred)
+
+
+        score_types[0] = _Gated(name="acc", precision=3)
+        """))
+    event = load_event_config(config)
+    dispatcher = Dispatcher(event, Quiet())
+    runner = threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True)
+    runner.start()
+    store = Store(event.store_path)
+    try:
+        def both_training() -> bool:
+            return [s.state for s in store.all()] == [State.TRAINING, State.TRAINING]
+        try:
+            wait_for(both_training, "the second run started while the first was scored", 60)
+        finally:
+            gate.touch()
+            runner.join(timeout=120)
+        assert not runner.is_alive()
+        assert states(store) == {"logreg": State.SCORED, "random_forest": State.SCORED}
+        predictions = event.dirs.predictions.path
+        assert sorted(p.name for p in predictions.iterdir()) == ["logreg", "random_forest"]
+    finally:
+        store.close()
+
+
+def test_what_a_killed_dispatcher_received_but_never_published_is_cleared(
+        make_event: EventFactory) -> None:
+    """A success staged next to its place when the dispatcher died: its run is done again,
+    and the staging folder does not stay in ``predictions_dir`` (another name's does)."""
+    config = make_event(("logreg",))
+    event = load_event_config(config)
+    store = Store(event.store_path)
+    try:
+        store.add("logreg")
+        store.claim_next("conda-1")
+        store.mark_training("logreg")
+    finally:
+        store.close()
+    predictions = event.dirs.predictions.path
+    staged = predictions / ".logreg.k2x_9abc" / "new"
+    staged.mkdir(parents=True)
+    (staged / "bagged_scores.csv").write_text("forged\n")
+    other = predictions / ".logreg_2.k2x_9abc"
+    other.mkdir()
+    store = dispatch(config)
+    try:
+        assert states(store) == {"logreg": State.SCORED}
+        assert sorted(p.name for p in predictions.iterdir()) == [".logreg_2.k2x_9abc", "logreg"]
+    finally:
+        store.close()

@@ -101,6 +101,11 @@ class BaseWorker:
         #: The dispatcher's trusted scorer: the predictions are scored by it, never read
         #: from the score files the run wrote (None: a worker used on its own, unscored).
         self.scorer: Scorer | None = None
+        #: A success is handed back received but unscored (``RunResult.staged``): the
+        #: dispatcher scores it while the slot moves on. Only where this class receives
+        #: the run itself (a guide-style worker that collects its own results scores
+        #: them where it published them).
+        self.defer_scoring = False
         #: How the run ended, once received.
         self.result: RunResult | None = None
         #: What this backend needs to find the run again after a dispatcher dies
@@ -284,6 +289,8 @@ class BaseWorker:
             max_log_bytes=limits.max_log_bytes,
             score=None if scorer is None else
             (lambda folder: scorer.score(folder, limits.max_file_bytes, self.submission)),
+            defer_scoring=self.defer_scoring and scorer is not None
+            and type(self).collect_results is BaseWorker.collect_results,
         )
 
     # -- what the dispatcher drives ----------------------------------------------------

@@ -21,9 +21,10 @@ N identical quick submissions on 2 slots. Prints:
   its result is recorded (median and max, isolated runs with the labels
   visible: only there does ``ramp-test`` itself run and say when it exited);
 * the steps of a run as the store recorded them (medians, default config):
-  claim to process started (scratch copy, command, spawn), awake to recorded
-  (publish, score, store), and the gap between one run recorded and the
-  slot's next claim;
+  claim to process started (scratch copy, command, spawn), awake to handed
+  over (the log and the results received and staged: the trusted scorer
+  scores them after the slot has moved on), and the gap between one run
+  handed over and the slot's next claim;
 * the dispatcher process's own CPU time (its children, the runs, excluded).
 
 Runs go through a tiny wrapper ``ramp-test`` that prints the instant the real
@@ -320,7 +321,7 @@ def main() -> None:
     print("steps of a run (ms, median / max, default config):  " + ",  ".join(
         f"{label} {1000 * statistics.median(steps[step]):.0f} / {1000 * max(steps[step]):.0f}"
         for step, label in (("start", "claim to started"), ("wake", "exit to awake"),
-                            ("record", "awake to recorded"), ("gap", "recorded to next claim"))
+                            ("record", "awake to handed over"), ("gap", "handed over to next claim"))
         if steps.get(step)))
     print("(ramp-fleet: `ramp-fleet dispatch` from start to exit, a process of its own; the "
           "target is efficiency >= 0.97)")

@@ -70,6 +70,8 @@ class _Timing:
     ended: float | None = None
     #: Where it runs, as its worker learns (a Dask worker's host is known at the end).
     place: RunPlace | None = None
+    #: When its slot handed the received result over to be scored (deferred scoring).
+    handed_over: float | None = None
 
     def training_seconds(self) -> float | None:
         if self.launched is None:
@@ -468,6 +470,7 @@ class Dispatcher:
                 run: _Timing) -> None:
         name = submission.name
         if result.staged is not None:  # scored and recorded while the slot moves on
+            run.handed_over = time.time()
             self._publisher.put(lambda: self._publish(store, submission, result, run))
             return
         if result.returncode != 0:
@@ -485,7 +488,8 @@ class Dispatcher:
         store.record_scored(name, returncode=result.returncode,
                             peak_memory_mb=result.peak_memory_mb, ended=run.ended,
                             place=run.place, score=official[1] if official else None,
-                            scores={"folds": scores.folds, "bagged": scores.bagged})
+                            scores={"folds": scores.folds, "bagged": scores.bagged},
+                            collected=run.handed_over)
         self.listeners.finished(Finished(name, State.SCORED, None, 0, result.peak_memory_mb,
                                          run.training_seconds(), score=official))
 
@@ -537,7 +541,7 @@ class Dispatcher:
         returncode = result.returncode if result is not None else None
         peak = result.peak_memory_mb if result is not None else None
         store.mark_failed(name, state, error, returncode, peak, run.ended if run else None,
-                          run.place if run else None)
+                          run.place if run else None, run.handed_over if run else None)
         self.listeners.finished(Finished(name, state, error, returncode, peak,
                                          run.training_seconds() if run else None))
 

@@ -19,7 +19,8 @@ from ramp_fleet.sources import FolderSource
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, write_submission
 from tests.store_helpers import history
-from tests.test_dispatcher import Quiet, run_in_thread, wait_for
+from tests.test_dispatcher import Quiet, run_in_thread
+from tests.waiting import wait_for
 
 #: Two hours ago: a folder time no listing can be in doubt about.
 LONG_AGO = 2 * 3600
@@ -185,14 +186,15 @@ def test_a_folder_dropped_in_while_serving_is_run_at_once_not_at_the_next_look(
     submissions = config.parent / "submissions"
     settle(submissions)
     event = load_event_config(config)
-    dispatcher = Dispatcher(event, Quiet())
+    reporter = Quiet()
+    dispatcher = Dispatcher(event, reporter)
     thread = run_in_thread(dispatcher)
-    wait_for(lambda: dispatcher.scorer is not None)  # started: its first look is done
+    wait_for(reporter.watching.is_set, "the dispatcher watches: its first look is done")
     store = Store(event.store_path)  # not before: two first openings of a store race
     try:
         write_submission(submissions, "late")
         wait_for(lambda: store.get("late") is not None
-                 and store.get("late").state == State.TRAINING_ERROR, timeout=60)
+                 and store.get("late").state == State.TRAINING_ERROR, "late run and failed", 60)
     finally:
         dispatcher.request_stop()
         thread.join(timeout=60)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
@@ -30,9 +31,15 @@ class Quiet(Reporter):
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
+        #: Set once the dispatcher watches for submissions: its first look is done.
+        self.watching = threading.Event()
 
     def line(self, text: str) -> None:
         self.lines.append(text)
+
+    def queued(self, total: int, added: Sequence[str] = ()) -> None:
+        super().queued(total, added)
+        self.watching.set()
 
 
 def dispatch(config: Path) -> Store:
@@ -328,8 +335,9 @@ def test_a_source_that_cannot_start_stops_the_scorer_it_overlapped(
     assert dispatcher.scorer is not None
     with pytest.raises(ScoreError, match="stopped"):
         dispatcher.scorer.official()
-    assert [p for p in psutil.Process().children(recursive=True) if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE] == []
+    kit = str(event.dirs.kit.path)
+    assert [p for p in psutil.process_iter(["cmdline"]) if kit in (p.info["cmdline"] or [])] == [], \
+        "the scorer's process is gone"
 
 
 def test_a_slot_runs_its_next_submission_while_the_last_one_is_scored(

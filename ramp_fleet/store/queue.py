@@ -147,12 +147,14 @@ class Queue(Connections):
 
     def record_scored(self, name: str, *, returncode: int, peak_memory_mb: float | None,
                       ended: float | None = None, place: RunPlace | None = None,
-                      score: float | None, scores: dict[str, Any]) -> None:
+                      score: float | None, scores: dict[str, Any],
+                      collected: float | None = None) -> None:
         """Record a run's scored result: training → tested → scored in one transaction.
 
         Both moves are written to ``history`` as two state changes are, but a
         dispatcher killed in between cannot leave the submission ``tested``:
-        nothing else would ever score it. ``ended`` defaults to now.
+        nothing else would ever score it. ``ended`` and ``collected`` (its slot
+        done with it) default to now.
         """
         test = scores.get("bagged", {}).get("test")
         scores_json = strict_json(scores)
@@ -163,7 +165,7 @@ class Queue(Connections):
                        peak_memory_mb=peak_memory_mb, **place_values(place))
             _move(db, name, State.SCORED, score=score, scores=scores_json, test_scores=test_json,
                   finished=time.time(), run_state=None)
-            close_run(db, name, Outcome.SCORED)
+            close_run(db, name, Outcome.SCORED, collected=collected)
 
     def mark_failed(
         self,
@@ -174,14 +176,16 @@ class Queue(Connections):
         peak_memory_mb: float | None = None,
         ended: float | None = None,
         place: RunPlace | None = None,
+        collected: float | None = None,
     ) -> None:
         error = visible(error)
         with self._transaction() as db:
             _move(db, name, state, error=error, returncode=returncode,
                   peak_memory_mb=peak_memory_mb, finished=time.time(), run_state=None,
                   note=error.splitlines()[0] if error else None)
-            close_run(db, name, Outcome(state.value), ended=ended, returncode=returncode,
-                      error=error, peak_memory_mb=peak_memory_mb, **place_values(place))
+            close_run(db, name, Outcome(state.value), ended=ended, collected=collected,
+                      returncode=returncode, error=error, peak_memory_mb=peak_memory_mb,
+                      **place_values(place))
 
     def requeue(self, name: str, not_before: float, reason: str, count_attempt: bool = True,
                 place: RunPlace | None = None) -> None:

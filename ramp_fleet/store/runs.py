@@ -68,13 +68,15 @@ def open_run(db: sqlite3.Connection, name: str) -> int | None:
 
 
 def close_run(db: sqlite3.Connection, name: str, outcome: Outcome, *, ended: float | None = None,
-              **values: Any) -> None:
-    """Close the open record of ``name``'s attempt (values given replace the recorded ones)."""
+              collected: float | None = None, **values: Any) -> None:
+    """Close the open record of ``name``'s attempt (values given replace the recorded ones);
+    ``collected``: when its slot was done with it (default now; a result scored after its
+    slot moved on is recorded later)."""
     now = time.time()
     given = {key: value for key, value in values.items() if value is not None}
     columns = "".join(f", {key} = ?" for key in given)
     db.execute(
         f"UPDATE runs SET outcome = ?, ended = COALESCE(ended, ?), collected = ?{columns} "
         "WHERE id = ?",
-        (outcome, ended or now, now, *given.values(), open_run(db, name)),
+        (outcome, ended or now, collected or now, *given.values(), open_run(db, name)),
     )

@@ -222,7 +222,7 @@ def measure(bench: Bench, contender: str, database: str, argv: Sequence[str],
 
 def fleet_phases(store: Path, started_at: float, makespan: float) -> str:
     """Where ramp-fleet's makespan went, from the runs its store recorded: before the first
-    claim, the runs (and per run, what is not ramp-test), after the last result."""
+    claim, the runs (and per run, what is not ramp-test), after the last run handed over."""
     import sqlite3
 
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
@@ -233,8 +233,8 @@ def fleet_phases(store: Path, started_at: float, makespan: float) -> str:
     after = statistics.median(r[3] - r[2] for r in runs)
     return (f"start {first - started_at:.2f} s, runs {last - first:.2f} s "
             f"(per run: claim → started {before * 1000:.0f} ms, running {running:.2f} s, "
-            f"ended → recorded {after * 1000:.0f} ms), after the last result "
-            f"{started_at + makespan - last:.2f} s")
+            f"ended → handed over {after * 1000:.0f} ms), after the last run handed over "
+            f"(its scoring, the last refresh) {started_at + makespan - last:.2f} s")
 
 
 def run_ramp_engine_round(bench: Bench, database: str, config: Path) -> RoundResult:

@@ -24,7 +24,7 @@ from ramp_fleet.sources import FolderSource, submit
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
 from tests.store_helpers import history
-from tests.waiting import wait_for
+from tests.waiting import dispatch_past_a_gate, wait_for
 
 
 class Quiet(Reporter):
@@ -362,18 +362,12 @@ def test_a_slot_runs_its_next_submission_while_the_last_one_is_scored(
         """))
     event = load_event_config(config)
     dispatcher = Dispatcher(event, Quiet())
-    runner = threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True)
-    runner.start()
     store = Store(event.store_path)
     try:
-        def both_training() -> bool:
-            return [s.state for s in store.all()] == [State.TRAINING, State.TRAINING]
-        try:
-            wait_for(both_training, "the second run started while the first was scored", 60)
-        finally:
-            gate.touch()
-            runner.join(timeout=120)
-        assert not runner.is_alive()
+        dispatch_past_a_gate(
+            dispatcher.run, gate,
+            lambda: [s.state for s in store.all()] == [State.TRAINING, State.TRAINING],
+            "the second run started while the first was scored")
         assert states(store) == {"logreg": State.SCORED, "random_forest": State.SCORED}
         predictions = event.dirs.predictions.path
         assert sorted(p.name for p in predictions.iterdir()) == ["logreg", "random_forest"]

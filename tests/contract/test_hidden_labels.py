@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from ramp_fleet.progress import LogReporter
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, write_submission
 from tests.contract.conftest import Backend, dispatch
-from tests.waiting import wait_for
+from tests.waiting import dispatch_past_a_gate
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -216,18 +215,13 @@ def test_a_local_run_starts_while_the_trusted_scorer_still_loads_the_data(
         '        import time; time.sleep(0.05)\n', 1))
     event = load_event_config(config)
     dispatcher = Dispatcher(event, LogReporter(io.StringIO()))
-    runner = threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True)
-    runner.start()
     store = Store(event.store_path)
     try:
-        def running() -> bool:
-            return any(row.name == "logreg" and row.state == State.TRAINING for row in store.all())
-        try:
-            wait_for(running, "the run started before the scorer could hand it the data", 60)
-        finally:
-            gate.touch()
-            runner.join(timeout=120)
-        assert not runner.is_alive()
+        dispatch_past_a_gate(
+            dispatcher.run, gate,
+            lambda: any(row.name == "logreg" and row.state == State.TRAINING
+                        for row in store.all()),
+            "the run started before the scorer could hand it the data")
         [row] = store.all()
         assert row.state == State.SCORED, row
     finally:

@@ -7,6 +7,7 @@ largest process as the sandbox's first process saw it.
 
 from __future__ import annotations
 
+import math
 import os
 
 from ramp_fleet.sandbox import cgroups
@@ -54,7 +55,8 @@ def memory_message(limit: int | None, cgroup: cgroups.RunCgroup | None,
     if watchdog is not None and watchdog.over_mb is not None:
         how = (f"watchdog: the resident memory of the run's processes, sampled every "
                f"{INTERVAL * 1000:.0f} ms")
-        reached = f"it had reached {watchdog.over_mb:.0f} MB when it was stopped"
+        # Rounded up: a sample of 400.3 MB over a 400 MB limit must not read "400 MB".
+        reached = f"it had reached {math.ceil(watchdog.over_mb)} MB when it was stopped"
     else:
         kind = cgroup.kind if cgroup is not None else "cgroup"
         how = f"{kind}: the resident memory of the whole run"

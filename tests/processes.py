@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import psutil
 
@@ -23,3 +24,9 @@ def wait_until_gone(*needles: str, timeout: float = 15.0) -> list[psutil.Process
     while (left := processes_with(*needles)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
+
+
+def unique(prefix: str) -> str:
+    """A marker no other process on this machine has: ``tmp_path.name`` is not one, as two
+    pytest-xdist workers number their temporary folders alike (``test_x0`` in each)."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"

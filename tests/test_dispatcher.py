@@ -23,6 +23,7 @@ from ramp_fleet.scoring import ScoreError
 from ramp_fleet.sources import FolderSource, submit
 from ramp_fleet.store import State, Store
 from tests.conftest import EventFactory, alive, hanging_estimator, hanging_run, write_submission
+from tests.processes import unique
 from tests.store_helpers import history
 from tests.waiting import dispatch_past_a_gate, wait_for
 
@@ -75,7 +76,7 @@ def test_an_event_is_trained_scored_and_cleaned_up(make_event: EventFactory) -> 
 def test_a_timeout_kills_the_whole_tree_even_a_child_ignoring_sigterm(
     make_event: EventFactory, tmp_path: Path
 ) -> None:
-    marker = f"hang-{tmp_path.name}"
+    marker = unique("hang-")
     config = make_event(worker={"timeout": 4})
     write_submission(config.parent / "submissions", "hang", hanging_estimator(True, marker))
     found: list[int] = []

@@ -16,6 +16,7 @@ from ramp_fleet.workers.aws import AWSWorker
 from tests.conftest import alive, needs_bwrap, write_submission
 from tests.fixtures.aws import AWSEventFactory
 from tests.lifecycle import run_one
+from tests.processes import unique
 
 #: Forks a daemon that leaves the run's session and keeps trying to write into the
 #: folder the next run on this instance gets (and records, outside, each time it did).
@@ -64,7 +65,7 @@ def daemons(marker: str) -> list[int]:
 def test_a_double_forked_process_cannot_touch_the_next_run_on_a_reused_instance(
     aws_event: AWSEventFactory, ec2: Any, remote_kit: Path, tmp_path: Path
 ) -> None:
-    marker, record = f"daemon-{tmp_path.name}", tmp_path / "touched"
+    marker, record = unique("daemon-"), tmp_path / "touched"
     event = aws_event(("logreg",), reuse_instances=True)
     target = remote_kit / "submissions" / "logreg"  # where the next run lives on the instance
     write_submission(event.dirs.submissions.path, "forker", textwrap.dedent(FORKER.format(

@@ -25,6 +25,7 @@ from ramp_fleet.store.records import Outcome
 from tests.conftest import alive, hanging_estimator, hanging_run, write_submission
 from tests.contract.conftest import Backend, Quiet, dispatch, submissions_dir
 from tests.contract.workers import REASON
+from tests.processes import unique
 from tests.score_files import read_scores
 from tests.store_helpers import history
 
@@ -88,7 +89,7 @@ def test_a_timeout_kills_the_whole_tree_with_one_message(
     # Long enough for ramp-test to reach fit even on a loaded machine: the point is
     # what the timeout leaves behind, not how soon it fires.
     event = contract_event(timeout=TIMEOUT)
-    marker = f"hang-{tmp_path.name}"
+    marker = unique("hang-")
     write_submission(submissions_dir(event), "hang", hanging_estimator(marker=marker))
     dispatched = threading.Thread(target=dispatch, args=(event,), daemon=True)
     dispatched.start()
@@ -107,7 +108,7 @@ def test_an_operator_stop_puts_the_run_back_and_stops_it(
     backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
     event = contract_event(hunger_policy=None)
-    marker = f"hang-{tmp_path.name}"
+    marker = unique("hang-")
     write_submission(submissions_dir(event), "hang", hanging_estimator(marker=marker))
     dispatcher = Dispatcher(event, Quiet())
     thread = threading.Thread(target=dispatcher.run, daemon=True)
@@ -127,7 +128,7 @@ def test_a_retry_asked_mid_run_runs_it_again_and_stops_the_first(
     backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
     event = contract_event(retrying=True)
-    name = f"retried_{tmp_path.name}"  # unique: no other run on this machine has it
+    name = unique("retried_")  # no other run on this machine has it
     write_submission(submissions_dir(event), name)
     store = dispatch(event)
     [row] = store.all()

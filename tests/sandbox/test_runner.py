@@ -32,6 +32,7 @@ from ramp_fleet.sandbox.runner import TIMED_OUT
 from ramp_fleet.sandbox.runner import stop as runner_stop
 from ramp_fleet.sandbox.spec import Isolation, Report, RunSpec
 from tests.conftest import bwraps_under, needs_bwrap
+from tests.processes import unique
 from tests.real_parts import require
 
 pytestmark = needs_bwrap
@@ -277,7 +278,7 @@ def test_memory_mb_is_the_resident_memory_of_the_run(tmp_path: Path, no_cgroup: 
 
 
 def test_the_timeout_kills_the_whole_run(tmp_path: Path) -> None:
-    marker = f"sleeper-{tmp_path.name}"
+    marker = unique("sleeper-")
     sent = spec(tmp_path, f"""
         import subprocess, sys, time
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", {marker!r}],

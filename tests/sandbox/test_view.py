@@ -25,6 +25,7 @@ from ramp_fleet.sandbox.view import (
     shebang_interpreter,
 )
 from tests.conftest import alive, needs_bwrap
+from tests.processes import unique
 
 OLD_BWRAP = Bwrap("/usr/bin/bwrap", "0.6.1", frozenset())
 NEW_BWRAP = Bwrap("/usr/bin/bwrap", "0.8.0", frozenset({"--size", "--disable-userns", "--perms",
@@ -164,7 +165,7 @@ def test_a_run_sees_its_folders_and_nothing_else(tmp_path: Path) -> None:
 
 @needs_bwrap
 def test_a_double_forked_daemon_dies_with_the_run(tmp_path: Path) -> None:
-    marker = f"daemon-{tmp_path.name}"
+    marker = unique("daemon-")
     code = textwrap.dedent(f"""
         import os, sys, time
         if os.fork() == 0:

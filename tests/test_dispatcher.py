@@ -74,7 +74,7 @@ def test_an_event_is_trained_scored_and_cleaned_up(make_event: EventFactory) -> 
 
 
 def test_a_timeout_kills_the_whole_tree_even_a_child_ignoring_sigterm(
-    make_event: EventFactory, tmp_path: Path
+    make_event: EventFactory
 ) -> None:
     marker = unique("hang-")
     config = make_event(worker={"timeout": 4})

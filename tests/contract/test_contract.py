@@ -84,7 +84,7 @@ def test_a_failing_submission_gets_the_same_excerpt_everywhere(
 
 
 def test_a_timeout_kills_the_whole_tree_with_one_message(
-    backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
+    backend: Backend, contract_event  # type: ignore[no-untyped-def]
 ) -> None:
     # Long enough for ramp-test to reach fit even on a loaded machine: the point is
     # what the timeout leaves behind, not how soon it fires.
@@ -105,7 +105,7 @@ def test_a_timeout_kills_the_whole_tree_with_one_message(
 
 
 def test_an_operator_stop_puts_the_run_back_and_stops_it(
-    backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
+    backend: Backend, contract_event  # type: ignore[no-untyped-def]
 ) -> None:
     event = contract_event(hunger_policy=None)
     marker = unique("hang-")
@@ -125,7 +125,7 @@ def test_an_operator_stop_puts_the_run_back_and_stops_it(
 
 
 def test_a_retry_asked_mid_run_runs_it_again_and_stops_the_first(
-    backend: Backend, contract_event, tmp_path: Path  # type: ignore[no-untyped-def]
+    backend: Backend, contract_event  # type: ignore[no-untyped-def]
 ) -> None:
     event = contract_event(retrying=True)
     name = unique("retried_")  # no other run on this machine has it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import yaml
 
 from ramp_fleet.config import EventConfig, load_event_config
 from ramp_fleet.dask.local import LocalDaskCluster
+from tests.processes import unique
 
 #: A submission whose fit starts a child (in a session of its own) and hangs.
 #: (ramp-workflow refuses submissions that mention ``subprocess``: fork + exec.)
@@ -40,7 +40,7 @@ HANGING_ESTIMATOR = textwrap.dedent('''
 
 def add_hanging_submission(iris: Path, name: str) -> str:
     """Write a hanging submission; returns the marker its child process carries."""
-    marker = f"ramp-fleet-test-marker-{name}-{time.monotonic_ns()}"
+    marker = unique(f"ramp-fleet-test-marker-{name}-")
     folder = iris / "submissions" / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "estimator.py").write_text(HANGING_ESTIMATOR.replace("{marker}", marker))

@@ -164,7 +164,7 @@ def test_a_run_sees_its_folders_and_nothing_else(tmp_path: Path) -> None:
 
 
 @needs_bwrap
-def test_a_double_forked_daemon_dies_with_the_run(tmp_path: Path) -> None:
+def test_a_double_forked_daemon_dies_with_the_run() -> None:
     marker = unique("daemon-")
     code = textwrap.dedent(f"""
         import os, sys, time

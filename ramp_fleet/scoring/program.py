@@ -35,6 +35,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import zipfile
 from collections import OrderedDict
 from typing import Any, TextIO
@@ -111,14 +112,20 @@ class Problem:
                               f"workflow reads files there while it trains or predicts, and "
                               f"labels: hidden keeps that folder out of the run's view; use "
                               f"labels: visible for this kit")
-        staging = f"{path}.part"
-        with open(staging, "wb") as out:
-            pickle.dump({"X_train": _loaded(self.X_train), "y_train": self.y_train,
-                         "X_test": _loaded(self.X_test),
-                         "cv": self.cv, "has_test": self.y_test is not None},
-                        out, protocol=pickle.HIGHEST_PROTOCOL)
-        os.chmod(staging, 0o644)
-        os.replace(staging, path)
+        # A staging name of its own: another scorer of the event may be writing at once.
+        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                       suffix=".part", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as out:
+                pickle.dump({"X_train": _loaded(self.X_train), "y_train": self.y_train,
+                             "X_test": _loaded(self.X_test),
+                             "cv": self.cv, "has_test": self.y_test is not None},
+                            out, protocol=pickle.HIGHEST_PROTOCOL)
+            os.chmod(staging, 0o644)
+            os.replace(staging, path)
+        except BaseException:
+            os.unlink(staging)
+            raise
 
     def official(self) -> dict[str, object]:
         first = self.module.score_types[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -39,3 +41,25 @@ def test_two_scorers_of_one_event_hand_its_data_over_at_once(make_event: EventFa
         for scorer in scorers:
             scorer.close()
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{i}.pkl" for i in range(25))
+
+
+def test_what_a_scorer_killed_mid_write_left_is_removed_by_the_next_one(
+    make_event: EventFactory,
+) -> None:
+    """The file a scorer writes before renaming it in carries its pid: the next scorer
+    removes those of scorers no longer running, and no other's."""
+    event = load_event_config(make_event())
+    path = event.handed_data_path
+    path.parent.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = path.parent / f".{path.name}.{int(gone.stdout)}.part"
+    writing = path.parent / f".{path.name}.{os.getpid()}.part"  # a live writer's
+    killed.write_bytes(b"half a pickle")
+    writing.write_bytes(b"half a pickle")
+    scorer = Scorer(sys.executable, event.dirs.kit.path, event.dirs.data.path).start()
+    try:
+        assert scorer.handed_data(path) == path
+    finally:
+        scorer.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, writing.name])

@@ -31,11 +31,11 @@ ramp-fleet: standard library, numpy, pandas and rampwf only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from collections import OrderedDict
 from typing import Any, TextIO
@@ -112,11 +112,10 @@ class Problem:
                               f"workflow reads files there while it trains or predicts, and "
                               f"labels: hidden keeps that folder out of the run's view; use "
                               f"labels: visible for this kit")
-        # A staging name of its own: another scorer of the event may be writing at once.
-        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
-                                       suffix=".part", dir=os.path.dirname(path))
+        _remove_leftovers(path)
+        staging = _staging(path, os.getpid())
         try:
-            with os.fdopen(fd, "wb") as out:
+            with open(staging, "wb") as out:
                 pickle.dump({"X_train": _loaded(self.X_train), "y_train": self.y_train,
                              "X_test": _loaded(self.X_test),
                              "cv": self.cv, "has_test": self.y_test is not None},
@@ -182,6 +181,37 @@ class Problem:
             raise Refused(f"{os.path.basename(fold)}/y_pred_{suffix} has {len(y_pred)} rows, "
                           f"the data {rows}")
         return y_pred
+
+
+def _staging(path: str, pid: int) -> str:
+    """Where scorer ``pid`` writes ``path`` before renaming it in: a name of its own, as
+    another scorer of the event may be writing at once, that says whose it is."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{pid}.part")
+
+
+def _remove_leftovers(path: str) -> None:
+    """Remove what scorers killed while writing ``path`` left (the dispatcher stops its
+    scorer at once, even mid-write): the staging files of processes no longer running."""
+    folder, name = os.path.split(path)
+    prefix, suffix = f".{name}.", ".part"
+    for entry in os.listdir(folder):
+        pid = entry[len(prefix):-len(suffix)]
+        if (entry.startswith(prefix) and entry.endswith(suffix) and pid.isdigit()
+                and not _running(int(pid))):
+            with contextlib.suppress(FileNotFoundError):  # another scorer removed it first
+                os.unlink(os.path.join(folder, entry))
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _loaded(value: Any) -> Any:

@@ -63,8 +63,9 @@ layers: $(STAMP)
 # Every real part is installed by now (system-packages, ramp-board-venv): a test that
 # would skip for want of one fails instead (tests/real_parts.py). Two pytest-xdist
 # workers: most tests wait on real processes (ramp-test, sshd, dask, PostgreSQL), so two
-# at once halve the suite's time on two cores (each worker starts its own servers, and a
-# test only ever looks for the processes it started). `make unit TEST_WORKERS=0`: one.
+# at once halve the suite's time on an idle two-core machine, less on a busy one (each
+# worker starts its own servers, and a test only ever looks for the processes it
+# started). `make unit TEST_WORKERS=0`: one.
 TEST_WORKERS ?= 2
 unit: $(STAMP)
 	RAMP_FLEET_REQUIRE_REAL_PARTS=1 $(BIN)/pytest -n $(TEST_WORKERS)
